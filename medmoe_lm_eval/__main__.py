@@ -1,0 +1,4 @@
+from medmoe_lm_eval.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

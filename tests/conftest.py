@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny Llama models built locally in seconds (no hub, no GPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _sample_texts(n: int = 400) -> list[str]:
+    """Real texts from the bundled samples, to train the tiny tokenizer on."""
+    from medmoe_lm_eval.paths import bundled_data_dir
+
+    texts: list[str] = []
+    for path in sorted(bundled_data_dir().glob("*.jsonl")):
+        with path.open(encoding="utf-8") as fh:
+            for i, line in enumerate(fh):
+                if i >= n // 4:
+                    break
+                texts.append(json.dumps(json.loads(line), ensure_ascii=False))
+    return texts or ["The patient presented with fever and cough.", "def add(a, b):\n    return a + b"] * 50
+
+
+@pytest.fixture(scope="session")
+def tiny_texts() -> list[str]:
+    return _sample_texts()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_texts) -> Path:
+    """A random tiny Llama with its own BPE tokenizer, saved with ``save_pretrained``."""
+    from medmoe_lm_eval.tiny import TinySpec, build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tiny_texts, TinySpec(seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_experts(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
+    """Three different tiny Llamas sharing one tokenizer: biomedical, legal and code experts."""
+    from transformers import AutoTokenizer
+
+    from medmoe_lm_eval.tiny import TinySpec, build_model
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    out: dict[str, Path] = {}
+    for seed, domain in enumerate(("biomedical", "legal", "code"), start=1):
+        path = tmp_path_factory.mktemp(f"expert_{domain}") / domain
+        build_model(tok, TinySpec(seed=seed)).save_pretrained(str(path))
+        tok.save_pretrained(str(path))
+        out[domain] = path
+    return out

@@ -1,0 +1,130 @@
+"""Mixture maths against hand-computed values, and the gate's top-k / shared-expert semantics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import joblib
+import pytest
+
+from medmoe_lm_eval.config import parse_adapter
+from medmoe_lm_eval.fusion import FusionError, fuse_loglikelihood, mixture_logprob, normalise
+from medmoe_lm_eval.router import Router, RouterError, gate, load_scorer
+
+
+def test_mixture_matches_hand_computed_value():
+    # p1 = 0.2, p2 = 0.5, weights 0.75/0.25 -> 0.75*0.2 + 0.25*0.5 = 0.275
+    got = mixture_logprob([math.log(0.2), math.log(0.5)], [0.75, 0.25])
+    assert got == pytest.approx(math.log(0.275), abs=1e-12)
+
+
+def test_single_expert_is_returned_bit_for_bit():
+    value = -12.345678901234567
+    assert mixture_logprob([value], [1.0]) == value
+    assert fuse_loglikelihood([(value, True)], [1.0]) == (value, True)
+
+
+def test_greedy_flag_comes_from_the_top_expert():
+    assert fuse_loglikelihood([(-1.0, False), (-0.1, True)], [0.6, 0.4])[1] is False
+
+
+def test_underflowing_weights_and_probabilities_stay_exact():
+    # exp(-800) underflows in float64, the log-space sum must not
+    tiny = 1e-300
+    got = mixture_logprob([-800.0, -801.0], [1 - tiny, tiny])
+    assert got == pytest.approx(-800.0, abs=1e-9)
+    both = mixture_logprob([-900.0, -900.0], [0.5, 0.5])
+    assert both == pytest.approx(-900.0, abs=1e-12)
+
+
+def test_impossible_continuations_give_minus_infinity_not_nan():
+    assert mixture_logprob([-math.inf, -math.inf], [0.5, 0.5]) == -math.inf
+    assert mixture_logprob([-math.inf, math.log(0.5)], [0.5, 0.5]) == pytest.approx(math.log(0.25))
+
+
+@pytest.mark.parametrize("lps,ws", [([math.nan], [1.0]), ([-1.0, -2.0], [1.0]), ([0.5], [1.0])])
+def test_bad_inputs_raise_instead_of_returning_a_number(lps, ws):
+    with pytest.raises(FusionError):
+        mixture_logprob(lps, ws)
+
+
+def test_normalise_rejects_negative_and_zero_totals():
+    assert normalise([2, 2]) == [0.5, 0.5]
+    with pytest.raises(FusionError):
+        normalise([0, 0])
+    with pytest.raises(FusionError):
+        normalise([1, -1])
+
+
+def test_gate_top_k_renormalises_mixtral_style():
+    assert gate({"a": 0.5, "b": 0.3, "c": 0.2}, top_k=2) == [("a", pytest.approx(0.625)), ("b", pytest.approx(0.375))]
+    assert gate({"a": 0.5, "b": 0.3, "c": 0.2}, top_k=1) == [("a", 1.0)]
+
+
+def test_gate_min_weight_drops_light_experts_but_keeps_the_top():
+    assert [k for k, _ in gate({"a": 0.9, "b": 0.1}, top_k=2, min_weight=0.2)] == ["a"]
+    assert gate({"a": 0.0, "b": 0.0}, top_k=2)[0][1] == pytest.approx(0.5)
+
+
+def _adapter(tmp_path: Path, router: dict, shared: dict | None = None, extra_expert: bool = False) -> Router:
+    experts = [
+        {"name": "bio", "domain": "biomedical", "model": str(tmp_path)},
+        {"name": "law", "domain": "legal", "model": str(tmp_path)},
+        {"name": "code", "domain": "code", "model": str(tmp_path)},
+    ]
+    if extra_expert:
+        experts.append({"name": "gen", "domain": "general", "model": str(tmp_path)})
+    data = {"name": "t", "kind": "moe", "experts": experts, "router": router, "source": "t.yaml"}
+    if shared:
+        data["shared_expert"] = shared
+    return Router(parse_adapter(data, "t.yaml"))
+
+
+def test_oracle_routes_on_task_domain(tmp_path):
+    router = _adapter(tmp_path, {"type": "oracle", "task_domains": {"my_law_task": "legal"}})
+    routes = router.route(["x", "y", "z"], ["medmcqa", "my_law_task", "mbpp"])
+    assert [r.experts for r in routes] == [("bio",), ("law",), ("code",)]
+    with pytest.raises(RouterError, match="task_domains"):
+        router.route(["q"], ["hellaswag"])
+
+
+def test_shared_expert_is_always_on_with_its_weight(tmp_path):
+    router = _adapter(tmp_path, {"type": "oracle", "top_k": 1}, shared={"name": "gen", "weight": 0.25}, extra_expert=True)
+    (route,) = router.route(["q"], ["medmcqa"])
+    assert route.experts == ("bio", "gen") and route.weights == pytest.approx((0.75, 0.25))
+
+
+def test_keywords_and_document_pooling(tmp_path):
+    router = _adapter(tmp_path, {"type": "keywords", "top_k": 2, "keywords": {"biomedical": ["patient"], "legal": ["court"], "code": ["def "]}})
+    texts = ["the patient and the court", "the patient was seen", "def f(): pass"]
+    routes = router.route(texts, ["t", "t", "t"], groups=[("t", 0), ("t", 0), ("t", 1)])
+    # the two requests of document 0 share one decision: (1/2, 1/2) and (1, 0) average to (3/4, 1/4)
+    assert routes[0] == routes[1]
+    assert dict(zip(routes[0].experts, routes[0].weights)) == pytest.approx({"bio": 0.75, "law": 0.25})
+    assert routes[2].experts == ("code",)
+
+
+def test_fixed_weights_are_normalised_and_said_so(tmp_path):
+    router = _adapter(tmp_path, {"type": "fixed", "weights": {"bio": 3, "law": 1}})
+    (route,) = router.route(["anything"], ["t"])
+    assert route.experts == ("bio", "law") and route.weights == pytest.approx((0.75, 0.25))
+    assert any("normalised" in note for note in router.notes)
+    uniform = _adapter(tmp_path, {"type": "uniform"})
+    assert uniform.route(["q"], ["t"])[0].weights == pytest.approx((1 / 3,) * 3)
+
+
+def test_corrupt_wrong_kind_and_foreign_version_router_files(tmp_path):
+    corrupt = tmp_path / "corrupt.joblib"
+    corrupt.write_bytes(b"\x00\x01garbage")
+    with pytest.raises(RouterError, match="not a readable router file"):
+        load_scorer(corrupt)
+    wrong = tmp_path / "wrong.joblib"
+    joblib.dump({"some": "dict"}, wrong)
+    with pytest.raises(RouterError, match="not a medmoe router"):
+        load_scorer(wrong)
+    foreign = tmp_path / "foreign.joblib"
+    joblib.dump({"kind": "medmoe-router", "sklearn_version": "0.24.2", "domains": ["a"], "pipeline": None}, foreign)
+    with pytest.raises(RouterError, match="trained with scikit-learn 0.24.2") as err:
+        load_scorer(foreign)
+    assert "medmoe train-router" in str(err.value) and "\n" not in str(err.value)
