@@ -98,7 +98,7 @@ def train_lm(
 
     ids: list[int] = []
     for text in texts:
-        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+        ids.extend(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] + [tokenizer.eos_token_id])
     n_blocks = max(1, len(ids) // seq_len)
     blocks = torch.tensor(ids[: n_blocks * seq_len] or ids, dtype=torch.long).view(n_blocks, -1)
     rng = random.Random(seed)
@@ -115,7 +115,7 @@ def train_lm(
         optim.step()
         sched.step()
         optim.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.item())
         if on_step is not None:
             on_step(step, losses[-1])
     model.eval()
