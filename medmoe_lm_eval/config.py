@@ -66,6 +66,7 @@ class GGUFExpert(_ExpertBase):
     """A ``.gguf`` file run in-process by llama-cpp-python."""
 
     backend: Literal["gguf"]
+    filename: str | None = Field(None, description="with a hub repo id in 'model': the .gguf file to fetch from it")
     n_ctx: int = Field(2048, gt=0)
     n_threads: int | None = Field(None, gt=0)
     n_gpu_layers: int = 0
@@ -195,6 +196,11 @@ _FIXES = {
     "name": "use letters, digits, '_', '-' or '.'",
     "base_url": "use an http(s):// URL such as http://127.0.0.1:8000",
     "experts": "give a list of experts, each with a unique 'name'",
+    "n_ctx": "use a positive integer (tokens)",
+    "n_threads": "use a positive integer or leave it out",
+    "concurrency": "use a positive integer",
+    "timeout_s": "use a positive number of seconds",
+    "max_retries": "use an integer >= 0",
 }
 
 
@@ -271,7 +277,7 @@ def _resolve_paths(file: Path, data: dict[str, Any]) -> dict[str, Any]:
         local = _resolve_local(base, expert["model"])
         if local is not None:
             expert["model"] = local
-        elif _is_local_ref(expert["model"]) or expert.get("backend") == "gguf":
+        elif _is_local_ref(expert["model"]) or (expert.get("backend") == "gguf" and not expert.get("filename")):
             raise ConfigError(file, where, f"model file '{expert['model']}' does not exist", "fix the path (relative paths are read from the adapter's folder) or build the model first")
     router = data.get("router")
     if isinstance(router, dict) and isinstance(router.get("path"), str):

@@ -279,8 +279,12 @@ def read_numbered_jsonl(path: Path, hint: str = "") -> list[tuple[int, dict[str,
     if not path.is_file():
         raise DataError(path, None, None, "file not found", hint or "create it, one JSON object per line")
     rows: list[tuple[int, dict[str, Any]]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(path, lineno, None, f"is not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})", "re-save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:

@@ -1,0 +1,154 @@
+"""Leaderboard speed: reading many results files, and the app's first render with many candidates.
+
+Targets: 1,000 results files into the tidy frame in <= 2 s; the Streamlit app's first render (in
+``AppTest``) with 200 candidates x 9 tasks in <= 3 s.
+
+The files are copies of real ones: the script first runs lm-eval on tiny models (the test suite's
+``results_fixtures``; about half a minute) or takes ``--source`` (a folder of real results), then
+writes copies under new candidate names, dates and task names. Prints the figures; asserts nothing.
+
+    python bench/bench_leaderboard.py [--files 1000] [--candidates 200] [--tasks 9] [--source DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+
+def build_source(workdir: Path) -> Path:
+    """Real lm-eval runs of tiny models (what the tests read)."""
+    import results_fixtures as rf
+    from transformers import AutoTokenizer
+
+    from medmoe_lm_eval.tiny import TinySpec, build_model, build_tiny_model
+
+    texts = [q for qs in rf.QUESTIONS.values() for q, _ in qs] * 20
+    base = build_tiny_model(workdir / "model", texts, TinySpec(seed=0))
+    tok = AutoTokenizer.from_pretrained(str(base))
+    experts = {}
+    for seed, domain in enumerate(("biomedical", "legal", "code"), start=1):
+        path = workdir / f"expert_{domain}"
+        build_model(tok, TinySpec(seed=seed)).save_pretrained(str(path))
+        tok.save_pretrained(str(path))
+        experts[domain] = path
+    return rf.build_board_results(workdir / "board", base, experts).root
+
+
+def real_templates(source: Path) -> list[dict]:
+    """The medmoe results files of ``source`` (those carry profiles and routing summaries)."""
+    out = []
+    for path in sorted(source.rglob("results_*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        if (data.get("config", {}).get("medmoe_profile") or {}).get("enabled", False):
+            out.append(data)
+    if not out:
+        raise SystemExit(f"no medmoe results with a profile under {source}")
+    return out
+
+
+def widen_tasks(data: dict, n_tasks: int) -> dict:
+    """Copy the run's tasks under new names until it has ``n_tasks`` tasks."""
+    data = copy.deepcopy(data)
+    names = list(data["results"])
+    sections = ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "task_hashes")
+    profile_tasks = data["config"]["medmoe_profile"].get("tasks", {})
+    per_task = data["config"]["medmoe"].get("routing", {}).get("per_task", {})
+    for i in range(n_tasks - len(names)):
+        src, new = names[i % len(names)], f"{names[i % len(names)]}_{i // len(names) + 2}"
+        for key in sections:
+            if src in data.get(key, {}):
+                data[key][new] = copy.deepcopy(data[key][src])
+        for table in (profile_tasks, per_task):
+            if src in table:
+                table[new] = copy.deepcopy(table[src])
+    return data
+
+
+def write_copies(templates: list[dict], out: Path, n_files: int, n_candidates: int, n_tasks: int) -> None:
+    """``n_files`` results files spread over ``n_candidates`` candidates (re-runs for the rest)."""
+    wide = [widen_tasks(t, n_tasks) for t in templates]
+    for i in range(n_files):
+        data = copy.deepcopy(wide[i % len(wide)])
+        name = f"cand-{i % n_candidates:04d}"
+        data["config"]["medmoe"]["candidate"] = name
+        data["date"] = float(data.get("date") or 1.8e9) + i
+        for scores in data["results"].values():  # spread the accuracies a little
+            for key in [k for k in scores if k.startswith("acc,")]:
+                scores[key] = round((scores[key] + (i % 17) / 40) % 1.0, 4)
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"results_2026-05-01T00-00-{i:06d}.json").write_text(json.dumps(data), encoding="utf-8")
+
+
+def time_reading(folder: Path, repeats: int) -> tuple[list[float], int, int]:
+    from medmoe_lm_eval.results import find_result_files, load_results
+
+    times, rows = [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        rows = len(load_results(folder).history)
+        times.append(time.perf_counter() - started)
+    return times, len(find_result_files(folder)), rows
+
+
+def time_first_render(folder: Path) -> dict[str, float]:
+    """AppTest: the first run of the app (cold cache: reads the folder), then each page."""
+    from streamlit.testing.v1 import AppTest
+
+    from medmoe_lm_eval.paths import leaderboard_dir
+
+    os.environ["MEDMOE_RESULTS"] = str(folder)
+    at = AppTest.from_file(str(leaderboard_dir() / "app.py"), default_timeout=120)
+    started = time.perf_counter()
+    at.run()
+    figures = {"first render (overview, cold cache)": time.perf_counter() - started}
+    if at.exception:
+        raise SystemExit(f"app raised: {[e.value for e in at.exception]}")
+    for page in ("use_cases", "tradeoffs", "routing", "compare", "overview"):
+        started = time.perf_counter()
+        at.switch_page(f"pages/{page}.py").run()
+        figures[f"page {page} (warm cache)"] = time.perf_counter() - started
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--tasks", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--source", type=Path, help="a folder of real results (default: run lm-eval on tiny models first)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_board_") as tmp:
+        work = Path(tmp)
+        source = args.source or build_source(work / "source")
+        templates = real_templates(source)
+
+        many = work / "many"
+        write_copies(templates, many, args.files, args.files, 3)
+        times, n_files, rows = time_reading(many, args.repeats)
+        print(f"read {n_files} results files -> {rows} rows: median {statistics.median(times):.2f} s, best {min(times):.2f} s (target <= 2 s)")
+
+        board = work / "board"
+        write_copies(templates, board, args.candidates, args.candidates, args.tasks)
+        for label, seconds in time_first_render(board).items():
+            target = " (target <= 3 s)" if label.startswith("first render") else ""
+            print(f"app {label}, {args.candidates} candidates x {args.tasks} tasks: {seconds:.2f} s{target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""What every page of the leaderboard shares: cached loading, sidebar filters, warnings, charts.
+
+Pages only draw. The numbers come from ``medmoe_lm_eval.results`` and ``medmoe_lm_eval.ranking``
+(the same functions ``medmoe rank`` and the static export use). Loaders are cached with
+``st.cache_data`` keyed by the folder's path and a fingerprint (file count, newest mtime), so a new
+run shows up on the next interaction without restarting, and nothing here imports torch.
+
+Adding a page: write ``pages/<name>.py`` that starts with ``view = board_ui.current_view()``, and
+add one ``st.Page`` line to ``PAGES`` in ``app.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import medmoe_lm_eval  # noqa: F401
+except ImportError:  # a source checkout without an install: the package sits next to leaderboard/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from medmoe_lm_eval.ranking import UseCase, default_use_cases_path, load_use_cases
+from medmoe_lm_eval.results import (
+    LOG_COLUMNS,
+    Filters,
+    ReadIssue,
+    ResultsSet,
+    filter_options,
+    fingerprint,
+    load_results,
+    read_routing_log,
+)
+
+VIEW_KEY = "_medmoe_view"
+KIND_COLOURS = {"full": "#1f77b4", "AWQ": "#2ca02c", "GPTQ": "#9467bd", "GGUF": "#ff7f0e", "MoE": "#d62728", "other": "#7f7f7f"}
+FILTER_LABELS = {"domain": "Domain", "task": "Task", "backend": "Backend", "quantization": "Quantization", "kind": "Kind"}
+
+
+@dataclass
+class View:
+    """The data every page draws: everything read, the filtered rows, the use cases."""
+
+    results: ResultsSet
+    frame: pd.DataFrame
+    filters: Filters
+    use_cases: dict[str, UseCase]
+    use_case_problems: list[str]
+    use_cases_path: Path
+
+
+def results_root() -> Path:
+    """The folder this board serves: ``MEDMOE_RESULTS``, default ``results/``."""
+    return Path(os.environ.get("MEDMOE_RESULTS") or "results")
+
+
+@st.cache_data(show_spinner="Reading results…", max_entries=4)
+def _load(root: str, stamp: tuple[str, int, float]) -> ResultsSet:  # noqa: ARG001 - stamp is the cache key
+    return load_results(root)
+
+
+@st.cache_data(max_entries=4)
+def _load_use_cases(path: str, mtime: float) -> tuple[dict[str, UseCase], list[str]]:  # noqa: ARG001
+    return load_use_cases(path)
+
+
+@st.cache_data(max_entries=16)
+def routing_log(path: str, mtime: float) -> tuple[pd.DataFrame, list[ReadIssue]]:  # noqa: ARG001
+    issues: list[ReadIssue] = []
+    return read_routing_log(path, issues), issues
+
+
+def candidate_routing_log(results: ResultsSet, candidate: str) -> tuple[pd.DataFrame, list[str]]:
+    """Routing-log rows of a candidate's latest runs (each file cached), plus reading problems."""
+    frames, problems = [], []
+    for info in results.latest_runs(candidate):
+        if not info.routing_log:
+            continue
+        path = Path(info.routing_log)
+        if not path.is_file():
+            problems.append(f"{info.run_id}: routing log {path.name} is missing")
+            continue
+        log, issues = routing_log(str(path), _mtime(path))
+        frames.append(log.assign(run_id=info.run_id))
+        problems.extend(str(i) for i in issues)
+    if not frames:
+        return pd.DataFrame(columns=[*LOG_COLUMNS, "top_expert", "run_id"]), problems
+    return pd.concat(frames, ignore_index=True), problems
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def build_view() -> View:
+    """Load (cached), draw the shared sidebar filters, and hand the view to this rerun's page."""
+    root = results_root()
+    results = _load(str(root), fingerprint(root))
+    cases_path = default_use_cases_path()
+    cases, problems = _load_use_cases(str(cases_path), _mtime(cases_path))
+    filters = sidebar_filters(results.frame)
+    view = View(results, filters.apply(results.frame), filters, cases, problems, cases_path)
+    st.session_state[VIEW_KEY] = view
+    return view
+
+
+def current_view() -> View:
+    """The view the entrypoint built in this rerun; a page run on its own builds and frames it.
+
+    The view is taken out of the session state so a later rerun never sees a stale one (Streamlit's
+    ``AppTest`` reruns a page without its entrypoint after the first run).
+    """
+    view = st.session_state.pop(VIEW_KEY, None)
+    if isinstance(view, View):
+        return view
+    view = build_view()
+    st.session_state.pop(VIEW_KEY, None)
+    show_issues(view)
+    return view
+
+
+def sidebar_filters(frame: pd.DataFrame) -> Filters:
+    options = filter_options(frame) if not frame.empty else {k: [] for k in FILTER_LABELS}
+    with st.sidebar:
+        st.header("Filters")
+        chosen = {key: tuple(st.multiselect(label, options[key], key=f"filter_{key}", placeholder="all")) for key, label in FILTER_LABELS.items()}
+    return Filters(**chosen)
+
+
+def show_issues(view: View) -> None:
+    """Problems reading the folder, visible on every page; notes (re-runs, unknown metrics) folded."""
+    warnings = view.results.warnings
+    notes = [i for i in view.results.issues if i.level == "info"]
+    if warnings:
+        st.warning(f"{len(warnings)} problem(s) while reading {md(str(view.results.root))}; the rest is shown.", icon="⚠️")
+        with st.expander("Show reading problems"):
+            st.dataframe(pd.DataFrame([{"file": i.file, "problem": i.message} for i in warnings]), hide_index=True, width="stretch", key="problems_table")
+    for problem in view.use_case_problems:
+        st.warning(md(problem))
+    if notes:
+        with st.expander(f"{len(notes)} note(s): re-runs, unknown metrics, ignored files"):
+            st.dataframe(pd.DataFrame([{"file": i.file, "note": i.message} for i in notes]), hide_index=True, width="stretch", key="notes_table")
+
+
+def no_results_message(view: View) -> bool:
+    """Say plainly when there is nothing to show; True if the page should stop."""
+    if view.results.frame.empty:
+        st.info(f"No lm-eval results under {md(str(view.results.root))}. Evaluate a candidate into this folder first, for example `medmoe eval --model medmoe --model_args adapter=ADAPTER.yaml --tasks TASK --output_path RESULTS`, then reload.")
+        return True
+    if view.frame.empty:
+        st.info("No rows match the sidebar filters; clear a filter to see results.")
+        return True
+    return False
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+def md(text: object) -> str:
+    """Escape text (names, paths) for ``st.markdown``: every markdown and HTML character literal."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts (Altair): drawing only, from frames computed in results/ranking
+
+
+def kind_scale() -> alt.Scale:
+    return alt.Scale(domain=list(KIND_COLOURS), range=list(KIND_COLOURS.values()))
+
+
+def tradeoff_chart(points: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> alt.Chart:
+    """Accuracy (y) against a cost (x), coloured by kind, Pareto front joined by a line."""
+    base = alt.Chart(points)
+    scale = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
+    enc_x = alt.X(f"{x}:Q", title=x_title, scale=scale)
+    enc_y = alt.Y("accuracy:Q", title="accuracy (mean of main metric)", scale=alt.Scale(zero=False))
+    tooltip = ["candidate:N", "kind:N", alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip(f"{x}:Q", format=".4g"), "pareto:N"]
+    dots = base.mark_point(filled=True, opacity=0.85).encode(
+        x=enc_x, y=enc_y, color=alt.Color("kind:N", scale=kind_scale(), title="kind"),
+        shape=alt.Shape("pareto:N", scale=alt.Scale(domain=["on front", "dominated"], range=["diamond", "circle"]), title="Pareto"),
+        size=alt.condition(alt.datum.pareto == "on front", alt.value(160), alt.value(60)), tooltip=tooltip,
+    )  # fmt: skip
+    labels = base.mark_text(align="left", dx=7, dy=-6, fontSize=11).encode(x=enc_x, y=enc_y, text="candidate:N")
+    front = base.transform_filter(alt.datum.pareto == "on front").mark_line(strokeDash=[4, 3], color="#444").encode(x=enc_x, y=enc_y, order=f"{x}:Q")
+    return (front + dots + labels).properties(height=360)
+
+
+def heatmap(frame: pd.DataFrame, x: str, y: str, value: str, title: str, fmt: str = ".0%") -> alt.Chart:
+    """A labelled heatmap (routing shares, confusion counts).
+
+    Streamlit fits the whole chart (title and axes included) into ``height``, so the height
+    leaves room for them above the rows themselves.
+    """
+    base = alt.Chart(frame).encode(x=alt.X(f"{x}:N", title=x, axis=alt.Axis(labelAngle=0)), y=alt.Y(f"{y}:N", title=y))
+    cells = base.mark_rect().encode(color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues"), title=value), tooltip=[f"{y}:N", f"{x}:N", alt.Tooltip(f"{value}:Q", format=fmt)])
+    text = base.mark_text(fontSize=12).encode(text=alt.Text(f"{value}:Q", format=fmt), color=alt.condition(alt.datum[value] > frame[value].max() / 2, alt.value("white"), alt.value("black")))
+    return (cells + text).properties(title=title, height=90 + 44 * max(1, frame[y].nunique()))

@@ -1,0 +1,67 @@
+"""Routing: where a mixture's router sent each task's requests, how often it agreed with the
+task's domain, what routing cost against the oracle router, and which examples it misrouted."""
+
+from __future__ import annotations
+
+import board_ui
+import streamlit as st
+
+from medmoe_lm_eval.results import (
+    misrouted,
+    mixture_candidates,
+    routing_confusion,
+    routing_regret,
+    routing_share,
+)
+
+view = board_ui.current_view()
+st.title("Routing")
+if board_ui.no_results_message(view):
+    st.stop()
+
+shown = set(view.frame["candidate"])
+mixtures = [c for c in mixture_candidates(view.results) if c in shown]
+if not mixtures:
+    st.info("No mixture-of-experts runs among the filtered candidates. Evaluate an adapter with `kind: moe` to see its routing here.")
+    st.stop()
+
+candidate = st.selectbox("Mixture", mixtures, key="routing_candidate")
+tasks = set(view.frame.loc[view.frame["candidate"] == candidate, "task"])
+
+st.subheader("Share of each task's requests per expert")
+share = routing_share(view.results)
+share = share[(share["candidate"] == candidate) & share["task"].isin(tasks)]
+if share.empty:
+    st.info("This run recorded no routing summary.")
+else:
+    st.altair_chart(board_ui.heatmap(share, "expert", "task", "share", "top expert per request"), width="stretch", key="share_heatmap")
+    agreement = share.drop_duplicates("task")[["task", "domain", "requests", "agreement"]]
+    st.dataframe(agreement, hide_index=True, column_config={"agreement": st.column_config.NumberColumn("agrees with task domain", format="%.2f")}, key="agreement_table")
+
+st.subheader("Router vs task domain")
+log, problems = board_ui.candidate_routing_log(view.results, candidate)
+for problem in problems:
+    st.warning(board_ui.md(problem))
+log = log[log["task"].isin(tasks)]
+confusion = routing_confusion(log)
+if confusion.empty:
+    st.info("No routing log for this candidate (it is written next to the results file when the run has an output path).")
+else:
+    long = confusion.stack().rename("requests").reset_index()
+    st.altair_chart(board_ui.heatmap(long, "routed domain", "task domain", "requests", "requests by task domain and routed domain", fmt="d"), width="stretch", key="confusion_heatmap")
+
+st.subheader("Accuracy regret against the oracle router")
+regret = routing_regret(view.results)
+regret = regret[(regret["candidate"] == candidate) & regret["task"].isin(tasks)]
+if regret.empty:
+    st.info("No oracle run over the same experts. Evaluate a copy of this adapter with `router: {type: oracle}` to measure what routing costs.")
+else:
+    st.caption("regret = oracle accuracy - this router's accuracy (positive: routing mistakes cost accuracy).")
+    st.dataframe(regret, hide_index=True, key="regret_table")
+
+st.subheader("Misrouted examples")
+wrong = misrouted(log)
+if wrong.empty:
+    st.info("No misrouted requests in the routing log.")
+else:
+    st.dataframe(wrong, hide_index=True, width="stretch", key="misrouted_table")

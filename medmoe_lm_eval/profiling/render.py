@@ -1,0 +1,203 @@
+"""A profile as rich tables: what ``medmoe profile show <file>`` prints.
+
+It reads either a ``results_*.json`` written by lm-eval (the profile is under
+``config.medmoe_profile``) or a ``profile_*.json`` written beside it, and draws only what the
+profile holds: a figure that was not measured shows as ``-`` and the reason is printed below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from medmoe_lm_eval.profiling import ProfileError
+
+MISSING = "-"
+
+
+def load_profile(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The profile dict in a results or profile JSON file (raises :class:`ProfileError`)."""
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"{file}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProfileError(f"{file}: not a readable JSON file ({exc.__class__.__name__}: {exc})") from None
+    if isinstance(data, dict) and isinstance((data.get("config") or {}).get("medmoe_profile"), dict):
+        return data["config"]["medmoe_profile"]
+    if isinstance(data, dict) and "enabled" in data and ("schema" in data or data.get("enabled") is False):
+        return data
+    raise ProfileError(f"{file}: no medmoe profile in this file (expected config.medmoe_profile in a results_*.json, or a profile_*.json)")
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def _bytes(value: Any) -> str:
+    if value is None:
+        return MISSING
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:,.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return MISSING
+
+
+def _joules(value: Any) -> str:
+    if value is None:
+        return MISSING
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def _stat_cells(stats: dict[str, Any]) -> list[str]:
+    lat = stats.get("latency_ms") or {}
+    return [
+        _num(stats.get("requests")),
+        _num(stats.get("wall_s"), 2),
+        _num(stats.get("requests_per_s")),
+        _num(stats.get("prompt_tokens_per_s")),
+        _num(stats.get("generated_tokens_per_s")),
+        _num(lat.get("p50")),
+        _num(lat.get("p95")),
+        _num(lat.get("max")),
+    ]
+
+
+_STAT_COLUMNS = ("requests", "busy s", "req/s", "prompt tok/s", "gen tok/s", "p50 ms", "p95 ms", "max ms")
+
+
+def _table(title: str, first: str, extra: tuple[str, ...] = ()) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column(first, style="cyan", no_wrap=True)
+    for col in _STAT_COLUMNS + extra:
+        table.add_column(col, justify="right")
+    return table
+
+
+def _key_values(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+def _overview(p: dict[str, Any]) -> Table:
+    hw, sw = p.get("hardware") or {}, p.get("software") or {}
+    gpu = f"{hw.get('gpu_name')} (driver {hw.get('gpu_driver') or '?'}, {hw.get('gpu_count', 0)} visible)" if hw.get("gpu_name") else "none used"
+    libs = ", ".join(f"{k} {v}" for k, v in sw.items() if v)
+    return _key_values(
+        "Run",
+        [
+            ("device", str(p.get("device"))),
+            ("started", str(p.get("started_at") or MISSING)),
+            ("wall time", f"{_num(p.get('wall_s'), 2)} s"),
+            ("cpu", f"{hw.get('cpu_model', MISSING)} ({hw.get('cpu_cores', '?')} cores, {hw.get('cpu_threads_usable', '?')} threads usable)"),
+            ("ram", _bytes(hw.get("ram_bytes"))),
+            ("gpu", gpu),
+            ("software", libs or MISSING),
+        ],
+    )
+
+
+def _throughput(p: dict[str, Any]) -> Table:
+    table = _table("Throughput and batch latency", "scope")
+    table.add_row("total", *_stat_cells(p.get("total") or {}), style="bold")
+    for rtype, stats in (p.get("request_types") or {}).items():
+        table.add_row(rtype, *_stat_cells(stats))
+    return table
+
+
+def _tasks(p: dict[str, Any]) -> Table:
+    table = _table("Tasks", "task", ("energy J", "J/request", "truncated"))
+    for task, stats in sorted((p.get("tasks") or {}).items()):
+        energy, n = stats.get("energy_j"), stats.get("requests")
+        per = energy / n if energy is not None and n else None
+        table.add_row(task, *_stat_cells(stats), _joules(energy), _joules(per), _num(stats.get("truncated", 0)))
+    return table
+
+
+def _experts(p: dict[str, Any]) -> Table:
+    table = _table("Experts", "expert", ("loads", "load s", "energy J", "truncated"))
+    for name, stats in (p.get("experts") or {}).items():
+        table.add_row(name, *_stat_cells(stats), _num(stats.get("loads")), _num(stats.get("load_s"), 2), _joules(stats.get("energy_j")), _num(stats.get("truncated", 0)))
+    return table
+
+
+def _resources(p: dict[str, Any]) -> Table:
+    mem, energy = p.get("memory") or {}, p.get("energy") or {}
+    router, sampler = p.get("router") or {}, p.get("sampler") or {}
+    gpu = mem.get("gpu") or {}
+    rows = [("peak RSS", f"{_bytes(mem.get('peak_rss_bytes'))} ({mem.get('peak_rss_source', 'sampled')})")]
+    rows += [(f"peak RSS, {expert} process", _bytes(v)) for expert, v in (mem.get("backend_peak_rss_bytes") or {}).items()]
+    if gpu:
+        rows += [
+            (f"GPU used (NVML, {gpu.get('nvml_scope') or '?'})", _bytes(gpu.get("nvml_peak_used_bytes"))),
+            ("torch max allocated", _bytes(gpu.get("torch_max_allocated_bytes"))),
+            ("torch max reserved", _bytes(gpu.get("torch_max_reserved_bytes"))),
+        ]
+    if mem.get("gpu_error"):
+        rows.append(("GPU figures", f"unavailable: {mem['gpu_error']}"))
+    joules = energy.get("joules")
+    rows.append(("energy", f"{_joules(joules)} J from {energy.get('source')}" if joules is not None else f"not measured: {energy.get('reason') or 'no source'}"))
+    if joules is not None:
+        rows += [("energy in batches", f"{_joules(energy.get('batches_j'))} J"), ("energy per request", f"{_joules(energy.get('per_request_j'))} J")]
+        if energy.get("mean_power_w") is not None:
+            rows.append(("mean power", f"{_num(energy['mean_power_w'])} W"))
+        if energy.get("reason"):
+            rows.append(("energy note", energy["reason"]))
+    rows.append(("router", f"{_num(router.get('queries', 0))} queries, {_num(router.get('total_s'), 3)} s, median {_num(router.get('median_ms'), 3)} ms/query"))
+    rows.append(("sampler", f"{_num(sampler.get('samples'))} samples every {_num(sampler.get('interval_ms'), 0)} ms, {_num(sampler.get('cpu_s'), 3)} s CPU"))
+    return _key_values("Memory, energy, router", rows)
+
+
+def _problems(p: dict[str, Any]) -> Text | None:
+    sampler = p.get("sampler") or {}
+    lines = [f"error: {e}" for e in sampler.get("errors") or []] + [f"note: {n}" for n in sampler.get("notes") or []]
+    if p.get("failed_batches"):
+        lines.append(f"error: {p['failed_batches']} batch(es) raised and are not in the figures")
+    return Text("\n".join(lines), style="yellow") if lines else None
+
+
+_SECTIONS: tuple[Callable[[dict[str, Any]], RenderableType | None], ...] = (_overview, _throughput, _tasks, _experts, _resources, _problems)
+
+
+def render_profile(profile: dict[str, Any]) -> list[RenderableType]:
+    """The profile as a list of rich renderables (print them in order)."""
+    if not profile.get("enabled", True):
+        return [Text("profiling was disabled for this run (profile=false)")]
+    return [r for r in (section(profile) for section in _SECTIONS) if r is not None]
+
+
+def show_profile(path: str | os.PathLike[str], console: Console | None = None) -> None:
+    """Print the profile in ``path``; a file without one gets a one-line error naming it."""
+    console = console or Console()
+    try:
+        profile = load_profile(path)
+    except ProfileError as exc:
+        console.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
+        return
+    for renderable in render_profile(profile):
+        console.print(renderable)
+        console.print()

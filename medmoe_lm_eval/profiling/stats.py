@@ -1,0 +1,127 @@
+"""Latency and throughput of timed batches.
+
+A batch is one backend call: it carries its request count, token counts and the
+``perf_counter`` interval it ran in. Groups of batches (per task, per expert, per request type)
+are summarised the same way, so every table in a profile has the same columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class BatchRecord:
+    """One backend call on one batch. The caller sets ``generated_tokens`` after generating."""
+
+    expert: str
+    request_type: str
+    task: str | None
+    n_requests: int
+    prompt_tokens: int
+    generated_tokens: int = 0
+    start_s: float = 0.0  #: ``time.perf_counter()`` when the call began
+    end_s: float = 0.0  #: ``time.perf_counter()`` when it returned (after a CUDA sync on GPU)
+
+    @property
+    def seconds(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Per-batch latency in milliseconds; owns the percentiles (linear interpolation)."""
+
+    p50_ms: float | None
+    p95_ms: float | None
+    max_ms: float | None
+    mean_ms: float | None
+    n: int
+
+    @classmethod
+    def from_seconds(cls, values: Sequence[float]) -> Latency:
+        if not values:
+            return cls(None, None, None, None, 0)
+        import numpy as np
+
+        ms = np.asarray(values, dtype=float) * 1000.0
+        p50, p95 = np.percentile(ms, [50, 95])
+        return cls(float(p50), float(p95), float(ms.max()), float(ms.mean()), int(ms.size))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"p50": self.p50_ms, "p95": self.p95_ms, "max": self.max_ms, "mean": self.mean_ms, "n": self.n}
+
+
+def busy_seconds(intervals: Iterable[tuple[float, float]]) -> float:
+    """Length of the union of ``(start, end)`` intervals.
+
+    Summing durations would count overlapping batches twice (a remote backend may run
+    several at once), and the span from first start to last end would count idle gaps.
+    """
+    total, cur_start, cur_end = 0.0, None, None
+    for start, end in sorted(intervals):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def _rate(amount: float, seconds: float) -> float | None:
+    return amount / seconds if seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Requests and tokens over the time a group of batches kept the backend busy (seconds)."""
+
+    requests: int
+    wall_s: float
+    prompt_tokens: int
+    generated_tokens: int
+    latency: Latency
+
+    @classmethod
+    def from_records(cls, records: Sequence[BatchRecord]) -> Throughput:
+        return cls(
+            requests=sum(r.n_requests for r in records),
+            wall_s=busy_seconds((r.start_s, r.end_s) for r in records),
+            prompt_tokens=sum(r.prompt_tokens for r in records),
+            generated_tokens=sum(r.generated_tokens for r in records),
+            latency=Latency.from_seconds([r.seconds for r in records]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "wall_s": self.wall_s,
+            "requests_per_s": _rate(self.requests, self.wall_s),
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "prompt_tokens_per_s": _rate(self.prompt_tokens, self.wall_s),
+            "generated_tokens_per_s": _rate(self.generated_tokens, self.wall_s),
+            "latency_ms": self.latency.to_dict(),
+        }
+
+
+def group_by(records: Iterable[BatchRecord], key: str) -> dict[str, list[BatchRecord]]:
+    """Records keyed by one attribute (``task``, ``expert``, ``request_type``); ``None`` -> ``"(none)"``."""
+    groups: dict[str, list[BatchRecord]] = {}
+    for rec in records:
+        value = getattr(rec, key)
+        groups.setdefault("(none)" if value is None else str(value), []).append(rec)
+    return groups
+
+
+def median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    import statistics
+
+    return float(statistics.median(values))

@@ -1,0 +1,181 @@
+"""The in-process GGUF backend against lm-eval's own ``HFLM`` on the same tiny model.
+
+The f32 GGUF is written by our converter from the HF checkpoint, so tokenizer, loglikelihoods,
+greedy flags, rolling windows, truncation and generations must match HFLM's (within 1e-3).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+
+from backend_fixtures import (
+    ROLLING,
+    gen_requests,
+    greedy_pairs,
+    ll_requests,
+    rolling_requests,
+    trained_copy,
+)
+
+from medmoe_lm_eval.backends import BackendError, make_backend
+from medmoe_lm_eval.config import ConfigError, GGUFExpert, load_adapter
+
+pytestmark = pytest.mark.gguf
+TOL = 1e-3
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir, tiny_texts) -> Path:
+    return trained_copy(tiny_model_dir, tmp_path_factory.mktemp("gguf") / "trained", tiny_texts)
+
+
+@pytest.fixture(scope="module")
+def f32_gguf(trained) -> Path:
+    from medmoe_lm_eval.quantization.gguf_convert import hf_to_gguf
+
+    return hf_to_gguf(trained, trained.parent / "trained-f32.gguf", "f32")
+
+
+@pytest.fixture(scope="module")
+def hflm(trained):
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(trained), device="cpu", batch_size=1, dtype="float32")
+
+
+def gguf_backend(path: Path, **fields):
+    spec = GGUFExpert(name="tiny-gguf", backend="gguf", model=str(path), n_ctx=512, n_threads=1, device="cpu", **fields)
+    backend = make_backend(spec, device="cpu")
+    backend.load()
+    return backend
+
+
+@pytest.fixture(scope="module")
+def backend(f32_gguf):
+    b = gguf_backend(f32_gguf)
+    yield b
+    b.close()
+
+
+def test_gguf_tokenizer_is_the_hf_tokenizer(backend, trained):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(trained))
+    samples = ["The patient presented with fever", "def f(x):\n\treturn x**2  # café", "héllo  wörld 12345 'll 's", "<s> starts", " lead", "日本語 ✓", "a\n\n\nb   c"]
+    for text in samples:
+        assert backend.codec.encode(text) == tok(text)["input_ids"], text
+        assert backend.codec.encode(text, add_special=False) == tok(text, add_special_tokens=False)["input_ids"], text
+
+
+def test_loglikelihood_matches_lmeval_hf(backend, hflm):
+    prompts = ["The patient presented with", "def add(a, b):", "The court held"]
+    requests = ll_requests() + ll_requests(greedy_pairs(hflm, prompts))
+    ours, ref = backend.loglikelihood(requests), hflm.loglikelihood(requests)
+    for req, (lp, greedy), (lp_ref, greedy_ref) in zip(requests, ours, ref):
+        assert abs(lp - lp_ref) < TOL, req.args
+        assert greedy == greedy_ref, req.args
+    assert any(g for _, g in ref), "the greedy requests should contain at least one greedy continuation"
+
+
+def test_rolling_matches_lmeval_hf(backend, hflm):
+    requests = rolling_requests(ROLLING + ["short text"])
+    for ours, ref in zip(backend.loglikelihood_rolling(requests), hflm.loglikelihood_rolling(requests)):
+        assert abs(ours - ref) < TOL
+
+
+def test_generate_until_matches_lmeval_hf_and_honours_limits(backend, hflm):
+    prompts = ["The patient presented with", "Question: What is the dose?\nAnswer:"]
+    for until, n in (([], 12), (["\n", "."], 30), (" ", 20)):
+        requests = gen_requests(prompts, until, n)
+        ours = backend.generate_until(requests)
+        assert ours == hflm.generate_until(gen_requests(prompts, until, n))
+        for text in ours:
+            assert backend.count_tokens(text) <= n
+            for stop in [until] if isinstance(until, str) else until:
+                assert stop not in text
+
+
+def test_long_context_left_truncated_like_hflm(f32_gguf, trained):
+    """A context longer than the window loses tokens on the left, exactly as HFLM's does."""
+    from lm_eval.models.huggingface import HFLM
+
+    small = gguf_backend(f32_gguf, max_length=24)
+    try:
+        ref = HFLM(pretrained=str(trained), device="cpu", batch_size=1, dtype="float32", max_length=24)
+        long_ctx = "The patient presented with fever and cough for three days and was given fluids. " * 3
+        requests = ll_requests([(long_ctx, " The dose was doubled."), ("Short", " context")])
+        for (lp, greedy), (lp_ref, greedy_ref) in zip(small.loglikelihood(requests), ref.loglikelihood(requests)):
+            assert math.isfinite(lp) and lp < 0
+            assert abs(lp - lp_ref) < TOL and greedy == greedy_ref
+        rolled = small.loglikelihood_rolling(rolling_requests([long_ctx]))
+        assert abs(rolled[0] - ref.loglikelihood_rolling(rolling_requests([long_ctx]))[0]) < TOL
+        with pytest.raises(BackendError, match="exceeds the 24-token window"):
+            small.loglikelihood(ll_requests([("a", long_ctx)]))
+        with pytest.raises(BackendError, match="max_gen_toks=30 leaves no room"):
+            small.generate_until(gen_requests(["a"], [], 30))
+    finally:
+        small.close()
+
+
+def test_results_reach_lmeval_cache_hook(backend, tmp_path):
+    from lm_eval.api.model import CacheHook, hash_args
+    from sqlitedict import SqliteDict
+
+    db = SqliteDict(str(tmp_path / "cache.db"), autocommit=True)
+    backend.set_cache_hook(CacheHook(SimpleNamespace(dbdict=db)))
+    try:
+        requests = ll_requests()[:2]
+        results = backend.loglikelihood(requests)
+        rolled = backend.loglikelihood_rolling(rolling_requests(["a short text"]))
+        for req, res in zip(requests, results):
+            assert tuple(db[hash_args("loglikelihood", req.args)]) == res
+        assert db[hash_args("loglikelihood_rolling", ("a short text",))] == rolled[0]
+    finally:
+        backend.set_cache_hook(None)
+        db.close()
+
+
+def test_info_reports_file_type_and_version(backend, f32_gguf):
+    from medmoe_lm_eval.quantize import quantization_info
+
+    info = backend.info()
+    assert info["quantization"]["type"] == "F32" and info["architecture"] == "llama"
+    assert info["llama_cpp_python"] and info["file_bytes"] == f32_gguf.stat().st_size
+    assert quantization_info(f32_gguf) == {"method": "gguf", "bits": 32, "group_size": None, "type": "F32", "file_type": 0}
+    assert info["quantization"]["description"] == "all F32"
+
+
+def test_missing_gguf_named_by_adapter_check(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("name: x\nkind: single\nexperts:\n  - {name: e, backend: gguf, model: ./nope.gguf}\n")
+    with pytest.raises(ConfigError, match=r"experts\[e\]\.model: model file './nope.gguf' does not exist"):
+        load_adapter(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_gguf", "missing"])
+def test_damaged_gguf_is_one_line_error(f32_gguf, tmp_path, damage):
+    bad = tmp_path / "bad.gguf"
+    if damage == "truncated":
+        bad.write_bytes(f32_gguf.read_bytes()[: f32_gguf.stat().st_size // 2])
+        expected = "truncated or corrupt"
+    elif damage == "not_gguf":
+        bad.write_bytes(b"PK\x03\x04 a zip file, not a model")
+        expected = "is not a GGUF file"
+    else:
+        expected = "does not exist"
+    with pytest.raises(BackendError, match=expected) as err:
+        gguf_backend(bad)
+    assert "\n" not in str(err.value) and "tiny-gguf" in str(err.value)
+
+
+def test_stream_yields_the_same_answer_piece_by_piece(backend):
+    prompt = "The patient presented with"
+    pieces = list(backend.stream(prompt, max_new_tokens=12, until=["\n"]))
+    assert len(pieces) > 1
+    assert "".join(pieces) == backend.generate_until(gen_requests([prompt], ["\n"], 12))[0]

@@ -1,0 +1,343 @@
+"""The remote backend against a real ``llama_cpp.server`` on 127.0.0.1, and its failure modes.
+
+Parity: one fp32 tiny model, the same requests, four paths (medmoe ``hf``, in-process ``gguf``,
+``remote`` against the server, lm-eval's own ``HFLM``) agree within 1e-3 with equal greedy flags.
+Failures that a real server does not produce on demand (slow, malformed JSON, no logprobs, 5xx,
+concurrency) are injected by a tiny scripted HTTP server; those tests say so in their names.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+
+from backend_fixtures import (
+    gen_requests,
+    greedy_pairs,
+    ll_requests,
+    rolling_requests,
+    trained_copy,
+)
+from llama_server import free_port, llama_server
+
+from medmoe_lm_eval.backends import BackendError, make_backend
+from medmoe_lm_eval.config import GGUFExpert, HFExpert, RemoteExpert
+
+pytestmark = pytest.mark.gguf
+TOL = 1e-3
+KEY_ENV = "MEDMOE_TEST_REMOTE_KEY"
+SECRET = "sk-local-test-0123456789"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir, tiny_texts) -> Path:
+    return trained_copy(tiny_model_dir, tmp_path_factory.mktemp("remote") / "trained", tiny_texts)
+
+
+@pytest.fixture(scope="module")
+def f32_gguf(trained) -> Path:
+    from medmoe_lm_eval.quantization.gguf_convert import hf_to_gguf
+
+    return hf_to_gguf(trained, trained.parent / "trained-f32.gguf", "f32")
+
+
+@pytest.fixture(scope="module")
+def server(f32_gguf) -> Iterator[str]:
+    with llama_server(f32_gguf, n_ctx=512, api_key=SECRET) as (url, _proc):
+        yield url
+
+
+def remote(url: str, tokenizer: str | None = None, **fields):
+    fields = {"concurrency": 2, "timeout_s": 30.0, "max_retries": 1, **fields}
+    spec = RemoteExpert(name="tiny-remote", backend="remote", model="tiny", base_url=url, tokenizer=tokenizer, **fields)
+    backend = make_backend(spec, device="cpu")
+    backend.load()
+    return backend
+
+
+@pytest.fixture
+def keyed(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+
+
+def test_four_paths_agree(server, trained, f32_gguf, keyed):
+    """hf (medmoe), gguf in-process, remote over HTTP and lm-eval's HFLM: same numbers."""
+    from lm_eval.models.huggingface import HFLM
+
+    ref = HFLM(pretrained=str(trained), device="cpu", batch_size=1, dtype="float32")
+    requests = ll_requests()[:-1] + ll_requests(greedy_pairs(ref, ["The patient presented with", "def add(a, b):", "The court held"]))
+    expected = ref.loglikelihood(requests)
+    assert any(g for _, g in expected)
+    backends = {
+        "hf": make_backend(HFExpert(name="tiny-hf", model=str(trained), dtype="float32", device="cpu"), device="cpu"),
+        "gguf": make_backend(GGUFExpert(name="tiny-gguf", backend="gguf", model=str(f32_gguf), n_ctx=512, n_threads=1), device="cpu"),
+        "remote": remote(server, str(trained), api_key_env=KEY_ENV),
+    }
+    prompts = ["The patient presented with", "Question: Which drug?\nAnswer:"]
+    expected_gen = ref.generate_until(gen_requests(prompts, ["\n"], 16))
+    for name, backend in backends.items():
+        backend.load()
+        try:
+            for req, (lp, greedy), (lp_ref, greedy_ref) in zip(requests, backend.loglikelihood(requests), expected):
+                assert abs(lp - lp_ref) < TOL, (name, req.args)
+                assert greedy == greedy_ref, (name, req.args)
+            assert backend.generate_until(gen_requests(prompts, ["\n"], 16)) == expected_gen, name
+        finally:
+            backend.close()
+
+
+def test_server_tokenizer_gives_the_same_numbers(server, trained, keyed):
+    """Without a ``tokenizer`` field the server's ``/extras/tokenize`` counts the tokens."""
+    with_hf, with_server = remote(server, str(trained), api_key_env=KEY_ENV), remote(server, None, api_key_env=KEY_ENV)
+    requests = ll_requests()[:-1]
+    assert with_server.loglikelihood(requests) == with_hf.loglikelihood(requests)
+    assert with_server.count_tokens("The patient presented with fever") == with_hf.count_tokens("The patient presented with fever")
+    assert with_server.info()["tokenizer"] == "server (llama-cpp-python)"
+
+
+def test_first_token_after_bos_refused_not_zeroed(server, trained, keyed):
+    """llama-cpp-python's server leaves out the first prompt logprob: a clear error, never 0."""
+    backend = remote(server, str(trained), api_key_env=KEY_ENV)
+    for call, request in ((backend.loglikelihood, ll_requests([("", "fever")])), (backend.loglikelihood_rolling, rolling_requests(["some text"]))):
+        with pytest.raises(BackendError, match="no logprob for the first prompt token") as err:
+            call(request)
+        assert "\n" not in str(err.value)
+
+
+def test_long_context_truncated_at_token_boundary(server, trained, keyed, caplog):
+    backend = remote(server, str(trained), api_key_env=KEY_ENV, max_length=40)
+    long_ctx = "The patient presented with fever and cough for three days and was given fluids. " * 4
+    [(lp, _)] = backend.loglikelihood(ll_requests([(long_ctx, " The dose was doubled.")]))
+    assert lp < 0 and "keeping the last 38" in caplog.text
+    [text] = backend.generate_until(gen_requests([long_ctx], ["\n"], 8))
+    assert isinstance(text, str) and "keeping the last" in caplog.text
+
+
+def test_api_key_read_from_env_and_never_reported(server, trained, monkeypatch, caplog):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(BackendError, match=f"environment variable {KEY_ENV} \\(api_key_env\\) is not set"):
+        remote(server, str(trained), api_key_env=KEY_ENV)
+    monkeypatch.setenv(KEY_ENV, "wrong-key")
+    with pytest.raises(BackendError, match="HTTP 401 unauthorized") as err:
+        remote(server, str(trained), api_key_env=KEY_ENV)
+    assert "wrong-key" not in str(err.value)
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    backend = remote(server, str(trained), api_key_env=KEY_ENV)
+    backend.loglikelihood(ll_requests()[:1])
+    info = json.dumps(backend.info())
+    assert SECRET not in info and SECRET not in caplog.text and backend.info()["served_model"] == "tiny"
+
+
+def test_server_down_is_one_line_after_retries():
+    url = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    with pytest.raises(BackendError, match=r"connection failed .* after 2 attempt\(s\)") as err:
+        remote(url, None, max_retries=1)
+    assert time.monotonic() - start < 10 and url in str(err.value) and "\n" not in str(err.value)
+
+
+# -- injected failures -------------------------------------------------------------------------
+
+
+@contextmanager
+def scripted_server(respond: Callable[[BaseHTTPRequestHandler, dict], tuple[int, str]]) -> Iterator[tuple[str, dict]]:
+    """A local HTTP server on 127.0.0.1 answering from ``respond``; shut down on exit."""
+    state: dict = {"calls": 0, "in_flight": 0, "max_in_flight": 0}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, body: dict) -> None:
+            with lock:
+                state["calls"] += 1
+                state["in_flight"] += 1
+                state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
+            try:
+                status, text = respond(self, body)
+            finally:
+                with lock:
+                    state["in_flight"] -= 1
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(text.encode())
+
+        def do_GET(self) -> None:
+            self._answer({})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            self._answer(json.loads(self.rfile.read(length) or b"{}"))
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+MODELS = json.dumps({"data": [{"id": "tiny"}]})
+
+
+def echo_body(n_prompt: int) -> str:
+    """An OpenAI-style echo answer: BOS entry null, then -1.0 per prompt token, one generated token."""
+    lps = [None] + [-1.0] * (n_prompt - 1) + [-2.0]
+    tops = [None] + [{"x": -1.0}] * (n_prompt - 1) + [{"y": -2.0}]
+    return json.dumps({"choices": [{"text": "", "index": 0, "logprobs": {"token_logprobs": lps, "top_logprobs": tops}, "finish_reason": "length"}], "usage": {"completion_tokens": 1}})
+
+
+def test_remote_slow_server_times_out_injected(trained):
+    def slow(handler, body):
+        if handler.path == "/v1/models":
+            return 200, MODELS
+        time.sleep(2.0)
+        return 200, echo_body(3)
+
+    with scripted_server(slow) as (url, _state):
+        backend = remote(url, str(trained), timeout_s=0.3, max_retries=1)
+        with pytest.raises(BackendError, match=r"no answer within timeout_s=0.3s after 2 attempt"):
+            backend.loglikelihood(ll_requests()[:1])
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("<html>not json</html>", "malformed JSON in the response"),
+        (json.dumps({"choices": [{"text": "x", "index": 0}]}), r"no choices\[0\]\.logprobs"),
+        (json.dumps({"error": "model not loaded"}), r"no choices\[0\]\.logprobs"),
+    ],
+    ids=["malformed_json", "no_logprobs", "error_object"],
+)
+def test_remote_bad_responses_injected(trained, body, message):
+    with scripted_server(lambda h, b: (200, MODELS) if h.path == "/v1/models" else (200, body)) as (url, _):
+        backend = remote(url, str(trained), max_retries=0)
+        with pytest.raises(BackendError, match=message) as err:
+            backend.loglikelihood(ll_requests()[:1])
+        assert "\n" not in str(err.value)
+
+
+def test_remote_retries_5xx_with_backoff_injected(trained):
+    """Two 503s, then an answer: the request succeeds on the third attempt."""
+    from medmoe_lm_eval.backends.remote import HFCodec
+
+    codec = HFCodec(str(trained))
+    context, continuation = ll_requests()[0].args
+    n_prompt = len(codec.encode(context + continuation))
+
+    def flaky(handler, body):
+        if handler.path == "/v1/models":
+            return 200, MODELS
+        flaky.posts += 1
+        return (503, '{"error": "overloaded"}') if flaky.posts <= 2 else (200, echo_body(n_prompt))
+
+    flaky.posts = 0
+    with scripted_server(flaky) as (url, _):
+        backend = remote(url, str(trained), max_retries=2)
+        [(lp, greedy)] = backend.loglikelihood(ll_requests()[:1])
+    n_cont = n_prompt - len(codec.encode(context))
+    assert flaky.posts == 3 and lp == pytest.approx(-1.0 * n_cont) and greedy
+
+
+def test_remote_concurrency_is_bounded_injected(trained):
+    from medmoe_lm_eval.backends.remote import HFCodec
+
+    codec = HFCodec(str(trained))
+
+    def slowish(handler, body):
+        if handler.path == "/v1/models":
+            return 200, MODELS
+        time.sleep(0.15)
+        return 200, echo_body(len(codec.encode(body["prompt"])))
+
+    requests = ll_requests([("The patient presented with", f" case {i}") for i in range(8)])
+    with scripted_server(slowish) as (url, state):
+        results = remote(url, str(trained), concurrency=3).loglikelihood(requests)
+    assert len(results) == 8 and state["max_in_flight"] == 3
+
+
+# -- whole lm-eval runs through the medmoe model ---------------------------------------------
+
+
+def _adapter(folder: Path, name: str, expert: dict) -> str:
+    import yaml
+
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "kind": "single", "experts": [{"name": name, **expert}]}), encoding="utf-8")
+    return str(path)
+
+
+def _loglikelihoods(results: dict, task: str) -> list[float]:
+    samples = sorted(results["samples"][task], key=lambda s: s["doc_id"])
+    return [float(r[0][0] if isinstance(r[0], (list, tuple)) else r[0]) for s in samples for r in s["resps"]]
+
+
+@pytest.mark.slow
+def test_lm_eval_runs_agree_across_backends(tmp_path, server, trained, f32_gguf, keyed):
+    """``simple_evaluate(model="medmoe")`` on a bundled task: hf, gguf and remote adapters agree."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from medmoe_lm_eval._lmeval_hook import register
+    from medmoe_lm_eval.paths import tasks_dir
+
+    register()
+    tm = TaskManager(include_path=str(tasks_dir()), metadata={"medmoe_data": "bundled"})
+    adapters = {
+        "hf": _adapter(tmp_path, "hf", {"model": str(trained), "dtype": "float32", "device": "cpu"}),
+        "gguf": _adapter(tmp_path, "gguf", {"backend": "gguf", "model": str(f32_gguf), "n_ctx": 512, "n_threads": 1}),
+        "remote": _adapter(tmp_path, "remote", {"backend": "remote", "model": "tiny", "base_url": server, "api_key_env": KEY_ENV, "tokenizer": str(trained), "max_length": 512}),
+    }
+    run = {
+        name: lm_eval.simple_evaluate(model="medmoe", model_args={"adapter": path, "log_dir": str(tmp_path / "logs")}, tasks=["medmoe_medmcqa"], task_manager=tm, limit=4, log_samples=True, batch_size=1, device="cpu", bootstrap_iters=0)
+        for name, path in adapters.items()
+    }
+    ref = _loglikelihoods(run["hf"], "medmoe_medmcqa")
+    assert len(ref) == 16
+    for name in ("gguf", "remote"):
+        ours = _loglikelihoods(run[name], "medmoe_medmcqa")
+        assert max(abs(a - b) for a, b in zip(ours, ref)) < TOL, name
+        assert run[name]["results"]["medmoe_medmcqa"]["acc,none"] == run["hf"]["results"]["medmoe_medmcqa"]["acc,none"]
+    assert run["gguf"]["config"]["medmoe"]["label"] == "gguf-f32"
+    assert SECRET not in json.dumps(run["remote"], default=str)
+
+
+def test_remote_generated_token_dropped_by_server_injected(trained):
+    """llama-cpp-python leaves out a generated BOS but still counts it in ``usage``: offsets decide."""
+    from medmoe_lm_eval.backends.remote import HFCodec
+
+    codec = HFCodec(str(trained))
+    context, continuation = ll_requests()[0].args
+    text = context + continuation
+    n_prompt = len(codec.encode(text)) - 1  # entries after the BOS, as llama-cpp-python returns them
+    offsets = [round(i * len(text) / n_prompt) for i in range(n_prompt)]
+    body = {"choices": [{"text": text, "index": 0, "finish_reason": "length", "logprobs": {
+        "text_offset": offsets, "token_logprobs": [None] + [-0.5] * (n_prompt - 1), "top_logprobs": [None] + [{"a": -0.5}] * (n_prompt - 1)}}],
+        "usage": {"prompt_tokens": n_prompt + 1, "completion_tokens": 1}}  # fmt: skip
+    with scripted_server(lambda h, b: (200, MODELS) if h.path == "/v1/models" else (200, json.dumps(body))) as (url, _):
+        [(lp, greedy)] = remote(url, str(trained), max_retries=0).loglikelihood(ll_requests()[:1])
+    n_cont = len(codec.encode(text)) - len(codec.encode(context))
+    assert lp == pytest.approx(-0.5 * n_cont) and greedy
+
+
+def test_remote_bad_tokenizer_and_no_tokenize_endpoint_injected(tmp_path):
+    """A tokenizer that cannot load, or a server without /tokenize: one line each, at load."""
+    with scripted_server(lambda h, b: (200, MODELS) if h.path == "/v1/models" else (404, '{"detail": "Not Found"}')) as (url, _):
+        with pytest.raises(BackendError, match="tokenizer '.*' could not be loaded"):
+            remote(url, str(tmp_path / "no-tokenizer-here"), max_retries=0)
+        with pytest.raises(BackendError, match="has no tokenize endpoint; set 'tokenizer'"):
+            remote(url, None, max_retries=0)

@@ -1,0 +1,208 @@
+"""The Streamlit leaderboard driven by ``AppTest`` over a folder of real tiny-model runs.
+
+Every page runs on the same folder (real ``hf`` and ``medmoe`` runs plus a truncated file, a
+relabelled copy, an unknown metric and a non-results JSON), the sidebar filter changes the table,
+and an empty or missing folder gives a plain message instead of an error.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medmoe_lm_eval.paths import leaderboard_dir
+from medmoe_lm_eval.results import load_results, overview_table
+
+APP = str(leaderboard_dir() / "app.py")
+PAGES = ("pages/overview.py", "pages/use_cases.py", "pages/tradeoffs.py", "pages/routing.py", "pages/compare.py")
+
+pytest_plugins = ["results_fixtures"]  # the shared results folder, built once per session
+
+
+def _app(monkeypatch, folder, use_cases=None) -> AppTest:
+    monkeypatch.setenv("MEDMOE_RESULTS", str(folder))
+    if use_cases is not None:
+        monkeypatch.setenv("MEDMOE_USE_CASES", str(use_cases))
+    else:
+        monkeypatch.delenv("MEDMOE_USE_CASES", raising=False)
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+#: a column that tells each table apart (AppTest does not expose a dataframe's key)
+TABLES = {
+    "problems_table": "problem", "summary_table": "win_rate", "results_table": "stderr", "ranking_table": "why",
+    "regret_table": "regret", "misrouted_table": "text", "compare_table": "delta",
+}  # fmt: skip
+
+
+def _frame(at: AppTest, table: str):
+    matches = [d.value for d in at.dataframe if TABLES[table] in d.value.columns]
+    assert len(matches) == 1, f"{table}: {len(matches)} tables with column {TABLES[table]!r}"
+    return matches[0]
+
+
+def _chart_data(chart) -> pd.DataFrame:
+    """The data Streamlit sent for an Altair chart (Arrow IPC), as a DataFrame."""
+    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+
+
+def test_overview_shows_every_candidate_and_the_reading_problems(monkeypatch, board_results):
+    at = _app(monkeypatch, board_results.root)
+    _no_errors(at)
+    assert at.title[0].value == "Overview"
+    assert any("problem(s) while reading" in w.value for w in at.warning)
+    problems = _frame(at, "problems_table")
+    assert any("broken/results_" in f for f in problems["file"]) and any("truncated or corrupt" in p for p in problems["problem"])
+    assert any("profiling was switched off" in p for p in problems["problem"])
+    summary = _frame(at, "summary_table")
+    expected = set(board_results.real_candidates) | set(board_results.synthetic_candidates)
+    assert set(summary["candidate"]) == expected  # the HTML name is data here, drawn as text
+    results = _frame(at, "results_table")
+    assert set(results["metric"]) == {"acc", "acc_norm", "macro_f1"}
+    assert len(results) == len(overview_table(load_results(board_results.root).frame)) == (len(expected) - 1) * 3 * 2 + 3
+    project = results[results["candidate"] == board_results.project_candidate]
+    assert set(project["task"]) == {"medmoe_pubmedqa", "medmoe_medmcqa"} and set(project["domain"]) == {"biomedical"}
+    newest = sorted(p for p in results["run_id"] if p.startswith("tiny-bio/"))
+    assert len(set(newest)) == 1  # the re-run won; the older run stays in history only
+    assert len(load_results(board_results.root).history.query("candidate == 'tiny-bio'")["run_id"].unique()) == 2
+    assert at.download_button[0].label == "Download these rows as CSV"
+
+
+def test_sidebar_filter_changes_the_table(monkeypatch, board_results):
+    # AppTest reruns the current page without the entrypoint after the first run, so the page
+    # frames itself (board_ui.current_view); interact once that steady state is reached.
+    at = _app(monkeypatch, board_results.root).run()
+    kind = next(m for m in at.sidebar.multiselect if m.label == "Kind")
+    assert set(kind.options) >= {"full", "MoE", "GPTQ"}
+    kind.select("MoE").run()
+    _no_errors(at)
+    results = _frame(at, "results_table")
+    assert set(results["candidate"]) == {"moe-oracle", "moe-keywords"}
+    assert len(results) == 2 * 3 * 2
+    at.toggle[0].set_value(True).run()  # every metric, not only accuracy-type
+    assert len(_frame(at, "results_table")) == 2 * 3 * 2  # these runs have no other metrics
+    next(m for m in at.sidebar.multiselect if m.label == "Kind").unselect("MoE").run()
+    at.toggle[0].set_value(True).run()
+    assert "mystery_score" in set(_frame(at, "results_table")["metric"])
+
+
+def test_every_page_runs_on_real_results(monkeypatch, board_results):
+    at = _app(monkeypatch, board_results.root)
+    for page in PAGES:
+        at.switch_page(page).run()
+        _no_errors(at)
+        assert at.title, page
+
+
+def test_use_cases_rank_and_say_when_nothing_qualifies(monkeypatch, board_results, tmp_path):
+    bundled = (leaderboard_dir() / "use_cases.yaml").read_text(encoding="utf-8")
+    extra = "\n  impossible:\n    name: Impossible\n    weights: {accuracy: 1}\n    limits: ['accuracy >= 0.99']\n  broken:\n    name: Broken\n    weights: {speed: 1}\n"
+    cases = tmp_path / "use_cases.yaml"
+    cases.write_text(bundled + extra, encoding="utf-8")
+    at = _app(monkeypatch, board_results.root, cases)
+    assert any("use case 'broken' skipped" in w.value for w in at.warning)
+    at.switch_page("pages/use_cases.py").run()
+    _no_errors(at)
+    box = at.selectbox(key="use_case")
+    assert box.options == ["Low-latency medical chatbot", "High-accuracy diagnosis", "Mobile or edge deployment", "Research and knowledge retrieval", "Impossible"]
+    box.set_value("edge").run()
+    table = _frame(at, "ranking_table")
+    ranked = table[table["rank"] != "—"]
+    assert set(ranked["candidate"]) >= {"tiny-bio", "moe-oracle", "tiny-bio-gptq-synthetic"}
+    plain = table.set_index("candidate").loc["model"]
+    assert plain["rank"] == "—" and "peak memory ≤ 8.00 GB (not measured)" in plain["why"]
+    assert all(w.startswith("meets peak memory") for w in ranked["why"])
+    at.selectbox(key="use_case").set_value("impossible").run()
+    assert any(w.value.startswith("No candidate meets every limit of Impossible") for w in at.warning)
+    assert (_frame(at, "ranking_table")["rank"] == "—").all()
+
+
+def test_tradeoff_charts_mark_the_pareto_front(monkeypatch, board_results):
+    at = _app(monkeypatch, board_results.root)
+    at.switch_page("pages/tradeoffs.py").run()
+    _no_errors(at)
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 2  # latency and memory (energy only where NVML or RAPL measured it)
+    spec = json.loads(charts[0].proto.spec)
+    colour = spec["layer"][1]["encoding"]["color"]
+    assert colour["field"] == "kind" and colour["scale"]["domain"] == ["full", "AWQ", "GPTQ", "GGUF", "MoE", "other"]
+    data = _chart_data(charts[0])
+    assert {"moe-oracle", "tiny-bio", board_results.html_name} <= set(data["candidate"])
+    assert "model" not in set(data["candidate"])  # plain run: no latency, listed below the chart
+    assert (data["pareto"] == "on front").any()
+    assert any("Not shown (no latency measured)" in c.value for c in at.caption)
+
+
+def test_routing_page_shows_shares_confusion_regret_and_misroutes(monkeypatch, board_results):
+    at = _app(monkeypatch, board_results.root)
+    at.switch_page("pages/routing.py").run()
+    _no_errors(at)
+    box = at.selectbox(key="routing_candidate")
+    assert box.options == ["moe-keywords", "moe-oracle"]
+    box.set_value("moe-keywords").run()
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2  # share heatmap, confusion heatmap
+    shares = _chart_data(charts[0])
+    assert shares.groupby("task")["share"].sum().round(6).eq(1.0).all()
+    regret = _frame(at, "regret_table")
+    assert set(regret["task"]) == {"lbfx_bio", "lbfx_law", "lbfx_code"} and set(regret["oracle"]) == {"moe-oracle"}
+    wrong = _frame(at, "misrouted_table")
+    assert len(wrong) > 0 and (wrong["domain"] != wrong["routed_domain"]).all()
+    at.selectbox(key="routing_candidate").set_value("moe-oracle").run()
+    assert any("No misrouted requests" in i.value for i in at.info)
+
+
+def test_compare_page_deltas_and_escaped_names(monkeypatch, board_results):
+    at = _app(monkeypatch, board_results.root)
+    at.switch_page("pages/compare.py").run()
+    at.selectbox(key="compare_a").set_value("tiny-bio").run()
+    at.selectbox(key="compare_b").set_value(board_results.html_name).run()
+    _no_errors(at)
+    table = _frame(at, "compare_table")
+    acc = table[(table["task"] == "lbfx_bio") & (table["metric"] == "acc")].iloc[0]
+    assert acc["delta"] == pytest.approx(acc[board_results.html_name] - acc["tiny-bio"])
+    assert {"latency_ms_p50", "peak_memory_bytes"} <= set(table["metric"])
+    heads = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert "**tiny\\-bio**" in heads
+    assert any("\\<script\\>" in h for h in heads) and not any("<script>" in h for h in heads)
+
+
+@pytest.mark.parametrize("kind", ["empty", "missing"])
+def test_empty_or_missing_folder_says_so_on_every_page(monkeypatch, tmp_path, kind):
+    folder = tmp_path / "results"
+    if kind == "empty":
+        folder.mkdir()
+    at = _app(monkeypatch, folder)
+    _no_errors(at)
+    message = "no lm-eval results found" if kind == "empty" else "does not exist"
+    assert any("problem(s) while reading" in w.value for w in at.warning)
+    assert any(message in p for p in _frame(at, "problems_table")["problem"])
+    for page in PAGES:
+        at.switch_page(page).run()
+        _no_errors(at)
+        assert any("No lm-eval results under" in i.value for i in at.info), page
+
+
+def test_the_app_modules_never_import_torch(board_results):
+    """What the pages import (board_ui, results, ranking, board) reads a real folder without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import board_ui, medmoe_lm_eval.board as b;"
+        "from medmoe_lm_eval.results import load_results, overview_table; r = load_results(sys.argv[2]);"
+        "assert not r.frame.empty; b.summary_display(r.frame);"
+        "print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(leaderboard_dir()), str(board_results.root)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

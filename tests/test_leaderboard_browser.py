@@ -1,0 +1,156 @@
+"""The leaderboard in a real browser: ``medmoe leaderboard`` on 127.0.0.1, Debian's Chromium via Playwright.
+
+The server is the command a user runs (``python -m medmoe_lm_eval leaderboard --results ...``),
+reading the folder of real tiny-model runs. The test checks that the overview table and a chart
+render, that a sidebar filter changes the table, that a candidate name carrying HTML shows as text
+(no element injected, no script run), saves a screenshot, and stops the server by its pid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from medmoe_lm_eval.results import load_results, overview_table
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's Chromium: apt-get install -y chromium"),
+]
+
+pytest_plugins = ["results_fixtures"]  # the shared results folder, built once per session
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(proc: subprocess.Popen, port: int, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"leaderboard exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
+                if resp.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"leaderboard not healthy after {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the pid we started (it forwards to Streamlit); SIGKILL its own group if stuck."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def server(board_results, tmp_path):
+    port = _free_port()
+    log = tmp_path / "server.log"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.pop("MEDMOE_USE_CASES", None)
+    command = [sys.executable, "-m", "medmoe_lm_eval", "leaderboard", "--results", str(board_results.root), "--port", str(port)]
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(proc, port, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+    assert proc.returncode is not None and not _port_open(port), "the server kept running"
+
+
+def _row_count(page) -> int:
+    """Data rows of the overview's results table (the grid with a 'metric' header)."""
+    grid = page.locator('[role="grid"]').filter(has_text="metric").last
+    return int(grid.get_attribute("aria-rowcount")) - 1
+
+
+def _wait_rows(page, expected: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if _row_count(page) == expected:
+                return
+        except (TypeError, ValueError):
+            pass
+        page.wait_for_timeout(250)
+    raise AssertionError(f"results table has {_row_count(page)} rows, expected {expected}")
+
+
+def test_leaderboard_in_chromium(server, board_results, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    n_rows = len(overview_table(load_results(board_results.root).frame))
+    shot = tmp_path / "leaderboard.png"
+    dialogs: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(server)
+            page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
+            page.get_by_text("problem(s) while reading").wait_for(timeout=10_000)
+            _wait_rows(page, n_rows)
+
+            page.get_by_role("link", name="Compare").click()
+            page.get_by_role("heading", name="Compare candidates").wait_for(timeout=30_000)
+            header = page.get_by_text("<script>alert(1)</script>", exact=False).first
+            header.wait_for(timeout=30_000)
+            assert "<b>Médecin</b>" in header.inner_text()  # the tags are text, not markup
+            assert page.locator("[data-testid='stMarkdownContainer'] b", has_text="Médecin").count() == 0
+
+            page.get_by_role("link", name="Overview").click()
+            page.get_by_role("heading", name="Overview").wait_for(timeout=30_000)
+            _wait_rows(page, n_rows)
+            kind = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Kind")
+            kind.locator("input").click()
+            page.get_by_role("option", name="MoE", exact=True).click()
+            page.keyboard.press("Escape")
+            _wait_rows(page, 2 * 3 * 2)
+            rows = page.locator('[role="grid"]').filter(has_text="metric").last.locator('[role="row"]')
+            first = rows.nth(1).inner_text()
+            assert first.startswith("moe-"), first
+
+            page.get_by_role("link", name="Trade-offs").click()
+            chart = page.locator('[data-testid="stVegaLiteChart"]').first
+            chart.locator("canvas, svg").first.wait_for(timeout=60_000)
+            box = chart.bounding_box()
+            assert box is not None and box["width"] > 200 and box["height"] > 200
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert dialogs == [], "a script ran in the page"
+    assert shot.stat().st_size > 20_000
+    keep = os.environ.get("MEDMOE_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)

@@ -1,0 +1,85 @@
+"""``medmoe`` resolves from the plain lm-eval CLI (the ``.pth`` hook) and from ``medmoe eval``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "MEDMOE_DATA": "bundled", **env}
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=environment, cwd=REPO)
+
+
+def test_pth_hook_registers_medmoe_without_hiding_builtins():
+    code = "from lm_eval.api.registry import get_model; print(get_model('medmoe').__name__, get_model('hf').__name__, get_model('dummy').__name__)"
+    proc = run([sys.executable, "-c", code])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["MedMoELM", "HFLM", "DummyLM"]
+
+
+def test_start_up_imports_no_lm_eval_or_torch():
+    code = "import sys; print(sorted(m for m in ('lm_eval', 'torch', 'transformers') if m in sys.modules))"
+    proc = run([sys.executable, "-c", code])
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_hook_registers_when_lm_eval_models_was_imported_first():
+    code = (
+        "import sys, lm_eval.models\n"
+        "from lm_eval.api.registry import model_registry\n"
+        "model_registry._objs.pop('medmoe', None)\n"
+        "import medmoe_lm_eval._lmeval_hook as h; h.install()\n"
+        "print('medmoe' in model_registry, 'hf' in model_registry)"
+    )
+    proc = run([sys.executable, "-c", code])
+    assert proc.stdout.split() == ["True", "True"], proc.stderr
+
+
+def _adapter(tmp_path: Path, model: Path) -> Path:
+    path = tmp_path / "tiny-single.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny-single", "kind": "single", "experts": [{"name": "m", "model": str(model), "device": "cpu"}]}))
+    return path
+
+
+def _results(folder: Path) -> dict:
+    files = sorted(folder.rglob("results_*.json"))
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
+
+
+@pytest.mark.slow
+def test_plain_lm_eval_cli_runs_medmoe(tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    lm_eval = Path(sys.executable).with_name("lm_eval")
+    proc = run([str(lm_eval), "--model", "medmoe", "--model_args", f"adapter={_adapter(tmp_path, tiny_model_dir)},model=tiny-single", "--tasks", "medmoe_medmcqa", "--include_path", "tasks", "--limit", "3", "--output_path", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = _results(out / "tiny-single")
+    assert data["config"]["medmoe"]["candidate"] == "tiny-single"
+    assert data["config"]["medmoe_profile"]["total"]["requests"] == 12
+    assert list((out / "tiny-single").glob("routing_*.jsonl")) and list((out / "tiny-single").glob("profile_*.json"))
+
+
+@pytest.mark.slow
+def test_medmoe_eval_wrapper_adds_tasks_and_names_the_folder(tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    proc = run([sys.executable, "-m", "medmoe_lm_eval", "eval", "--model", "medmoe", "--model_args", f"adapter={_adapter(tmp_path, tiny_model_dir)}", "--tasks", "medmoe_ppl_code", "--limit", "2", "--output_path", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = _results(out / "tiny-single")
+    assert "medmoe_ppl_code" in data["results"] and data["config"]["model_args"]["model"] == "tiny-single"
+
+
+def test_medmoe_eval_reports_unwritable_output_before_loading(tmp_path, tiny_model_dir):
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    proc = run([sys.executable, "-m", "medmoe_lm_eval", "eval", "--model", "medmoe", "--model_args", f"adapter={_adapter(tmp_path, tiny_model_dir)}", "--tasks", "medmoe_ppl_code", "--output_path", str(blocker / "sub")])
+    assert proc.returncode == 2
+    assert "--output_path" in proc.stderr and "cannot write there" in proc.stderr

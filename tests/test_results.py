@@ -1,0 +1,278 @@
+"""Reading results folders: the real runs, the awkward files, and the CLI forms of the same numbers.
+
+Edge cases are built from copies of real results files (written by lm-eval for tiny models in
+``results_fixtures``), changed in exactly the way each case needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.table import Table
+
+from medmoe_lm_eval.board import export_board, rank_tables, streamlit_command
+from medmoe_lm_eval.cli import main
+from medmoe_lm_eval.ranking import load_use_cases
+from medmoe_lm_eval.results import (
+    FRAME_COLUMNS,
+    Filters,
+    compare_candidates,
+    energy_per_correct,
+    fingerprint,
+    load_results,
+    misrouted,
+    overview_table,
+    read_routing_log,
+    routing_confusion,
+    routing_logs,
+    routing_regret,
+)
+
+pytest_plugins = ["results_fixtures"]  # the shared results folder, built once per session
+
+
+def _real(root: Path, folder: str) -> dict:
+    return json.loads(sorted((root / folder).glob("results_*.json"))[-1].read_text(encoding="utf-8"))
+
+
+def _plain(root: Path) -> dict:
+    """The plain ``hf`` run on the fixture's own three tasks."""
+    files = (f for f in sorted(root.glob("*/results_*.json")) if "broken" not in str(f))
+    return next(d for d in (json.loads(f.read_text(encoding="utf-8")) for f in files) if d["config"]["model"] == "hf" and "lbfx_bio" in d["results"])
+
+
+def _write(path: Path, data: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The real folder
+
+
+def test_real_runs_make_a_tidy_frame(board_results):
+    res = load_results(board_results.root)
+    frame = res.frame
+    assert list(frame.columns) == list(FRAME_COLUMNS)
+    assert set(frame["candidate"]) == set(board_results.real_candidates) | set(board_results.synthetic_candidates)
+    assert not frame.duplicated(["candidate", "task", "metric", "filter"]).any()
+    bio = frame[(frame["candidate"] == "tiny-bio") & (frame["metric"] == "acc")].set_index("task")
+    assert set(bio.index) == {"lbfx_bio", "lbfx_law", "lbfx_code"}
+    assert bio.loc["lbfx_law", "domain"] == "legal"  # from configs[task].metadata.domain
+    assert bio["kind"].eq("full").all() and bio["adapter_kind"].eq("single").all()
+    assert bio["latency_ms_p50"].gt(0).all() and bio["peak_memory_bytes"].gt(0).all()
+    assert bio["requests_per_s"].gt(0).all() and bio["n_samples"].eq(6).all()
+    assert bio["adapter_sha256"].str.len().eq(64).all() and bio["lm_eval_version"].eq("0.4.13").all()
+    assert bio["task_version"].eq("1.0").all() and bio["hardware"].notna().all()
+    assert ((bio["value"] >= 0) & (bio["value"] <= 1) & bio["stderr"].ge(0)).all()
+    moe = frame[frame["candidate"] == "moe-oracle"]
+    assert moe["kind"].eq("MoE").all() and moe["router_type"].eq("oracle").all()
+    plain = frame[frame["candidate"] == "model"]
+    assert plain["profiled"].eq(False).all() and plain["latency_ms_p50"].isna().all() and plain["backend"].eq("hf").all()
+    project = frame[frame["candidate"] == board_results.project_candidate].set_index(["task", "metric"])
+    assert set(project.index) == {("medmoe_pubmedqa", "acc"), ("medmoe_pubmedqa", "macro_f1"), ("medmoe_medmcqa", "acc")}
+    assert project["domain"].eq("biomedical").all() and project["higher_is_better"].eq(True).all()
+    gptq = frame[frame["candidate"] == "tiny-bio-gptq-synthetic"]
+    assert gptq["kind"].eq("GPTQ").all() and gptq["quantization"].eq("gptq 4-bit g128").all()
+
+
+def test_awkward_files_give_warnings_not_errors(board_results):
+    res = load_results(board_results.root)
+    by_file = {i.file: i for i in res.issues}
+    broken = by_file[str(board_results.truncated)]
+    assert broken.level == "warning" and "truncated or corrupt" in broken.message
+    assert any("profiling was switched off" in i.message and i.level == "warning" for i in res.issues)
+    assert any("unknown metric 'mystery_score'" in i.message for i in res.issues)
+    assert any(i.file.endswith("notes.json") and i.level == "info" for i in res.issues)
+    mystery = res.frame[res.frame["metric"] == "mystery_score"]
+    assert len(mystery) == 3 and mystery["higher_is_better"].isna().all()
+    assert board_results.html_name in set(res.frame["candidate"])  # kept as data; escaped where drawn
+
+
+def test_rerun_latest_wins_and_history_keeps_the_older_one(board_results):
+    res = load_results(board_results.root)
+    runs = res.history[res.history["candidate"] == "tiny-bio"].drop_duplicates("run_id").sort_values("date")
+    assert len(runs) == 2 and runs["latest"].tolist() == [False, True]
+    assert set(res.frame.loc[res.frame["candidate"] == "tiny-bio", "run_id"]) == {runs["run_id"].iloc[-1]}
+    assert not res.runs[runs["run_id"].iloc[0]].latest
+    notes = [i.message for i in res.issues if i.file == "tiny-bio"]
+    assert len(notes) == 1 and notes[0].startswith("1 older run(s) on 3 task(s) superseded; showing the latest")
+
+
+def test_routing_regret_pairs_router_with_oracle(board_results):
+    res = load_results(board_results.root)
+    regret = routing_regret(res).set_index("task")
+    assert set(regret.index) == {"lbfx_bio", "lbfx_law", "lbfx_code"}
+    assert (regret["candidate"] == "moe-keywords").all() and (regret["oracle"] == "moe-oracle").all()
+    for _, row in regret.iterrows():
+        assert row["regret"] == pytest.approx(row["oracle_value"] - row["router_value"])
+
+
+def test_filters_and_tables(board_results):
+    frame = load_results(board_results.root).frame
+    moe = Filters(kind=("MoE",), domain=("legal",)).apply(frame)
+    assert set(moe["candidate"]) == {"moe-oracle", "moe-keywords"} and set(moe["task"]) == {"lbfx_law"}
+    table = overview_table(frame)
+    assert set(table["metric"]) == {"acc", "acc_norm", "macro_f1"} and "peak_memory_gb" in table
+    back = pd.read_csv(pd.io.common.StringIO(table.to_csv(index=False)))
+    assert len(back) == len(table) and set(back["candidate"]) == set(table["candidate"])
+    both = compare_candidates(frame, "tiny-bio", "moe-oracle")
+    row = both[(both["task"] == "lbfx_bio") & (both["metric"] == "acc")].iloc[0]
+    assert row["delta"] == pytest.approx(row["moe-oracle"] - row["tiny-bio"])
+    lat = both[(both["task"] == "lbfx_bio") & (both["metric"] == "latency_ms_p50")].iloc[0]
+    assert lat["better"] == ("tiny-bio" if lat["tiny-bio"] < lat["moe-oracle"] else "moe-oracle")
+
+
+# ---------------------------------------------------------------------------------------------
+# Edge cases from copies of real files
+
+
+def test_profile_read_from_profile_file_or_reported_missing(board_results, tmp_path):
+    real = _real(board_results.root, "tiny-bio")
+    profile = real["config"]["medmoe_profile"]
+    from_file = copy.deepcopy(real)
+    del from_file["config"]["medmoe_profile"]
+    from_file["config"]["medmoe"]["candidate"] = "from-file"
+    from_file["config"]["medmoe"]["profile_file"] = "profile_from-file.json"
+    _write(tmp_path / "a" / "results_2026-03-01T00-00-00.json", from_file)
+    _write(tmp_path / "a" / "profile_from-file.json", profile)
+    missing = copy.deepcopy(from_file)
+    missing["config"]["medmoe"].update(candidate="no-profile", profile_file=None)
+    _write(tmp_path / "b" / "results_2026-03-01T00-00-00.json", missing)
+    res = load_results(tmp_path)
+    rows = res.frame.set_index(["candidate", "task", "metric"])
+    assert rows.loc[("from-file", "lbfx_bio", "acc"), "latency_ms_p50"] == pytest.approx(profile["tasks"]["lbfx_bio"]["latency_ms"]["p50"])
+    assert math.isnan(rows.loc[("no-profile", "lbfx_bio", "acc"), "latency_ms_p50"])
+    assert [i.message for i in res.warnings] == ["medmoe run without a profile: efficiency columns left empty"]
+
+
+def test_energy_per_correct_uses_task_energy_and_accuracy(board_results, tmp_path):
+    real = _real(board_results.root, "tiny-bio")
+    real["config"]["medmoe_profile"]["tasks"]["lbfx_bio"]["energy_j"] = 12.0
+    real["results"]["lbfx_bio"]["acc,none"] = 0.5
+    real["config"]["medmoe_profile"]["tasks"]["lbfx_law"]["energy_j"] = 9.0
+    real["results"]["lbfx_law"]["acc,none"] = 0.0
+    _write(tmp_path / "x" / "results_2026-03-01T00-00-00.json", real)
+    rows = load_results(tmp_path).frame.query("metric == 'acc'").set_index("task")
+    assert rows.loc["lbfx_bio", "energy_per_correct_j"] == pytest.approx(12.0 / (0.5 * 6))
+    assert math.isnan(rows.loc["lbfx_law", "energy_per_correct_j"])  # nothing correct: no figure
+    assert math.isnan(energy_per_correct(None, "t", 0.5, 6))
+
+
+def test_odd_values_names_dates_and_groups(board_results, tmp_path):
+    plain = _plain(board_results.root)
+    odd = copy.deepcopy(plain)
+    odd["config"]["model_args"] = "pretrained=org/Модель-<i>x</i>,dtype=float32"  # old string form
+    del odd["date"]
+    task = "lbfx_bio"
+    odd["results"][task]["acc_stderr,none"] = "N/A"
+    odd["results"][task]["samples,none"] = [1, 2]
+    odd["results"]["medical_group"] = {"alias": "medical_group", "acc,none": 0.4}
+    odd["group_subtasks"] = {"medical_group": [task]}
+    _write(tmp_path / "o" / "results_2026-04-05T06-07-08.123456.json", odd)
+    for i, parent in enumerate(("one", "two")):  # two different local models named alike
+        twin = copy.deepcopy(plain)
+        twin["config"]["model_args"] = {"pretrained": f"/models/{parent}/same"}
+        _write(tmp_path / f"t{i}" / "results_2026-03-01T00-00-00.json", twin)
+    res = load_results(tmp_path)
+    frame = res.frame
+    odd_rows = frame[frame["candidate"] == "org/Модель-<i>x</i>"]
+    assert odd_rows["date"].iloc[0] == pd.Timestamp("2026-04-05T06:07:08.123456", tz="UTC")
+    acc = odd_rows[(odd_rows["task"] == task) & (odd_rows["metric"] == "acc")].iloc[0]
+    assert math.isnan(acc["stderr"]) and not acc["is_group"]
+    assert odd_rows[odd_rows["task"] == "medical_group"]["is_group"].all()
+    assert any("samples,none has no numeric value" in i.message for i in res.issues)
+    assert {"same (/models/one/same)", "same (/models/two/same)"} <= set(frame["candidate"])
+
+
+def test_empty_and_missing_folders(tmp_path):
+    empty = load_results(tmp_path)
+    assert empty.frame.empty and list(empty.frame.columns) == list(FRAME_COLUMNS)
+    assert [i.message for i in empty.warnings] == ["no lm-eval results found below this folder"]
+    assert overview_table(empty.frame).empty
+    missing = load_results(tmp_path / "nope")
+    assert "does not exist" in missing.warnings[0].message
+
+
+def test_non_utf8_and_non_dict_files(tmp_path):
+    (tmp_path / "results_bad.json").write_bytes(b"\xff\xfe\x00garbage")
+    _write(tmp_path / "results_list.json", [1, 2])
+    _write(tmp_path / "results_weird.json", {"results": {"t": {"acc,none": "high"}}, "config": "not a dict"})
+    res = load_results(tmp_path)
+    assert res.frame.empty
+    messages = " | ".join(i.message for i in res.issues)
+    assert "cannot read" in messages and "not an lm-eval results file" in messages and "no numeric metrics" in messages
+
+
+def test_routing_logs_confusion_and_bad_lines(board_results, tmp_path):
+    res = load_results(board_results.root)
+    log, issues = routing_logs(res, "moe-keywords")
+    assert issues == [] and len(log) == 3 * 6 * 4  # three tasks, six questions, four choices each
+    confusion = routing_confusion(log)
+    assert confusion.to_numpy().sum() == len(log)
+    wrong = misrouted(log)
+    assert (wrong["domain"] != wrong["routed_domain"]).all()
+    off_diagonal = sum(confusion.loc[d, r] for d in confusion.index for r in confusion.columns if d != r)
+    assert len(wrong) > 0 and off_diagonal >= len(wrong)
+    copy_path = tmp_path / "routing_copy.jsonl"
+    copy_path.write_text(Path(res.latest_runs("moe-keywords")[0].routing_log).read_text(encoding="utf-8") + "{not json\n[1, 2]\n", encoding="utf-8")
+    found: list = []
+    again = read_routing_log(copy_path, found)
+    assert len(again) == len(log) and [i.message for i in found] == ["2 malformed routing-log line(s) skipped"]
+    gone = copy.deepcopy(res)
+    info = gone.latest_runs("moe-keywords")[0]
+    info.routing_log = str(tmp_path / "missing.jsonl")
+    assert "is missing" in routing_logs(gone, "moe-keywords")[1][0].message
+
+
+def test_fingerprint_changes_when_a_run_lands(board_results, tmp_path):
+    shutil.copytree(board_results.root / "tiny-bio", tmp_path / "tiny-bio")
+    before = fingerprint(tmp_path)
+    _write(tmp_path / "late" / "results_2027-01-01T00-00-00.json", _real(board_results.root, "tiny-bio"))
+    assert fingerprint(tmp_path)[1] == before[1] + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminal and static forms (the same numbers)
+
+
+def test_rank_prints_a_table_for_a_use_case(board_results, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["rank", "--results", str(board_results.root), "--use-case", "edge"]) == 0
+    out = capsys.readouterr().out
+    assert "Mobile or edge deployment (edge)" in out and "tiny-bio" in out and "peak memory" in out
+    assert "<script>alert(1)</script>" in out  # a terminal shows the name as it is, markup not interpreted
+    assert main(["rank", "--results", str(board_results.root), "--use-case", "nope"]) == 2
+    assert "choose one of: chatbot, diagnosis, edge, research" in capsys.readouterr().out
+    assert main(["rank", "--list"]) == 0 and "Low-latency medical chatbot" in capsys.readouterr().out
+    tables = [t for t in rank_tables(board_results.root) if isinstance(t, Table)]
+    assert [str(t.title) for t in tables] == ["Low-latency medical chatbot (chatbot)", "High-accuracy diagnosis (diagnosis)", "Mobile or edge deployment (edge)", "Research and knowledge retrieval (research)"]
+
+
+def test_export_html_and_markdown_escape_names(board_results, tmp_path):
+    res = load_results(board_results.root)
+    cases, _ = load_use_cases()
+    page = export_board(res, cases, tmp_path / "board.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert all(c.name in page for c in cases.values()) and "Warnings while reading results" in page
+    md = export_board(res, cases, tmp_path / "board.md").read_text(encoding="utf-8")
+    assert "<script>" not in md and "&lt;b&gt;Médecin" in md and "| rank | candidate |" in md
+    assert main(["leaderboard", "--results", str(board_results.root), "--export", str(tmp_path / "b.txt")]) == 2
+    assert main(["leaderboard", "--results", str(board_results.root), "--export", str(tmp_path / "c.html")]) == 0
+
+
+def test_leaderboard_refuses_a_missing_folder_and_binds_localhost(tmp_path, capsys):
+    assert main(["leaderboard", "--results", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    command = streamlit_command(8600)
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert command[command.index("--server.headless") + 1] == "true"
+    assert command[command.index("--browser.gatherUsageStats") + 1] == "false"
+    assert Path(command[command.index("run") + 1]).name == "app.py"
