@@ -50,6 +50,7 @@ class Answer:
     truncated: bool = False
     generation_s: float = 0.0
     tokens: int = 0
+    load_s: float = 0.0  # seconds spent loading the expert for this answer (0 when it was resident)
     notes: list[str] = field(default_factory=list)
 
 
@@ -75,15 +76,25 @@ class Consultant:
         shared = self.cfg.shared_expert.name if self.cfg.shared_expert else None
         return Decision(question, route, gate, probs, routing_ms, shared)
 
-    def answer(self, decision: Decision) -> Iterator[tuple[str, Answer]]:
+    @property
+    def notes(self) -> list[str]:
+        """What the config made the router change (weights normalised, say)."""
+        return list(self.router.notes)
+
+    def answer(self, decision: Decision, max_new_tokens: int | None = None) -> Iterator[tuple[str, Answer]]:
         """Yield ``(piece, answer so far)`` as the top expert generates; loads it if needed."""
-        backend = self.pool.get(decision.route.top)
-        prompt, truncated = backend.fit_prompt(PROMPT.format(question=decision.question.strip()), self.max_new_tokens)
-        answer = Answer(expert=decision.route.top, truncated=truncated)
-        if truncated:
-            answer.notes.append(f"question truncated to the last {backend.max_length - self.max_new_tokens} tokens of '{answer.expert}''s {backend.max_length}-token window")
+        new_tokens = max_new_tokens or self.max_new_tokens
+        resident = decision.route.top in self.pool.resident
         started = time.perf_counter()
-        for piece in backend.stream(prompt, self.max_new_tokens, STOPS):
+        backend = self.pool.get(decision.route.top)
+        load_s = 0.0 if resident else time.perf_counter() - started
+        prompt, truncated = backend.fit_prompt(PROMPT.format(question=decision.question.strip()), new_tokens)
+        answer = Answer(expert=decision.route.top, truncated=truncated, load_s=load_s)
+        if truncated:
+            kept = max(backend.max_length - new_tokens, 1)
+            answer.notes.append(f"question truncated to its last {kept} tokens: expert '{answer.expert}' has a {backend.max_length}-token window and {new_tokens} are kept for the answer")
+        started = time.perf_counter()
+        for piece in backend.stream(prompt, new_tokens, STOPS):
             answer.text += piece
             answer.generation_s = time.perf_counter() - started
             yield piece, answer

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -197,18 +198,19 @@ class RankSnapshot:
     expert_infos: dict[str, dict[str, Any]]
 
 
-def snapshot(dp: DataParallel, routing: RoutingLog, profile: dict[str, Any], loads: dict[str, int], infos: dict[str, dict[str, Any]]) -> RankSnapshot:
-    records = routing.take() if isinstance(routing, BufferedRoutingLog) else []
-    return RankSnapshot(dp.rank, dp.host, dp.device, records, profile, dict(loads), dict(infos))
+def snapshot(dp: DataParallel, routing: RoutingLog, profiler: Any, pool: Any) -> RankSnapshot | None:
+    """What this rank sends at a barrier; ``None`` on rank 0, whose state is read where it is."""
+    if dp.rank == 0 or not isinstance(routing, BufferedRoutingLog):
+        return None
+    return RankSnapshot(dp.rank, dp.host, dp.device, routing.take(), profiler.report(), dict(pool.load_counts), dict(pool.infos))
 
 
-def absorb(gathered: Sequence[RankSnapshot] | None, routing: RoutingLog, peers: dict[int, RankSnapshot]) -> None:
+def absorb(gathered: Sequence[RankSnapshot | None] | None, routing: RoutingLog, peers: dict[int, RankSnapshot]) -> None:
     """On rank 0: append the other ranks' routing rows to the log, keep their latest snapshot."""
     for snap in gathered or []:
-        if snap.rank == 0:
-            continue
-        routing.add(snap.records)
-        peers[snap.rank] = snap
+        if snap is not None:
+            routing.add(snap.records)
+            peers[snap.rank] = snap
 
 
 def total_loads(own: dict[str, int], peers: Iterable[RankSnapshot]) -> dict[str, int]:
@@ -447,8 +449,6 @@ def launch_command(num_processes: int, module: str, args: Sequence[str], port: i
     given an MPI hostfile. Without GPUs the processes join through gloo
     (:meth:`DataParallel.from_environment`). ``port`` keeps concurrent jobs on one host apart.
     """
-    import sys
-
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if num_processes > 1:
         cmd += ["--multi_gpu"]

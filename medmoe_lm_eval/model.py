@@ -170,7 +170,7 @@ class MedMoELM(LM):
         with tqdm(total=sum(map(len, plan.values())), desc=f"medmoe {rtype}", disable=disable_tqdm or self.rank != 0) as bar:
             for name in self.pool.order(list(plan)):
                 backend = self._backend(name)
-                for task, chunk in self._chunks(name, plan[name], requests):
+                for task, chunk in self._chunks(backend, name, plan[name], requests):
                     outputs = self._call(backend, name, rtype, task, [requests[i] for i in chunk])
                     for i, out in zip(chunk, outputs):
                         partial[i][name] = out
@@ -209,12 +209,13 @@ class MedMoELM(LM):
             distributed.keep_expert_local(backend)
         return backend
 
-    def _chunks(self, name: str, idxs: list[int], requests: list[Instance]):
+    def _chunks(self, backend: Backend, name: str, idxs: list[int], requests: list[Instance]):
         """Per task (so per-task figures are exact), longest documents first, ``batch_size``
         documents per chunk. Requests of one document stay together: HFLM scores the answer
         options of a multiple-choice question in one forward pass only if they arrive together."""
         spec = self.pool.specs[name]
         size = self._batch_override or (spec.batch_size if isinstance(spec.batch_size, int) else 64)
+        size = max(size, backend.max_concurrency)  # a remote expert stays busy up to its concurrency
         docs: dict[str | None, dict[Any, list[int]]] = defaultdict(lambda: defaultdict(list))
         for i in idxs:
             docs[requests[i].task_name][requests[i].doc_id].append(i)
@@ -355,7 +356,7 @@ class MedMoELM(LM):
         requests were all cached: the place where routing rows and profiles travel to rank 0."""
         if self.world_size <= 1:
             return
-        mine = distributed.snapshot(self.dp, self.routing, self.profiler.report(), self.pool.load_counts, self.pool.infos)
+        mine = distributed.snapshot(self.dp, self.routing, self.profiler, self.pool)
         distributed.absorb(self.dp.gather_object(mine), self.routing, self._peers)
         self.dp.barrier()
 

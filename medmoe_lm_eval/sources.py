@@ -501,6 +501,9 @@ def _router_sources(split: Split) -> dict[str, list[list[tuple[str, str]]]]:
         [(r["question"], "pubmedqa") for r in _bundled(_file(split, "pubmedqa"))],
         [(r["question"], "medmcqa") for r in _bundled(_file(split, "medmcqa"))],
         [(r["Question"], "medquad") for r in _bundled(_file(split, "medquad"))],
+        # documents as well as questions: rolling log-likelihood routes whole abstracts and answers
+        [(_abstract(r), "pubmedqa") for r in _bundled(_file(split, "pubmedqa"))],
+        [(r["Answer"], "medquad") for r in _bundled(_file(split, "medquad"))],
     ]
     legal = [[(r["text"], "legalbench") for r in _legalbench_split(split)]]
     if split == "heldout":

@@ -3,7 +3,9 @@
 The server is the command a user runs (``python -m medmoe_lm_eval leaderboard --results ...``),
 reading the folder of real tiny-model runs. The test checks that the overview table and a chart
 render, that a sidebar filter changes the table, that a candidate name carrying HTML shows as text
-(no element injected, no script run), saves a screenshot, and stops the server by its pid.
+(no element injected, no script run), that the Consult page answers a question with a real tiny
+mixture (gate chart, multi-domain split, answer, disclaimer), saves screenshots of the trade-offs
+and the Consult pages, and stops the server by its pid.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ def test_leaderboard_in_chromium(server, board_results, tmp_path):
 
     n_rows = len(overview_table(load_results(board_results.root).frame))
     shot = tmp_path / "leaderboard.png"
+    consult_shot = tmp_path / "leaderboard-consult.png"
     dialogs: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"])
@@ -146,11 +149,31 @@ def test_leaderboard_in_chromium(server, board_results, tmp_path):
             assert box is not None and box["width"] > 200 and box["height"] > 200
             page.wait_for_timeout(500)
             page.screenshot(path=str(shot), full_page=True)
+
+            page.get_by_role("link", name="Consult").click()
+            page.get_by_role("heading", name="Consult a candidate").wait_for(timeout=30_000)
+            page.get_by_text("not medical advice").first.wait_for(timeout=10_000)
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="Candidate").click()
+            page.get_by_role("option", name="moe-keywords", exact=True).click()
+            page.get_by_role("button", name="Drug interaction + liability").click()
+            question = page.locator('[data-testid="stTextArea"] textarea')
+            page.wait_for_function("el => el.value.includes('warfarin')", arg=question.element_handle(), timeout=30_000)
+            page.get_by_role("button", name="Ask", exact=True).click()
+            page.get_by_role("heading", name="Answer from bio").wait_for(timeout=180_000)  # first question: loads the expert
+            page.get_by_text("Multi-domain question").wait_for(timeout=30_000)
+            page.get_by_text("Loaded in this app process").wait_for(timeout=180_000)  # the answer is complete
+            gate = page.locator('[data-testid="stVegaLiteChart"]').first
+            gate.locator("canvas, svg").first.wait_for(timeout=60_000)
+            assert page.get_by_text("badge", exact=False).count() == 0  # role badges rendered, not shown as markup
+            page.set_viewport_size({"width": 1400, "height": 1800})  # Streamlit scrolls inside the page: show it all
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(consult_shot), full_page=True)
         finally:
             browser.close()
     assert dialogs == [], "a script ran in the page"
-    assert shot.stat().st_size > 20_000
+    assert shot.stat().st_size > 20_000 and consult_shot.stat().st_size > 20_000
     keep = os.environ.get("MEDMOE_SCREENSHOTS")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(keep) / shot.name)
+        for picture in (shot, consult_shot):
+            shutil.copy(picture, Path(keep) / picture.name)

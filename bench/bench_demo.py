@@ -1,0 +1,48 @@
+"""``medmoe demo`` wall time and peak RSS, cold (empty build cache) and warm (cache reused).
+
+    python bench/bench_demo.py [--keep DIR] [-- extra demo arguments]
+
+Target: the whole demo in at most 10 minutes on 2 CPU cores. The demo runs as a child process;
+its peak RSS is the kernel's maximum resident set of that child (``getrusage``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run_demo(cache: Path, results: Path, extra: list[str]) -> tuple[float, float, int]:
+    """One demo in a child process: wall seconds, the child's peak RSS (MiB), exit status."""
+    env = {**os.environ, "MEDMOE_CACHE": str(cache)}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "medmoe_lm_eval", "demo", "--results", str(results), *extra], env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, proc.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", help="folder for the cache and results (default: a temporary folder)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one run in a fresh process
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    if args.one:
+        root = Path(args.keep)
+        wall, peak_mib, rc = run_demo(root / "cache", root / f"results-{args.one}", extra)
+        print(f"{args.one}: {wall:6.1f} s wall (target <= 600 s), peak RSS {peak_mib:7.1f} MiB, exit {rc}", flush=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep or tmp
+        for label in ("cold", "warm"):  # a fresh measuring process each, so peaks do not carry over
+            subprocess.run([sys.executable, __file__, "--one", label, "--keep", root, *extra], check=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""``medmoe demo`` on its own output: specialisation, routing and quantization show as they should.
+
+The demo is run narrowed (perplexity tasks, fewer training steps, no GPTQ/AWQ: those have their
+own tests) so the suite stays fast; the full demo is the README's first command and is timed in
+``bench/bench_demo.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medmoe_lm_eval.demo import PPL_TASKS, expectations, perplexities
+
+pytestmark = pytest.mark.slow
+
+CANDIDATES = ["generalist", "expert-biomedical", "expert-legal", "expert-code", "moe-top1", "moe-oracle", "generalist-gguf-f16", "generalist-gguf-q8_0", "generalist-gguf-q4_0"]
+
+
+def demo(out: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MEDMOE_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "medmoe_lm_eval", "demo", "--results", str(out), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    pytest.importorskip("llama_cpp")
+    root = tmp_path_factory.mktemp("demo")
+    out, cache = root / "results", root / "cache"
+    proc = demo(out, cache, "--candidates", ",".join(CANDIDATES), "--tasks", ",".join(PPL_TASKS), "--train-steps", "80")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, out, cache
+
+
+def latest_runs(out: Path) -> dict[str, Path]:
+    return {c: sorted((out / c).glob("results_*.json"))[-1] for c in CANDIDATES}
+
+
+def test_demo_output_shows_a_correct_pipeline(demo_run):
+    proc, out, _ = demo_run
+    checks = expectations(perplexities(latest_runs(out)))
+    assert checks and all(ok is True for _, ok in checks), checks
+    text = " ".join(proc.stdout.split())  # rich wraps lines at the terminal width
+    assert "not medical or legal advice" in text
+    assert "medmoe leaderboard --results" in text
+    assert "word perplexity on held-out domain text" in text
+
+
+def test_demo_runs_carry_profiles_routing_and_adapters(demo_run):
+    _, out, _ = demo_run
+    runs = latest_runs(out)
+    for name, path in runs.items():
+        config = json.loads(path.read_text())["config"]
+        assert config["medmoe"]["candidate"] == name
+        assert config["medmoe_profile"]["total"]["requests"] > 0
+        assert (path.parent / config["medmoe"]["profile_file"]).is_file()
+    routed = json.loads(runs["moe-top1"].read_text())["config"]["medmoe"]["routing"]
+    assert (runs["moe-top1"].parent / routed["log_file"]).is_file()
+    assert set(routed["per_task"]) == set(PPL_TASKS)
+    labels = {n: json.loads(p.read_text())["config"]["medmoe"]["label"] for n, p in runs.items()}
+    assert labels["generalist"] == "full" and labels["moe-top1"] == "moe" and labels["generalist-gguf-q4_0"] == "gguf-q4_0"
+    assert (out / "adapters" / "moe-oracle.yaml").is_file()
+
+
+def test_second_demo_run_reuses_the_built_candidates(demo_run):
+    _, out, cache = demo_run
+    models = sorted(cache.rglob("model.safetensors"))
+    before = {p: p.stat().st_mtime_ns for p in models}
+    proc = demo(out, cache, "--candidates", "generalist,moe-oracle", "--tasks", "medmoe_ppl_code", "--limit", "3", "--train-steps", "80")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training" not in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in models} == before
+    assert len(list((out / "generalist").glob("results_*.json"))) == 2  # the earlier run is kept
