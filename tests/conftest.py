@@ -58,3 +58,20 @@ def tiny_experts(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
         tok.save_pretrained(str(path))
         out[domain] = path
     return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_model_dir, tiny_texts) -> Path:
+    """The tiny model briefly trained, so its predictions are not uniform (quantization and
+    backend-parity tests need numbers that can visibly differ)."""
+    from backend_fixtures import trained_copy
+
+    return trained_copy(tiny_model_dir, tmp_path_factory.mktemp("trained") / "trained", tiny_texts)
+
+
+@pytest.fixture(scope="session")
+def f32_gguf(trained) -> Path:
+    """``trained`` as an f32 GGUF file, written by the project's converter."""
+    from medmoe_lm_eval.quantization.gguf_convert import hf_to_gguf
+
+    return hf_to_gguf(trained, trained.parent / "trained-f32.gguf", "f32")

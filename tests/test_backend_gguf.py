@@ -20,7 +20,6 @@ from backend_fixtures import (
     greedy_pairs,
     ll_requests,
     rolling_requests,
-    trained_copy,
 )
 
 from medmoe_lm_eval.backends import BackendError, make_backend
@@ -28,18 +27,6 @@ from medmoe_lm_eval.config import ConfigError, GGUFExpert, load_adapter
 
 pytestmark = pytest.mark.gguf
 TOL = 1e-3
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir, tiny_texts) -> Path:
-    return trained_copy(tiny_model_dir, tmp_path_factory.mktemp("gguf") / "trained", tiny_texts)
-
-
-@pytest.fixture(scope="module")
-def f32_gguf(trained) -> Path:
-    from medmoe_lm_eval.quantization.gguf_convert import hf_to_gguf
-
-    return hf_to_gguf(trained, trained.parent / "trained-f32.gguf", "f32")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from backend_fixtures import (
     greedy_pairs,
     ll_requests,
     rolling_requests,
-    trained_copy,
 )
 from llama_server import free_port, llama_server
 
@@ -36,18 +35,6 @@ pytestmark = pytest.mark.gguf
 TOL = 1e-3
 KEY_ENV = "MEDMOE_TEST_REMOTE_KEY"
 SECRET = "sk-local-test-0123456789"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir, tiny_texts) -> Path:
-    return trained_copy(tiny_model_dir, tmp_path_factory.mktemp("remote") / "trained", tiny_texts)
-
-
-@pytest.fixture(scope="module")
-def f32_gguf(trained) -> Path:
-    from medmoe_lm_eval.quantization.gguf_convert import hf_to_gguf
-
-    return hf_to_gguf(trained, trained.parent / "trained-f32.gguf", "f32")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from backend_fixtures import trained_copy
 
 from medmoe_lm_eval.backends import BackendError
 from medmoe_lm_eval.quantize import (
@@ -29,11 +28,6 @@ from medmoe_lm_eval.quantize import (
 TASKS = ["medmoe_medmcqa", "medmoe_ppl_biomedical"]
 LIMIT = 4
 TOLERANCE = {"q8": (0.01, 0.01, 0.0), "4bit": (0.03, 0.05, 0.25)}  # per-request rel., bits/byte abs., acc abs.
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir, tiny_texts) -> Path:
-    return trained_copy(tiny_model_dir, tmp_path_factory.mktemp("quant") / "trained", tiny_texts)
 
 
 def cli(*argv: str) -> int:
