@@ -69,6 +69,17 @@ def _chars(request: Instance) -> int:
     return sum(len(a) for a in request.args if isinstance(a, str))
 
 
+def _check_generation_fits(backend: Backend, name: str, task: str | None, batch: list[Instance]) -> None:
+    """A task asking for as many new tokens as the whole window leaves no room for the prompt."""
+    window = backend.max_length
+    wanted = max(int(r.args[1].get("max_gen_toks", 256)) for r in batch)
+    if window and wanted >= window:
+        raise BackendError(
+            f"expert '{name}': task {task} asks for up to {wanted} new tokens but the expert's window is {window} tokens; "
+            f"fix: pass --gen_kwargs max_gen_toks=<fewer than {window}> or give the expert a longer max_length"
+        )
+
+
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
 
@@ -234,6 +245,8 @@ class MedMoELM(LM):
         return [per_context[r.args[0]] + n for r, n in zip(batch, continuations)]
 
     def _call(self, backend: Backend, name: str, rtype: str, task: str | None, batch: list[Instance]) -> list[Any]:
+        if rtype == "generate_until":
+            _check_generation_fits(backend, name, task, batch)
         counts = self._prompt_tokens(backend, rtype, batch) if self.profiler.enabled else []
         if counts and backend.max_length:
             reserve = [r.args[1].get("max_gen_toks", 256) if rtype == "generate_until" else 0 for r in batch]

@@ -50,6 +50,7 @@ def evaluate_candidate(
     data: str = "bundled",
     log_samples: bool = False,
     extra_model_args: dict[str, Any] | None = None,
+    gen_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate one adapter and store ``results_<date>.json`` under ``out_dir/<name>/``."""
     import lm_eval
@@ -73,6 +74,7 @@ def evaluate_candidate(
         confirm_run_unsafe_code=True,
         evaluation_tracker=tracker,
         bootstrap_iters=1000,
+        gen_kwargs=gen_kwargs,
     )
     results.pop("samples", None)
     tracker.general_config_tracker.log_end_time()

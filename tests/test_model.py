@@ -163,3 +163,12 @@ def test_unknown_model_argument_is_a_config_error(tmp_path, tiny_model_dir):
 
     with pytest.raises(ConfigError, match="pretrained: unknown model argument"):
         MedMoELM(adapter=str(single(tmp_path, tiny_model_dir)), pretrained="x")
+
+
+def test_generation_longer_than_the_window_is_a_clear_error(tmp_path, tiny_model_dir):
+    from medmoe_lm_eval.model import MedMoELM
+
+    lm = MedMoELM(adapter=str(single(tmp_path, tiny_model_dir)))
+    request = Instance("generate_until", {}, ("Question: x\nAnswer:", {"until": ["\n"], "max_gen_toks": 512}), 0, ("medmoe_medquad", 0, 1))
+    with pytest.raises(BackendError, match="asks for up to 512 new tokens but the expert's window is 512 tokens; fix: pass --gen_kwargs"):
+        lm.generate_until([request])
