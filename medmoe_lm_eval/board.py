@@ -246,9 +246,9 @@ def add_rank_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_rank(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from medmoe_lm_eval.console import cli_console
 
-    console = Console(highlight=False)
+    console = cli_console(highlight=False)
     cases, problems = load_use_cases(args.use_cases or default_use_cases_path())
     for line in problems:
         console.print(f"[yellow]warning:[/] {_plain(line)}")

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from medmoe_lm_eval import __version__
 from medmoe_lm_eval.backends.base import BackendError
+from medmoe_lm_eval.console import cli_console
 from medmoe_lm_eval.domains import DOMAINS
 from medmoe_lm_eval.paths import cache_dir
 from medmoe_lm_eval.tiny import TinySpec
@@ -266,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     from medmoe_lm_eval.evaluate import check_output_dir
     from medmoe_lm_eval.runs import evaluate_candidate
 
-    console = Console()
+    console = cli_console()
     candidates = _selected(args.candidates)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     out = Path(args.results)

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from medmoe_lm_eval import router
+from medmoe_lm_eval.console import cli_console
 
 
 def _rows(data: str, split: str) -> list[dict[str, str]]:
@@ -36,7 +36,7 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         report = router.train_classifier(rows, args.out, seed=args.seed)
         Path(f"{args.out}.report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    Console().print(f"trained router -> {args.out}\n{json.dumps(report, indent=2)}")
+    cli_console().print(f"trained router -> {args.out}\n{json.dumps(report, indent=2)}")
     return 0
 
 
@@ -59,7 +59,7 @@ def render(report: dict[str, Any]) -> Table:
 
 def run_eval(args: argparse.Namespace) -> int:
     report = router.evaluate_router(args.router, _rows(args.data, "heldout"))
-    Console().print(render(report))
+    cli_console().print(render(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0

@@ -256,6 +256,17 @@ def test_rank_prints_a_table_for_a_use_case(board_results, capsys, monkeypatch):
     assert [str(t.title) for t in tables] == ["Low-latency medical chatbot (chatbot)", "High-accuracy diagnosis (diagnosis)", "Mobile or edge deployment (edge)", "Research and knowledge retrieval (research)"]
 
 
+def test_rank_written_to_a_log_keeps_whole_cells(board_results, capsys, monkeypatch):
+    """Piped output has no terminal width; rich's 80-column fallback would cut cells to '…'."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert main(["rank", "--results", str(board_results.root), "--use-case", "edge"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-bio" in out and "…" not in out
+    monkeypatch.setenv("COLUMNS", "60")  # an explicit width still wins
+    assert main(["rank", "--results", str(board_results.root), "--use-case", "edge"]) == 0
+    assert max(len(line) for line in capsys.readouterr().out.splitlines()) <= 60
+
+
 def test_export_html_and_markdown_escape_names(board_results, tmp_path):
     res = load_results(board_results.root)
     cases, _ = load_use_cases()

@@ -17,6 +17,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from medmoe_lm_eval.console import cli_console
 from medmoe_lm_eval.profiling import ProfileError
 
 MISSING = "-"
@@ -192,7 +193,7 @@ def render_profile(profile: dict[str, Any]) -> list[RenderableType]:
 
 def show_profile(path: str | os.PathLike[str], console: Console | None = None) -> None:
     """Print the profile in ``path``; a file without one gets a one-line error naming it."""
-    console = console or Console()
+    console = console or cli_console()
     try:
         profile = load_profile(path)
     except ProfileError as exc:
