@@ -9,6 +9,7 @@ and an earlier run is never overwritten.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict
@@ -19,10 +20,21 @@ from medmoe_lm_eval.paths import tasks_dir
 
 
 def task_manager(data: str = "bundled", extra_include: list[str] | None = None):
-    """lm-eval's task manager with the project's tasks and a data source for them."""
+    """lm-eval's task manager with the project's tasks and a data source for them.
+
+    Building one indexes every task YAML lm-eval ships (about 10 s on two cores), while the index
+    itself never changes within a process and tasks are built afresh from it on every
+    ``simple_evaluate``; so a process that evaluates many candidates (the demo, the benchmarks)
+    builds it once per data source and include path.
+    """
+    return _cached_task_manager(data, tuple(extra_include or ()))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_task_manager(data: str, extra_include: tuple[str, ...]):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=[*(extra_include or []), str(tasks_dir())], metadata={"medmoe_data": data})
+    return TaskManager(include_path=[*extra_include, str(tasks_dir())], metadata={"medmoe_data": data})
 
 
 def write_json_exclusive(path: Path, payload: Any) -> Path:

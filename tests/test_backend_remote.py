@@ -283,7 +283,7 @@ def test_lm_eval_runs_agree_across_backends(tmp_path, server, trained, f32_gguf,
     from medmoe_lm_eval.paths import tasks_dir
 
     register()
-    tm = TaskManager(include_path=str(tasks_dir()), metadata={"medmoe_data": "bundled"})
+    tm = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"medmoe_data": "bundled"})
     adapters = {
         "hf": _adapter(tmp_path, "hf", {"model": str(trained), "dtype": "float32", "device": "cpu"}),
         "gguf": _adapter(tmp_path, "gguf", {"backend": "gguf", "model": str(f32_gguf), "n_ctx": 512, "n_threads": 1}),

@@ -25,7 +25,7 @@ DOMAIN_TASK = {"biomedical": "medmoe_medmcqa", "legal": "medmoe_ppl_legal", "cod
 @pytest.fixture(scope="module")
 def task_manager() -> TaskManager:
     register()
-    return TaskManager(include_path=str(tasks_dir()), metadata={"medmoe_data": "bundled"})
+    return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"medmoe_data": "bundled"})
 
 
 def write_adapter(folder: Path, name: str, data: dict) -> Path:

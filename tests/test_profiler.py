@@ -521,7 +521,7 @@ def test_lm_eval_run_profile_on_and_off_gives_identical_metrics(tiny_model_dir, 
         (tasks_dir / f"{name}.yaml").write_text(f"task: {name}\n" + body.format(data=bundled_data_dir()).lstrip())
     adapter = tmp_path / "adapter.yaml"
     adapter.write_text(f"name: tiny\nkind: single\nexperts:\n  - name: bio\n    model: {tiny_model_dir}\n    device: cpu\n    batch_size: 4\n")
-    manager = TaskManager(include_path=str(tasks_dir))
+    manager = TaskManager(include_path=str(tasks_dir), include_defaults=False)
     runs = {}
     for profile in (True, False):
         log_dir = tmp_path / f"logs_{profile}"

@@ -44,7 +44,7 @@ def task_manager():
     from medmoe_lm_eval.paths import tasks_dir
 
     register()
-    return TaskManager(include_path=str(tasks_dir()), metadata={"medmoe_data": "bundled"})
+    return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"medmoe_data": "bundled"})
 
 
 def evaluate(adapter: Path, tm) -> tuple[dict, list[float]]:
