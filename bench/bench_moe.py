@@ -8,7 +8,7 @@
    runs added up; target <= 1.05, with each expert's load count (each must load once).
 
 Wall time includes model loading, as a user experiences it; the best of ``--repeats`` runs is
-kept for each side so that a busy machine penalises neither.
+kept for each side, and the sides take turns, so that a busy machine penalises neither.
 """
 
 from __future__ import annotations
@@ -43,12 +43,18 @@ def build(folder: Path) -> dict[str, Path]:
     return out
 
 
-def timed(model: str, model_args: dict, tasks: list[str], limit: int, repeats: int) -> tuple[float, dict]:
-    best, results = float("inf"), {}
+def timed(runs: dict[str, tuple[str, dict, list[str]]], limit: int, repeats: int) -> tuple[dict[str, float], dict[str, dict]]:
+    """Best wall time and last results of each ``name: (model, model_args, tasks)`` run.
+
+    The runs take turns, repeat by repeat, so a machine that gets busier or quieter during the
+    benchmark shifts every side alike instead of whichever happened to run last.
+    """
+    best, results = dict.fromkeys(runs, float("inf")), {}
     for _ in range(repeats):
-        started = time.perf_counter()
-        results = lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=tasks, task_manager=task_manager(), limit=limit, batch_size=8, device="cpu", bootstrap_iters=0)
-        best = min(best, time.perf_counter() - started)
+        for name, (model, model_args, tasks) in runs.items():
+            started = time.perf_counter()
+            results[name] = lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=tasks, task_manager=task_manager(), limit=limit, batch_size=8, device="cpu", bootstrap_iters=0)
+            best[name] = min(best[name], time.perf_counter() - started)
     return best, results
 
 
@@ -70,17 +76,17 @@ def main() -> None:
         models = build(folder)
         bio = models["biomedical"]
         single = adapter(folder, "one", {"kind": "single", "experts": [{"name": "m", "model": str(bio), "device": "cpu", "batch_size": 8}]})
-        t_hf, _ = timed("hf", {"pretrained": str(bio)}, SUITE, args.limit, args.repeats)
-        t_on, _ = timed("medmoe", {"adapter": single}, SUITE, args.limit, args.repeats)
-        t_off, _ = timed("medmoe", {"adapter": single, "profile": False}, SUITE, args.limit, args.repeats)
-        print(f"one expert  : hf {t_hf:.2f} s · medmoe {t_on:.2f} s (ratio {t_on / t_hf:.3f}, target <= 1.05) · medmoe without profiling {t_off:.2f} s (ratio {t_off / t_hf:.3f})")
+        best, _ = timed({"hf": ("hf", {"pretrained": str(bio)}, SUITE), "on": ("medmoe", {"adapter": single}, SUITE), "off": ("medmoe", {"adapter": single, "profile": False}, SUITE)}, args.limit, args.repeats)
+        hf, on, off = best["hf"], best["on"], best["off"]
+        print(f"one expert  : hf {hf:.2f} s · medmoe {on:.2f} s (ratio {on / hf:.3f}, target <= 1.05) · medmoe without profiling {off:.2f} s (ratio {off / hf:.3f})")
 
         experts = [{"name": d, "domain": d, "model": str(p), "device": "cpu", "batch_size": 8} for d, p in models.items()]
         oracle = adapter(folder, "oracle", {"kind": "moe", "experts": experts, "router": {"type": "oracle"}})
         tasks = [t for ts in DOMAIN_TASKS.values() for t in ts]
-        t_hf3 = sum(timed("hf", {"pretrained": str(models[d])}, ts, args.limit, args.repeats)[0] for d, ts in DOMAIN_TASKS.items())
-        t_moe, res = timed("medmoe", {"adapter": oracle}, tasks, args.limit, args.repeats)
-        loads = res["config"]["medmoe"]["expert_loads"]
+        runs = {d: ("hf", {"pretrained": str(models[d])}, ts) for d, ts in DOMAIN_TASKS.items()}
+        best, res = timed({**runs, "moe": ("medmoe", {"adapter": oracle}, tasks)}, args.limit, args.repeats)
+        t_hf3, t_moe = sum(best[d] for d in runs), best["moe"]
+        loads = res["moe"]["config"]["medmoe"]["expert_loads"]
         print(f"three experts: 3 x hf {t_hf3:.2f} s · medmoe oracle {t_moe:.2f} s (ratio {t_moe / t_hf3:.3f}, target <= 1.05) · expert loads {loads}")
 
 
