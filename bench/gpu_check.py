@@ -103,14 +103,11 @@ def check_nvml(seconds: float = 3.0) -> tuple[list[Check], dict[str, Any]]:
 # -- 2. the harness on CUDA vs CPU ----------------------------------------------------------------------
 
 
-def _texts(n: int = 400) -> list[str]:
-    from medmoe_lm_eval.paths import bundled_data_dir
+def _texts(per_domain: int = 100) -> list[str]:
+    from medmoe_lm_eval.domains import DOMAINS
+    from medmoe_lm_eval.sources import domain_texts
 
-    texts: list[str] = []
-    for path in sorted(bundled_data_dir().glob("*.jsonl")):
-        with path.open(encoding="utf-8") as fh:
-            texts += [line for _, line in zip(range(n // 4), fh)]
-    return texts
+    return [t for domain in DOMAINS for t in domain_texts(domain, "train")[:per_domain]]
 
 
 def build(root: Path, name: str, **spec: int) -> Path:
@@ -138,17 +135,16 @@ def adapter(root: Path, name: str, experts: dict[str, Path], max_resident: int |
 
 def evaluate(adapter_path: Path, device: str, limit: int) -> dict[str, Any]:
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     from medmoe_lm_eval._lmeval_hook import register
-    from medmoe_lm_eval.paths import tasks_dir
+    from medmoe_lm_eval.runs import task_manager
 
     register()
     return lm_eval.simple_evaluate(
         model="medmoe",
         model_args={"adapter": str(adapter_path), "profile": True, "log_dir": str(adapter_path.parent / "logs")},
         tasks=TASKS,
-        task_manager=TaskManager(include_path=str(tasks_dir())),
+        task_manager=task_manager(),
         device=device,
         limit=limit,
         log_samples=False,

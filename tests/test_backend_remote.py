@@ -277,13 +277,11 @@ def _loglikelihoods(results: dict, task: str) -> list[float]:
 def test_lm_eval_runs_agree_across_backends(tmp_path, server, trained, f32_gguf, keyed):
     """``simple_evaluate(model="medmoe")`` on a bundled task: hf, gguf and remote adapters agree."""
     import lm_eval
-    from lm_eval.tasks import TaskManager
-
     from medmoe_lm_eval._lmeval_hook import register
-    from medmoe_lm_eval.paths import tasks_dir
+    from medmoe_lm_eval.runs import task_manager
 
     register()
-    tm = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"medmoe_data": "bundled"})
+    tm = task_manager()
     adapters = {
         "hf": _adapter(tmp_path, "hf", {"model": str(trained), "dtype": "float32", "device": "cpu"}),
         "gguf": _adapter(tmp_path, "gguf", {"backend": "gguf", "model": str(f32_gguf), "n_ctx": 512, "n_threads": 1}),

@@ -15,7 +15,7 @@ from lm_eval.tasks import TaskManager
 
 from medmoe_lm_eval._lmeval_hook import register
 from medmoe_lm_eval.backends import BackendError
-from medmoe_lm_eval.paths import tasks_dir
+from medmoe_lm_eval.runs import task_manager as project_task_manager
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ DOMAIN_TASK = {"biomedical": "medmoe_medmcqa", "legal": "medmoe_ppl_legal", "cod
 @pytest.fixture(scope="module")
 def task_manager() -> TaskManager:
     register()
-    return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"medmoe_data": "bundled"})
+    return project_task_manager()
 
 
 def write_adapter(folder: Path, name: str, data: dict) -> Path:

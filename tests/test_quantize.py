@@ -38,13 +38,11 @@ def cli(*argv: str) -> int:
 
 @pytest.fixture(scope="module")
 def task_manager():
-    from lm_eval.tasks import TaskManager
-
     from medmoe_lm_eval._lmeval_hook import register
-    from medmoe_lm_eval.paths import tasks_dir
+    from medmoe_lm_eval.runs import task_manager as project_task_manager
 
     register()
-    return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"medmoe_data": "bundled"})
+    return project_task_manager()
 
 
 def evaluate(adapter: Path, tm) -> tuple[dict, list[float]]:
