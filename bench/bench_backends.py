@@ -64,15 +64,17 @@ def requests_for(n_ll: int, n_gen: int, max_gen_toks: int) -> tuple[list[Any], l
 
 
 def make(kind: str, args: argparse.Namespace) -> Any:
-    from medmoe_lm_eval.backends import make_backend
-    from medmoe_lm_eval.config import GGUFExpert, HFExpert, RemoteExpert
+    from medmoe_lm_eval.harness.backends import make_backend
+    from medmoe_lm_eval.harness.config import GGUFExpert, HFExpert, RemoteExpert
 
     if kind == "hf":
         return make_backend(HFExpert(name="hf", model=args.model, dtype="float32", device="cpu"), device="cpu")
     if kind == "gguf":
         return make_backend(GGUFExpert(name="gguf", backend="gguf", model=args.gguf, n_ctx=512, n_threads=args.threads), device="cpu")
     if kind == "remote":
-        return make_backend(RemoteExpert(name="remote", backend="remote", model="tiny", base_url=args.url, tokenizer=args.model, concurrency=1, max_length=512), device="cpu")
+        return make_backend(
+            RemoteExpert(name="remote", backend="remote", model="tiny", base_url=args.url, tokenizer=args.model, concurrency=1, max_length=512), device="cpu"
+        )
     from lm_eval.models.gguf import GGUFLM
 
     return GGUFLM(base_url=args.url, max_length=512)
@@ -125,8 +127,8 @@ def _vm_hwm_mb(pid: int) -> float | None:
 
 
 def build(root: Path) -> tuple[Path, Path]:
+    from medmoe_lm_eval.demo.tiny import TinySpec, build_tiny_model
     from medmoe_lm_eval.quantization.gguf_convert import hf_to_gguf
-    from medmoe_lm_eval.tiny import TinySpec, build_tiny_model
 
     model = build_tiny_model(root / "model", _texts(400), TinySpec(seed=0))
     return model, hf_to_gguf(model, root / "model-f32.gguf", "f32")

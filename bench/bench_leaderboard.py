@@ -31,7 +31,7 @@ def build_source(workdir: Path) -> Path:
     import results_fixtures as rf
     from transformers import AutoTokenizer
 
-    from medmoe_lm_eval.tiny import TinySpec, build_model, build_tiny_model
+    from medmoe_lm_eval.demo.tiny import TinySpec, build_model, build_tiny_model
 
     texts = [q for qs in rf.QUESTIONS.values() for q, _ in qs] * 20
     base = build_tiny_model(workdir / "model", texts, TinySpec(seed=0))
@@ -95,7 +95,8 @@ def write_copies(templates: list[dict], out: Path, n_files: int, n_candidates: i
 
 
 def time_reading(folder: Path, repeats: int) -> tuple[list[float], int, int]:
-    from medmoe_lm_eval.results import find_result_files, load_results
+    from medmoe_lm_eval.store.files import find_result_files
+    from medmoe_lm_eval.store.results import load_results
 
     times, rows = [], 0
     for _ in range(repeats):

@@ -23,9 +23,9 @@ import lm_eval
 import yaml
 
 from medmoe_lm_eval._lmeval_hook import register
-from medmoe_lm_eval.runs import task_manager
-from medmoe_lm_eval.sources import domain_texts
-from medmoe_lm_eval.tiny import TinySpec, build_model, train_tokenizer
+from medmoe_lm_eval.benchmarks.splits import domain_texts
+from medmoe_lm_eval.demo.runs import task_manager
+from medmoe_lm_eval.demo.tiny import TinySpec, build_model, train_tokenizer
 
 SUITE = ["medmoe_medmcqa", "medmoe_pubmedqa", "medmoe_legal_ruleqa", "medmoe_ppl_biomedical", "medmoe_ppl_legal", "medmoe_ppl_code"]
 DOMAIN_TASKS = {"biomedical": ["medmoe_medmcqa", "medmoe_ppl_biomedical"], "legal": ["medmoe_legal_ruleqa", "medmoe_ppl_legal"], "code": ["medmoe_ppl_code"]}
@@ -53,7 +53,9 @@ def timed(runs: dict[str, tuple[str, dict, list[str]]], limit: int, repeats: int
     for _ in range(repeats):
         for name, (model, model_args, tasks) in runs.items():
             started = time.perf_counter()
-            results[name] = lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=tasks, task_manager=task_manager(), limit=limit, batch_size=8, device="cpu", bootstrap_iters=0)
+            results[name] = lm_eval.simple_evaluate(
+                model=model, model_args=model_args, tasks=tasks, task_manager=task_manager(), limit=limit, batch_size=8, device="cpu", bootstrap_iters=0
+            )
             best[name] = min(best[name], time.perf_counter() - started)
     return best, results
 
@@ -76,9 +78,19 @@ def main() -> None:
         models = build(folder)
         bio = models["biomedical"]
         single = adapter(folder, "one", {"kind": "single", "experts": [{"name": "m", "model": str(bio), "device": "cpu", "batch_size": 8}]})
-        best, _ = timed({"hf": ("hf", {"pretrained": str(bio)}, SUITE), "on": ("medmoe", {"adapter": single}, SUITE), "off": ("medmoe", {"adapter": single, "profile": False}, SUITE)}, args.limit, args.repeats)
+        best, _ = timed(
+            {
+                "hf": ("hf", {"pretrained": str(bio)}, SUITE),
+                "on": ("medmoe", {"adapter": single}, SUITE),
+                "off": ("medmoe", {"adapter": single, "profile": False}, SUITE),
+            },
+            args.limit,
+            args.repeats,
+        )
         hf, on, off = best["hf"], best["on"], best["off"]
-        print(f"one expert  : hf {hf:.2f} s · medmoe {on:.2f} s (ratio {on / hf:.3f}, target <= 1.05) · medmoe without profiling {off:.2f} s (ratio {off / hf:.3f})")
+        print(
+            f"one expert  : hf {hf:.2f} s · medmoe {on:.2f} s (ratio {on / hf:.3f}, target <= 1.05) · medmoe without profiling {off:.2f} s (ratio {off / hf:.3f})"
+        )
 
         experts = [{"name": d, "domain": d, "model": str(p), "device": "cpu", "batch_size": 8} for d, p in models.items()]
         oracle = adapter(folder, "oracle", {"kind": "moe", "experts": experts, "router": {"type": "oracle"}})

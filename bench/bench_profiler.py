@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medmoe_lm_eval.paths import bundled_data_dir
-from medmoe_lm_eval.profiler import Profiler
+from medmoe_lm_eval.profiling.profiler import Profiler
 
 console = Console(width=140)
 TARGET_RATIO = 1.02
@@ -53,7 +53,7 @@ def _texts(n: int = 400) -> list[str]:
 
 
 def build_model(root: Path) -> Path:
-    from medmoe_lm_eval.tiny import TinySpec, build_tiny_model
+    from medmoe_lm_eval.demo.tiny import TinySpec, build_tiny_model
 
     return build_tiny_model(root / "model", _texts(), TinySpec(seed=0))
 
@@ -139,7 +139,10 @@ def _forward_loop(model_dir: Path):
     def run(prof: Profiler, passes: int) -> tuple[float, float]:
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(passes):
-            with prof.track(expert="bio", request_type="loglikelihood", task="t", n_requests=8, prompt_tokens=int(enc["attention_mask"].sum())), torch.no_grad():
+            with (
+                prof.track(expert="bio", request_type="loglikelihood", task="t", n_requests=8, prompt_tokens=int(enc["attention_mask"].sum())),
+                torch.no_grad(),
+            ):
                 model(**enc)
         return time.perf_counter() - t0, time.process_time() - c0
 
@@ -171,7 +174,7 @@ def bench_sampler(model_dir: Path, intervals: list[float], passes: int, repeats:
     for interval in intervals:
         on, off, cpu, samples = [], [], [], []
         for i in range(repeats):
-            for enabled in ((True, False) if i % 2 == 0 else (False, True)):
+            for enabled in (True, False) if i % 2 == 0 else (False, True):
                 prof = Profiler(interval_ms=interval, enabled=enabled)
                 prof.start()
                 (on if enabled else off).append(run(prof, passes))
@@ -199,8 +202,13 @@ def bench_lmeval(adapter: Path, include_path: Path, tasks: list[str], limit: int
     def once(profile: bool) -> tuple[tuple[float, float], dict[str, Any], dict[str, Any] | None]:
         t0, c0 = time.perf_counter(), time.process_time()
         out = lm_eval.simple_evaluate(
-            model="medmoe", model_args={"adapter": str(adapter), "profile": profile}, tasks=tasks,
-            task_manager=manager, limit=limit, device="cpu", log_samples=False,
+            model="medmoe",
+            model_args={"adapter": str(adapter), "profile": profile},
+            tasks=tasks,
+            task_manager=manager,
+            limit=limit,
+            device="cpu",
+            log_samples=False,
         )
         return (time.perf_counter() - t0, time.process_time() - c0), out["results"], out["config"].get("medmoe_profile")
 
@@ -209,7 +217,7 @@ def bench_lmeval(adapter: Path, include_path: Path, tasks: list[str], limit: int
     results: dict[bool, dict[str, Any]] = {}
     profile = None
     for i in range(repeats):
-        for flag in ((True, False) if i % 2 == 0 else (False, True)):
+        for flag in (True, False) if i % 2 == 0 else (False, True):
             wall, res, prof = once(flag)
             walls[flag].append(wall)
             results[flag] = res
@@ -241,19 +249,41 @@ def _print_sampler(rows: list[dict[str, Any]], passes: int) -> None:
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
-            f"{r['interval_ms']:.0f}", f"{r['sampler_cpu_per_s']:.5f}", f"{r['samples_per_s']:.1f}", f"{r['wall_on_s']:.3f}",
-            f"{r['wall_off_s']:.3f}", f"{r['ratio_min']:.4f}", f"{r['ratio_median']:.4f}", f"{r['cpu_ratio']:.4f}",
+            f"{r['interval_ms']:.0f}",
+            f"{r['sampler_cpu_per_s']:.5f}",
+            f"{r['samples_per_s']:.1f}",
+            f"{r['wall_on_s']:.3f}",
+            f"{r['wall_off_s']:.3f}",
+            f"{r['ratio_min']:.4f}",
+            f"{r['ratio_median']:.4f}",
+            f"{r['cpu_ratio']:.4f}",
         )
     console.print(table)
 
 
 def _print_lmeval(r: dict[str, Any], tasks: list[str], limit: int | None) -> None:
     table = Table(title=f"lm-eval {', '.join(tasks)} (limit {limit})", title_justify="left")
-    for col in ("requests", "best on s", "best off s", "on/off best", "on/off median", "CPU on/off", f"<= {TARGET_RATIO}", "identical metrics", "sampler CPU s"):
+    for col in (
+        "requests",
+        "best on s",
+        "best off s",
+        "on/off best",
+        "on/off median",
+        "CPU on/off",
+        f"<= {TARGET_RATIO}",
+        "identical metrics",
+        "sampler CPU s",
+    ):
         table.add_column(col, justify="right")
     table.add_row(
-        str(r["requests"]), f"{r['wall_on_s']:.2f}", f"{r['wall_off_s']:.2f}", f"{r['ratio_min']:.4f}", f"{r['ratio_median']:.4f}", f"{r['cpu_ratio']:.4f}",
-        "yes" if r["ratio_min"] <= TARGET_RATIO else "no", "yes" if r["identical_metrics"] else "NO",
+        str(r["requests"]),
+        f"{r['wall_on_s']:.2f}",
+        f"{r['wall_off_s']:.2f}",
+        f"{r['ratio_min']:.4f}",
+        f"{r['ratio_median']:.4f}",
+        f"{r['cpu_ratio']:.4f}",
+        "yes" if r["ratio_min"] <= TARGET_RATIO else "no",
+        "yes" if r["identical_metrics"] else "NO",
         f"{r['sampler_cpu_s']:.4f}" if r["sampler_cpu_s"] is not None else "-",
     )
     console.print(table)

@@ -13,11 +13,12 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one CPU core, as the target says
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console
 
-from medmoe_lm_eval.paths import bundled_adapters_dir  # noqa: E402
-from medmoe_lm_eval.router import bundled_examples, evaluate_router  # noqa: E402
-from medmoe_lm_eval.router_cli import render  # noqa: E402
+from medmoe_lm_eval.cli.router import render
+from medmoe_lm_eval.harness.routing.evaluation import evaluate_router
+from medmoe_lm_eval.harness.routing.training import bundled_examples
+from medmoe_lm_eval.paths import bundled_adapters_dir
 
 
 def main() -> None:

@@ -76,9 +76,9 @@ def build_experts(root: Path) -> dict[str, Path]:
     """Three random tiny Llamas of the demo's size sharing one tokenizer (weights do not change speed)."""
     from dataclasses import replace
 
-    from medmoe_lm_eval.demo import DemoSettings
+    from medmoe_lm_eval.demo.builder import DemoSettings
+    from medmoe_lm_eval.demo.tiny import build_tiny_model
     from medmoe_lm_eval.paths import bundled_data_dir
-    from medmoe_lm_eval.tiny import build_tiny_model
 
     spec = DemoSettings().spec
     texts = [line for path in sorted(bundled_data_dir().glob("*.jsonl")) for line in itertools.islice(path.open(encoding="utf-8"), 100)]
@@ -94,7 +94,9 @@ def write_adapter(path: Path, data: dict[str, Any]) -> Path:
 
 def mixture_adapter(root: Path, experts: dict[str, Path]) -> Path:
     entries = [{"name": d[:3], "domain": d, "model": str(p), "device": "cpu"} for d, p in experts.items()]
-    return write_adapter(root / "dp-mix.yaml", {"name": "dp-mix", "kind": "moe", "experts": entries, "router": {"type": "keywords", "top_k": 2, "keywords": KEYWORDS}})
+    return write_adapter(
+        root / "dp-mix.yaml", {"name": "dp-mix", "kind": "moe", "experts": entries, "router": {"type": "keywords", "top_k": 2, "keywords": KEYWORDS}}
+    )
 
 
 # -- 1. data parallel ---------------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def dp_run(processes: int, threads: int, adapter: Path, out: Path, limit: int) -
     """One ``accelerate launch`` of lm-eval; the whole command timed from outside."""
     from llama_server import free_port
 
-    from medmoe_lm_eval.distributed import launch_command
+    from medmoe_lm_eval.harness.distributed import launch_command
     from medmoe_lm_eval.paths import tasks_dir
 
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -149,7 +151,14 @@ def bench_data_parallel(root: Path, experts: dict[str, Path], args: argparse.Nam
     for (n, threads), rows in runs.items():
         walls = [r["wall_s"] for r in rows]
         best = min(rows, key=lambda r: r["wall_s"])
-        table.add_row(str(n), str(threads), f"{min(walls):.1f} / {statistics.median(walls):.1f}", f"{min(r['eval_s'] for r in rows):.1f}", ", ".join(f"{b:.1f}" for b in best["busy_s"]), str(best["requests"]))
+        table.add_row(
+            str(n),
+            str(threads),
+            f"{min(walls):.1f} / {statistics.median(walls):.1f}",
+            f"{min(r['eval_s'] for r in rows):.1f}",
+            ", ".join(f"{b:.1f}" for b in best["busy_s"]),
+            str(best["requests"]),
+        )
     console.print(table)
     first = [rows[0] for rows in runs.values()]
     same = all(r["metrics"] == first[0]["metrics"] and r["requests"] == first[0]["requests"] for r in first)
@@ -181,7 +190,12 @@ def echo_body(n_prompt: int) -> str:
     """An OpenAI-style echo answer: BOS entry null, then one logprob per prompt token, one generated token."""
     lps = [None] + [-1.0] * (n_prompt - 1) + [-2.0]
     tops = [None] + [{"x": -1.0}] * (n_prompt - 1) + [{"y": -2.0}]
-    return json.dumps({"choices": [{"text": "", "index": 0, "logprobs": {"token_logprobs": lps, "top_logprobs": tops}, "finish_reason": "length"}], "usage": {"completion_tokens": 1}})
+    return json.dumps(
+        {
+            "choices": [{"text": "", "index": 0, "logprobs": {"token_logprobs": lps, "top_logprobs": tops}, "finish_reason": "length"}],
+            "usage": {"completion_tokens": 1},
+        }
+    )
 
 
 @contextmanager
@@ -202,10 +216,10 @@ def latency_bound_server(tokenizer: Path, delay_s: float) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             self._send(json.dumps({"data": [{"id": "bio"}]}))
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             time.sleep(delay_s)
             self._send(echo_body(len(tok(body["prompt"])["input_ids"])))
@@ -225,10 +239,12 @@ def latency_bound_server(tokenizer: Path, delay_s: float) -> Iterator[str]:
 
 
 def remote_rps(url: str, tokenizer: Path, concurrency: int, requests: list[Any], repeats: int) -> float:
-    from medmoe_lm_eval.backends import make_backend
-    from medmoe_lm_eval.config import RemoteExpert
+    from medmoe_lm_eval.harness.backends import make_backend
+    from medmoe_lm_eval.harness.config import RemoteExpert
 
-    spec = RemoteExpert(name="bio", backend="remote", model="bio", base_url=url, tokenizer=str(tokenizer), max_length=512, concurrency=concurrency, max_retries=0)
+    spec = RemoteExpert(
+        name="bio", backend="remote", model="bio", base_url=url, tokenizer=str(tokenizer), max_length=512, concurrency=concurrency, max_retries=0
+    )
     backend = make_backend(spec, device="cpu")
     backend.load()
     try:
@@ -241,9 +257,19 @@ def remote_rps(url: str, tokenizer: Path, concurrency: int, requests: list[Any],
 
 def pipeline_rps(root: Path, url: str, tokenizer: Path, batch_size: int, requests: list[Any], repeats: int) -> float:
     """``MedMoELM.loglikelihood`` on one remote expert: routing, chunking, profiling included."""
-    from medmoe_lm_eval.model import MedMoELM
+    from medmoe_lm_eval.harness.model import MedMoELM
 
-    expert = {"name": "bio", "domain": "biomedical", "backend": "remote", "model": "bio", "base_url": url, "tokenizer": str(tokenizer), "max_length": 512, "concurrency": 8, "batch_size": batch_size}
+    expert = {
+        "name": "bio",
+        "domain": "biomedical",
+        "backend": "remote",
+        "model": "bio",
+        "base_url": url,
+        "tokenizer": str(tokenizer),
+        "max_length": 512,
+        "concurrency": 8,
+        "batch_size": batch_size,
+    }
     adapter = write_adapter(root / f"remote-bs{batch_size}.yaml", {"name": f"remote-bs{batch_size}", "kind": "single", "experts": [expert]})
     lm = MedMoELM(adapter=str(adapter), device="cpu")
     try:

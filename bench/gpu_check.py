@@ -104,14 +104,14 @@ def check_nvml(seconds: float = 3.0) -> tuple[list[Check], dict[str, Any]]:
 
 
 def _texts(per_domain: int = 100) -> list[str]:
-    from medmoe_lm_eval.domains import DOMAINS
-    from medmoe_lm_eval.sources import domain_texts
+    from medmoe_lm_eval.benchmarks.domains import DOMAINS
+    from medmoe_lm_eval.benchmarks.splits import domain_texts
 
     return [t for domain in DOMAINS for t in domain_texts(domain, "train")[:per_domain]]
 
 
 def build(root: Path, name: str, **spec: int) -> Path:
-    from medmoe_lm_eval.tiny import TinySpec, build_tiny_model
+    from medmoe_lm_eval.demo.tiny import TinySpec, build_tiny_model
 
     return build_tiny_model(root / name, _texts(), TinySpec(**spec), train_steps=30, batch_size=8, seq_len=64)
 
@@ -137,7 +137,7 @@ def evaluate(adapter_path: Path, device: str, limit: int) -> dict[str, Any]:
     import lm_eval
 
     from medmoe_lm_eval._lmeval_hook import register
-    from medmoe_lm_eval.runs import task_manager
+    from medmoe_lm_eval.demo.runs import task_manager
 
     register()
     return lm_eval.simple_evaluate(
@@ -170,11 +170,27 @@ def check_harness(root: Path, model_dir: Path, limit: int) -> tuple[list[Check],
     hardware, lat = profile["hardware"], profile["total"]["latency_ms"]
     figures = {"metrics_cuda": gpu, "metrics_cpu": cpu, "max_rel_diff": worst, "profile_cuda": profile}
     return [
-        Check("CUDA and CPU runs give the same metrics", set(gpu) == set(cpu) and worst <= REL_TOLERANCE, f"{len(cpu)} metrics, max relative difference {worst:.2e}"),
+        Check(
+            "CUDA and CPU runs give the same metrics",
+            set(gpu) == set(cpu) and worst <= REL_TOLERANCE,
+            f"{len(cpu)} metrics, max relative difference {worst:.2e}",
+        ),
         Check("profile names the GPU", bool(hardware.get("gpu_name")), f"{hardware.get('gpu_name')} (driver {hardware.get('gpu_driver')})"),
-        Check("profile energy from NVML", energy["source"] in ("nvml_energy_counter", "nvml_power_integral") and (energy["joules"] or 0) > 0, f"{energy['source']}: {energy['joules']} J, {energy['per_request_j']} J/request, reason {energy['reason']}"),
-        Check("profile GPU peak memory (NVML and torch)", (memory.get("nvml_peak_used_bytes") or 0) > 0 and (memory.get("torch_max_allocated_bytes") or 0) > 0, f"nvml {memory.get('nvml_peak_used_bytes')} B ({memory.get('nvml_scope')}), torch {memory.get('torch_max_allocated_bytes')} B"),
-        Check("p50 <= p95 <= max batch latency", lat["p50"] <= lat["p95"] <= lat["max"], f"{lat['p50']:.2f} / {lat['p95']:.2f} / {lat['max']:.2f} ms over {lat['n']} batches"),
+        Check(
+            "profile energy from NVML",
+            energy["source"] in ("nvml_energy_counter", "nvml_power_integral") and (energy["joules"] or 0) > 0,
+            f"{energy['source']}: {energy['joules']} J, {energy['per_request_j']} J/request, reason {energy['reason']}",
+        ),
+        Check(
+            "profile GPU peak memory (NVML and torch)",
+            (memory.get("nvml_peak_used_bytes") or 0) > 0 and (memory.get("torch_max_allocated_bytes") or 0) > 0,
+            f"nvml {memory.get('nvml_peak_used_bytes')} B ({memory.get('nvml_scope')}), torch {memory.get('torch_max_allocated_bytes')} B",
+        ),
+        Check(
+            "p50 <= p95 <= max batch latency",
+            lat["p50"] <= lat["p95"] <= lat["max"],
+            f"{lat['p50']:.2f} / {lat['p95']:.2f} / {lat['max']:.2f} ms over {lat['n']} batches",
+        ),
     ], figures
 
 
@@ -184,9 +200,9 @@ def check_harness(root: Path, model_dir: Path, limit: int) -> tuple[list[Check],
 def check_memory(root: Path, small: Path, big: Path, limit: int) -> tuple[list[Check], dict[str, Any]]:
     import torch
 
-    from medmoe_lm_eval.config import load_adapter
-    from medmoe_lm_eval.pool import ExpertPool
-    from medmoe_lm_eval.profiler import Profiler
+    from medmoe_lm_eval.harness.config import load_adapter
+    from medmoe_lm_eval.harness.pool import ExpertPool
+    from medmoe_lm_eval.profiling.profiler import Profiler
 
     peaks = {}
     for name, model_dir in (("small", small), ("big", big)):
@@ -206,10 +222,20 @@ def check_memory(root: Path, small: Path, big: Path, limit: int) -> tuple[list[C
     after_swap = torch.cuda.memory_allocated() - base
     pool.close()
     after_close = torch.cuda.memory_allocated() - base
-    figures = {"torch_peak_small_mib": peaks["small"] / MIB, "torch_peak_big_mib": peaks["big"] / MIB, "one_expert_mib": one / MIB, "after_swap_mib": after_swap / MIB, "after_close_mib": after_close / MIB}
+    figures = {
+        "torch_peak_small_mib": peaks["small"] / MIB,
+        "torch_peak_big_mib": peaks["big"] / MIB,
+        "one_expert_mib": one / MIB,
+        "after_swap_mib": after_swap / MIB,
+        "after_close_mib": after_close / MIB,
+    }
     return [
         Check("bigger model, higher torch peak", peaks["big"] > peaks["small"], f"{peaks['small'] / MIB:.1f} -> {peaks['big'] / MIB:.1f} MiB"),
-        Check("max_resident=1: evicted expert's memory returned", one > 0 and after_swap <= 1.05 * one, f"one expert {one / MIB:.1f} MiB, after swap {after_swap / MIB:.1f} MiB"),
+        Check(
+            "max_resident=1: evicted expert's memory returned",
+            one > 0 and after_swap <= 1.05 * one,
+            f"one expert {one / MIB:.1f} MiB, after swap {after_swap / MIB:.1f} MiB",
+        ),
         Check("pool.close() returns all expert memory", after_close <= 0.05 * one, f"{after_close / MIB:.2f} MiB left"),
     ], figures
 
@@ -231,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, step in (
             ("nvml", lambda: check_nvml()),
             ("harness", lambda: check_harness(root, build(root, "small", seed=0), args.limit)),
-            ("memory", lambda: check_memory(root, root / "small", build(root, "big", hidden_size=256, num_layers=4, intermediate_size=768, seed=1), args.limit)),
+            (
+                "memory",
+                lambda: check_memory(root, root / "small", build(root, "big", hidden_size=256, num_layers=4, intermediate_size=768, seed=1), args.limit),
+            ),
         ):
             with console.status(f"checking {label}..."):
                 found, figs = step()

@@ -1,6 +1,6 @@
 """What every page of the leaderboard shares: cached loading, sidebar filters, warnings, charts.
 
-Pages only draw. The numbers come from ``medmoe_lm_eval.results`` and ``medmoe_lm_eval.ranking``
+Pages only draw. The numbers come from ``medmoe_lm_eval.store.results`` and ``medmoe_lm_eval.analysis.ranking``
 (the same functions ``medmoe rank`` and the static export use). Loaders are cached with
 ``st.cache_data`` keyed by the folder's path and a fingerprint (file count, newest mtime), so a new
 run shows up on the next interaction without restarting, and nothing here imports torch.
@@ -26,17 +26,12 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from medmoe_lm_eval.ranking import UseCase, default_use_cases_path, load_use_cases
-from medmoe_lm_eval.results import (
-    LOG_COLUMNS,
-    Filters,
-    ReadIssue,
-    ResultsSet,
-    filter_options,
-    fingerprint,
-    load_results,
-    read_routing_log,
-)
+from medmoe_lm_eval.analysis.use_cases import UseCase, default_use_cases_path, load_use_cases
+from medmoe_lm_eval.analysis.views import Filters, filter_options
+from medmoe_lm_eval.store.files import fingerprint
+from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
+from medmoe_lm_eval.store.results import load_results
+from medmoe_lm_eval.store.routing_logs import LOG_COLUMNS, read_routing_log
 
 VIEW_KEY = "_medmoe_view"
 KIND_COLOURS = {"full": "#1f77b4", "AWQ": "#2ca02c", "GPTQ": "#9467bd", "GGUF": "#ff7f0e", "MoE": "#d62728", "other": "#7f7f7f"}
@@ -61,17 +56,17 @@ def results_root() -> Path:
 
 
 @st.cache_data(show_spinner="Reading results…", max_entries=4)
-def _load(root: str, stamp: tuple[str, int, float]) -> ResultsSet:  # noqa: ARG001 - stamp is the cache key
+def _load(root: str, stamp: tuple[str, int, float]) -> ResultsSet:
     return load_results(root)
 
 
 @st.cache_data(max_entries=4)
-def _load_use_cases(path: str, mtime: float) -> tuple[dict[str, UseCase], list[str]]:  # noqa: ARG001
+def _load_use_cases(path: str, mtime: float) -> tuple[dict[str, UseCase], list[str]]:
     return load_use_cases(path)
 
 
 @st.cache_data(max_entries=16)
-def routing_log(path: str, mtime: float) -> tuple[pd.DataFrame, list[ReadIssue]]:  # noqa: ARG001
+def routing_log(path: str, mtime: float) -> tuple[pd.DataFrame, list[ReadIssue]]:
     issues: list[ReadIssue] = []
     return read_routing_log(path, issues), issues
 
@@ -154,7 +149,9 @@ def show_issues(view: View) -> None:
 def no_results_message(view: View) -> bool:
     """Say plainly when there is nothing to show; True if the page should stop."""
     if view.results.frame.empty:
-        st.info(f"No lm-eval results under {md(str(view.results.root))}. Evaluate a candidate into this folder first, for example `medmoe eval --model medmoe --model_args adapter=ADAPTER.yaml --tasks TASK --output_path RESULTS`, then reload.")
+        st.info(
+            f"No lm-eval results under {md(str(view.results.root))}. Evaluate a candidate into this folder first, for example `medmoe eval --model medmoe --model_args adapter=ADAPTER.yaml --tasks TASK --output_path RESULTS`, then reload."
+        )
         return True
     if view.frame.empty:
         st.info("No rows match the sidebar filters; clear a filter to see results.")
@@ -202,6 +199,10 @@ def heatmap(frame: pd.DataFrame, x: str, y: str, value: str, title: str, fmt: st
     leaves room for them above the rows themselves.
     """
     base = alt.Chart(frame).encode(x=alt.X(f"{x}:N", title=x, axis=alt.Axis(labelAngle=0)), y=alt.Y(f"{y}:N", title=y))
-    cells = base.mark_rect().encode(color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues"), title=value), tooltip=[f"{y}:N", f"{x}:N", alt.Tooltip(f"{value}:Q", format=fmt)])
-    text = base.mark_text(fontSize=12).encode(text=alt.Text(f"{value}:Q", format=fmt), color=alt.condition(alt.datum[value] > frame[value].max() / 2, alt.value("white"), alt.value("black")))
+    cells = base.mark_rect().encode(
+        color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues"), title=value), tooltip=[f"{y}:N", f"{x}:N", alt.Tooltip(f"{value}:Q", format=fmt)]
+    )
+    text = base.mark_text(fontSize=12).encode(
+        text=alt.Text(f"{value}:Q", format=fmt), color=alt.condition(alt.datum[value] > frame[value].max() / 2, alt.value("white"), alt.value("black"))
+    )
     return (cells + text).properties(title=title, height=90 + 44 * max(1, frame[y].nunique()))

@@ -5,7 +5,7 @@ with its absolute model path, the router, the shared expert). Rebuilding needs e
 this machine: local files that still exist, or hub models already in the local Hugging Face
 cache (taken from the cache, never downloaded). A candidate that cannot be rebuilt is listed with
 the reason instead. Browsing the page loads no model and imports no torch: the
-:class:`~medmoe_lm_eval.consult.Consultant` is built inside :func:`live_consultant`, a
+:class:`~medmoe_lm_eval.harness.consult.Consultant` is built inside :func:`live_consultant`, a
 ``st.cache_resource`` keyed by the adapter's sha256, on the first question, and it loads each
 expert only when a question is routed to it, once per app process.
 """
@@ -25,7 +25,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from medmoe_lm_eval.results import ResultsSet
+from medmoe_lm_eval.store.records import ResultsSet
 
 DISCLAIMER = (
     "Answers come from the evaluated models, which are research candidates: they are not medical "
@@ -129,7 +129,7 @@ def _local_expert(expert: dict[str, Any]) -> str | None:
 
 def rebuild_adapter(adapter: Any) -> tuple[dict[str, Any] | None, str | None]:
     """A recorded adapter made runnable here, or ``(None, reason)``. Validates with ``parse_adapter``."""
-    from medmoe_lm_eval.config import ConfigError, parse_adapter
+    from medmoe_lm_eval.harness.config import ConfigError, parse_adapter
 
     if not isinstance(adapter, dict) or not adapter.get("experts"):
         return None, "no medmoe adapter recorded in its results (a plain lm-eval run); evaluate it with `medmoe eval --model medmoe` to consult it here"
@@ -161,7 +161,14 @@ def consult_candidates(results: ResultsSet, names: Iterable[str]) -> list[Consul
         recorded = next((r for r in runs if isinstance((r.medmoe or {}).get("adapter"), dict)), None)
         if recorded is None:
             kind = runs[0].model_type if runs else "unknown"
-            out.append(ConsultCandidate(name, None, f"plain `{kind}` run: no medmoe adapter recorded; evaluate it with `medmoe eval --model medmoe` to consult it here", runs[0].run_id if runs else None))
+            out.append(
+                ConsultCandidate(
+                    name,
+                    None,
+                    f"plain `{kind}` run: no medmoe adapter recorded; evaluate it with `medmoe eval --model medmoe` to consult it here",
+                    runs[0].run_id if runs else None,
+                )
+            )
             continue
         adapter, reason = rebuild_adapter(recorded.medmoe["adapter"])
         out.append(ConsultCandidate(name, adapter, reason, recorded.run_id, adapter_key(adapter) if adapter else ""))
@@ -186,24 +193,24 @@ def _release(live: Live) -> None:
 
 
 @st.cache_resource(show_spinner="Preparing the router…", max_entries=MAX_LIVE_CANDIDATES, on_release=_release)
-def live_consultant(key: str, _adapter: dict[str, Any]) -> Live:  # noqa: ARG001 - key is the adapter's sha256
+def live_consultant(key: str, _adapter: dict[str, Any]) -> Live:
     """The candidate's :class:`Consultant` (router ready, experts loaded on first use).
 
     ``key`` is :func:`adapter_key` of ``_adapter``, so the excluded argument never differs for
     one key. Importing the consultant here keeps torch out of a page that is only browsed.
     """
-    from medmoe_lm_eval.config import parse_adapter
-    from medmoe_lm_eval.consult import Consultant
+    from medmoe_lm_eval.harness.config import parse_adapter
+    from medmoe_lm_eval.harness.consult import Consultant
 
     return Live(Consultant(parse_adapter(_adapter, _adapter.get("source") or "<recorded adapter>")))
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can act on (bad config, router file, model load), shown as one line."""
-    from medmoe_lm_eval.backends.base import BackendError
-    from medmoe_lm_eval.config import ConfigError
-    from medmoe_lm_eval.consult import EmptyQuestion
-    from medmoe_lm_eval.router import RouterError
+    from medmoe_lm_eval.harness.backends.base import BackendError
+    from medmoe_lm_eval.harness.config import ConfigError
+    from medmoe_lm_eval.harness.consult import EmptyQuestion
+    from medmoe_lm_eval.harness.routing.scorers import RouterError
 
     return (ConfigError, RouterError, BackendError, EmptyQuestion)
 
@@ -241,7 +248,11 @@ def gate_chart(frame: pd.DataFrame) -> alt.Chart:
     labels = base.mark_text(align="left", dx=4).encode(x=alt.X("weight:Q", scale=x_scale), y=y, text=alt.Text("weight:Q", format=".2f"))
     layers = [bars, labels]
     if frame["router_prob"].notna().any():
-        layers.append(base.transform_filter("isValid(datum.router_prob)").mark_tick(color="black", thickness=2, size=22).encode(x=alt.X("router_prob:Q", scale=x_scale), y=y, tooltip=tooltip))
+        layers.append(
+            base.transform_filter("isValid(datum.router_prob)")
+            .mark_tick(color="black", thickness=2, size=22)
+            .encode(x=alt.X("router_prob:Q", scale=x_scale), y=y, tooltip=tooltip)
+        )
     return alt.layer(*layers).properties(height=70 + 38 * len(frame))
 
 

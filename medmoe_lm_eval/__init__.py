@@ -8,4 +8,4 @@ every Python start, so nothing here may pull in torch, transformers or lm-eval.
 __version__ = "0.1.0"
 
 MODEL_NAME = "medmoe"
-MODEL_TARGET = "medmoe_lm_eval.model:MedMoELM"
+MODEL_TARGET = "medmoe_lm_eval.harness.model:MedMoELM"

@@ -10,6 +10,7 @@ right after that module has executed (or at once, if it is already imported).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -40,21 +41,19 @@ class _LoaderWrapper(importlib.abc.Loader):
     def __init__(self, inner: importlib.abc.Loader) -> None:
         self._inner = inner
 
-    def create_module(self, spec):  # noqa: ANN001 - importlib protocol
+    def create_module(self, spec):
         return self._inner.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         self._inner.exec_module(module)
-        try:
+        with contextlib.suppress(Exception):  # never break lm-eval's own import
             _register_after(module)
-        except Exception:  # never break lm-eval's own import
-            pass
 
 
 class _Finder(importlib.abc.MetaPathFinder):
     """Finds nothing itself; wraps the real loader of ``lm_eval.models`` once."""
 
-    def find_spec(self, fullname, path, target=None):  # noqa: ANN001 - importlib protocol
+    def find_spec(self, fullname, path, target=None):
         if fullname != _WATCHED:
             return None
         for finder in sys.meta_path:

@@ -34,12 +34,10 @@ def leaderboard_dir() -> Path:
 
 def bundled_data_dir() -> Path:
     """Small real samples of each benchmark, in the hub datasets' column schemas."""
-    return PACKAGE_DIR / "bundled"
+    return PACKAGE_DIR / "benchmarks" / "bundled"
 
 
 def cache_dir() -> Path:
     """Built demo models, routers and quantized copies (``MEDMOE_CACHE`` overrides)."""
-    root = os.environ.get("MEDMOE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "medmoe"
-    )
+    root = os.environ.get("MEDMOE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "medmoe")
     return Path(root)

@@ -1,7 +1,7 @@
 """Hooks the medmoe task YAMLs name with ``!function utils.<name>``.
 
-Kept thin on purpose: data loading lives in ``medmoe_lm_eval.sources`` and scoring in
-``medmoe_lm_eval.metrics``, where they are tested and reused by the CLI and the demo. lm-eval
+Kept thin on purpose: data loading lives in ``medmoe_lm_eval.benchmarks.sources`` and scoring in
+``medmoe_lm_eval.benchmarks.metrics``, where they are tested and reused by the CLI and the demo. lm-eval
 imports this file by path, so in a plain source checkout (package not installed) the repository
 root is put on ``sys.path`` to find ``medmoe_lm_eval``.
 """
@@ -17,7 +17,7 @@ try:
 except ImportError:  # source checkout, not installed: tasks/ sits next to the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medmoe_lm_eval import metrics, sources
+from medmoe_lm_eval.benchmarks import metrics, sources, splits
 
 # -- datasets (custom_dataset receives the task metadata merged with --metadata and model args) --
 
@@ -47,15 +47,15 @@ def load_mbpp(**metadata: Any):
 
 
 def load_ppl_biomedical(**metadata: Any):
-    return sources.ppl_dataset("biomedical")
+    return splits.ppl_dataset("biomedical")
 
 
 def load_ppl_legal(**metadata: Any):
-    return sources.ppl_dataset("legal")
+    return splits.ppl_dataset("legal")
 
 
 def load_ppl_code(**metadata: Any):
-    return sources.ppl_dataset("code")
+    return splits.ppl_dataset("code")
 
 
 # -- prompts ----------------------------------------------------------------------------------
@@ -69,14 +69,11 @@ def pubmedqa_prompt(doc: dict) -> str:
 def mbpp_prompt(doc: dict) -> str:
     """The MBPP paper's prompt: the problem, its asserts, and ``[BEGIN]`` before the code."""
     tests = "\n".join(doc["test_list"])
-    return (
-        f"You are an expert Python programmer, and here is your task: {doc['text']} "
-        f"Your code should pass these tests:\n\n{tests}\n[BEGIN]\n"
-    )
+    return f"You are an expert Python programmer, and here is your task: {doc['text']} Your code should pass these tests:\n\n{tests}\n[BEGIN]\n"
 
 
 def mbpp_fewshot() -> list[dict]:
-    return sources.mbpp_fewshot_docs()
+    return splits.mbpp_fewshot_docs()
 
 
 # -- metrics ----------------------------------------------------------------------------------

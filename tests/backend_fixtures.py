@@ -27,7 +27,7 @@ def trained_copy(src: Path, dst: Path, texts: list[str], steps: int = 20) -> Pat
     """``src`` (a saved tiny Llama) trained ``steps`` small steps on ``texts`` into ``dst``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medmoe_lm_eval.tiny import train_lm
+    from medmoe_lm_eval.demo.tiny import train_lm
 
     shutil.copytree(src, dst, dirs_exist_ok=True)
     tok = AutoTokenizer.from_pretrained(str(dst))

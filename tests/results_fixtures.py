@@ -127,14 +127,16 @@ def _evaluate(out: Path, manager, model: str, model_args: dict[str, str], tasks:
     from lm_eval.loggers import EvaluationTracker
 
     tracker = EvaluationTracker(output_path=str(out))
-    results = simple_evaluate(model=model, model_args=model_args, tasks=list(tasks), limit=LIMIT, device="cpu", task_manager=manager, evaluation_tracker=tracker)
+    results = simple_evaluate(
+        model=model, model_args=model_args, tasks=list(tasks), limit=LIMIT, device="cpu", task_manager=manager, evaluation_tracker=tracker
+    )
     tracker.save_results_aggregated(results=results, samples=None)
 
 
 def _medmoe_args(adapter: Path, out: Path) -> dict[str, str]:
     from lm_eval.utils import sanitize_model_name
 
-    from medmoe_lm_eval.config import load_adapter
+    from medmoe_lm_eval.harness.config import load_adapter
 
     name = load_adapter(adapter).name
     return {"adapter": str(adapter), "model": name, "log_dir": str(out / sanitize_model_name(name))}
@@ -167,7 +169,11 @@ def _results_file(out: Path, folder: str) -> Path:
 
 def write_awkward_files(out: Path) -> tuple[Path, tuple[str, ...]]:
     """Truncated, relabelled, unknown-metric and non-results files next to the real runs."""
-    plain = next(d for d in (json.loads(f.read_text(encoding="utf-8")) for f in sorted(out.glob("*/results_*.json"))) if d["config"]["model"] == "hf" and set(d["results"]) == set(TASK_DOMAINS))
+    plain = next(
+        d
+        for d in (json.loads(f.read_text(encoding="utf-8")) for f in sorted(out.glob("*/results_*.json")))
+        if d["config"]["model"] == "hf" and set(d["results"]) == set(TASK_DOMAINS)
+    )
     bio = _results_file(out, "tiny-bio")
     text = bio.read_text(encoding="utf-8")
     broken = out / "broken" / "results_2026-01-01T00-00-00.000000.json"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medmoe_lm_eval.config import ConfigError, load_adapter, parse_adapter
+from medmoe_lm_eval.harness.config import ConfigError, load_adapter, parse_adapter
 from medmoe_lm_eval.paths import bundled_adapters_dir
 
 ADAPTERS = sorted(p for p in bundled_adapters_dir().glob("*.yaml") if not p.name.startswith("demo"))

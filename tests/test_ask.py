@@ -57,13 +57,15 @@ def adapters(tmp_path_factory, tiny_experts, tiny_model_dir) -> dict[str, Path]:
 def ask(*args: str, stdin: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     """``medmoe ask`` exactly as a user runs it, in its own process."""
     env = dict(os.environ, COLUMNS="200", PYTHONIOENCODING="utf-8", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.run([sys.executable, "-m", "medmoe_lm_eval", "ask", *args], input=stdin, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "medmoe_lm_eval", "ask", *args], input=stdin, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
+    )
 
 
 def expected_gate(question: str) -> dict[str, float]:
     """The routed mixture's weights by hand: top-2 of the router's p(domain), renormalised,
     scaled by 1 - shared weight; the shared generalist keeps its own weight."""
-    from medmoe_lm_eval.router import load_scorer
+    from medmoe_lm_eval.harness.routing.scorers import load_scorer
 
     scorer = load_scorer(ROUTER)
     probs = dict(zip(scorer.domains, scorer.predict_proba([question])[0]))
@@ -95,7 +97,7 @@ def alone(model: Path, question: str, max_new_tokens: int) -> str:
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from medmoe_lm_eval.consult import PROMPT, STOPS
+    from medmoe_lm_eval.harness.consult import PROMPT, STOPS
 
     lm = HFLM(pretrained=str(model), device="cpu", batch_size=1)
     request = Instance("generate_until", {}, (PROMPT.format(question=question), {"until": STOPS, "max_gen_toks": max_new_tokens, "do_sample": False}), 0)
@@ -112,7 +114,7 @@ def test_one_shot_prints_gate_activation_streamed_answer_and_latency(adapters, t
     assert out.returncode == 0, out.stderr[-3000:]
     assert "not medical or legal advice" in out.stdout
     rows = gate_rows(out.stdout)
-    assert [r["expert"] for r in rows][0] == "bio" and {r["expert"] for r in rows} == {"bio", "law", "code", "general"}
+    assert next(r["expert"] for r in rows) == "bio" and {r["expert"] for r in rows} == {"bio", "law", "code", "general"}
     gate = expected_gate(CHEST_PAIN)
     for row in rows:
         assert float(row["weight"]) == pytest.approx(gate[row["expert"]], abs=1e-3), row
@@ -158,18 +160,23 @@ def test_empty_question_missing_expert_file_and_oracle_without_task_are_one_line
     assert line.startswith(f"error: {adapters['missing']}: experts[bio].model: model file './no-such-model' does not exist; fix:"), line
     oracle = ask("--adapter", str(adapters["oracle"]), CHEST_PAIN)
     assert oracle.returncode == 2
-    assert oracle.stderr.strip().splitlines() == ["error: tiny-oracle: the oracle router routes by the task's domain, not by the question; fix: pass --task <task name>"]
+    assert oracle.stderr.strip().splitlines() == [
+        "error: tiny-oracle: the oracle router routes by the task's domain, not by the question; fix: pass --task <task name>"
+    ]
 
 
 def test_ensemble_generation_comes_from_the_highest_weight_expert(adapters, tiny_experts):
     """As a candidate (MedMoELM, what lm-eval calls) and in consultation: law weighs 3 of 4."""
     from lm_eval.api.instance import Instance
 
-    from medmoe_lm_eval.consult import Consultant
-    from medmoe_lm_eval.model import MedMoELM
+    from medmoe_lm_eval.harness.consult import Consultant
+    from medmoe_lm_eval.harness.model import MedMoELM
 
     prompts = [f"Question: {CONTRACT}\nAnswer:", "Question: Which organ pumps blood?\nAnswer:"]
-    requests = [Instance("generate_until", {}, (p, {"until": ["\n\n"], "max_gen_toks": 10, "do_sample": False}), i, ("medmoe_lawse", i, 1)) for i, p in enumerate(prompts)]
+    requests = [
+        Instance("generate_until", {}, (p, {"until": ["\n\n"], "max_gen_toks": 10, "do_sample": False}), i, ("medmoe_lawse", i, 1))
+        for i, p in enumerate(prompts)
+    ]
     ensemble = MedMoELM(adapter=str(adapters["ensemble"]), profile="false")
     single = MedMoELM(adapter=str(adapters["law-alone"]), profile="false")
     assert ensemble.router.notes == ["router.weights summed to 4; normalised to 1"]
@@ -190,8 +197,8 @@ def test_ensemble_generation_comes_from_the_highest_weight_expert(adapters, tiny
 
 def test_bundled_biomedical_ensemble_mixes_the_field_models_it_names():
     """Same model ids and precision as the two single-model candidates, so the board compares like with like."""
-    from medmoe_lm_eval.config import load_adapter
-    from medmoe_lm_eval.router import Router
+    from medmoe_lm_eval.harness.config import load_adapter
+    from medmoe_lm_eval.harness.routing.router import Router
 
     cfg = load_adapter("biomedical-ensemble")
     assert cfg.kind == "moe" and cfg.router.type == "fixed"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,8 +21,9 @@ from backend_fixtures import (
     rolling_requests,
 )
 
-from medmoe_lm_eval.backends import BackendError, make_backend
-from medmoe_lm_eval.config import ConfigError, GGUFExpert, load_adapter
+from medmoe_lm_eval.harness.backends import make_backend
+from medmoe_lm_eval.harness.backends.base import BackendError
+from medmoe_lm_eval.harness.config import ConfigError, GGUFExpert, load_adapter
 
 pytestmark = pytest.mark.gguf
 TOL = 1e-3
@@ -54,7 +54,15 @@ def test_gguf_tokenizer_is_the_hf_tokenizer(backend, trained):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(trained))
-    samples = ["The patient presented with fever", "def f(x):\n\treturn x**2  # café", "héllo  wörld 12345 'll 's", "<s> starts", " lead", "日本語 ✓", "a\n\n\nb   c"]
+    samples = [
+        "The patient presented with fever",
+        "def f(x):\n\treturn x**2  # café",
+        "héllo  wörld 12345 'll 's",
+        "<s> starts",
+        " lead",
+        "日本語 ✓",
+        "a\n\n\nb   c",
+    ]
     for text in samples:
         assert backend.codec.encode(text) == tok(text)["input_ids"], text
         assert backend.codec.encode(text, add_special=False) == tok(text, add_special_tokens=False)["input_ids"], text
@@ -71,7 +79,7 @@ def test_loglikelihood_matches_lmeval_hf(backend, hflm):
 
 
 def test_rolling_matches_lmeval_hf(backend, hflm):
-    requests = rolling_requests(ROLLING + ["short text"])
+    requests = rolling_requests([*ROLLING, "short text"])
     for ours, ref in zip(backend.loglikelihood_rolling(requests), hflm.loglikelihood_rolling(requests)):
         assert abs(ours - ref) < TOL
 
@@ -110,26 +118,8 @@ def test_long_context_left_truncated_like_hflm(f32_gguf, trained):
         small.close()
 
 
-def test_results_reach_lmeval_cache_hook(backend, tmp_path):
-    from lm_eval.api.model import CacheHook, hash_args
-    from sqlitedict import SqliteDict
-
-    db = SqliteDict(str(tmp_path / "cache.db"), autocommit=True)
-    backend.set_cache_hook(CacheHook(SimpleNamespace(dbdict=db)))
-    try:
-        requests = ll_requests()[:2]
-        results = backend.loglikelihood(requests)
-        rolled = backend.loglikelihood_rolling(rolling_requests(["a short text"]))
-        for req, res in zip(requests, results):
-            assert tuple(db[hash_args("loglikelihood", req.args)]) == res
-        assert db[hash_args("loglikelihood_rolling", ("a short text",))] == rolled[0]
-    finally:
-        backend.set_cache_hook(None)
-        db.close()
-
-
 def test_info_reports_file_type_and_version(backend, f32_gguf):
-    from medmoe_lm_eval.quantize import quantization_info
+    from medmoe_lm_eval.harness.backends.quant_info import quantization_info
 
     info = backend.info()
     assert info["quantization"]["type"] == "F32" and info["architecture"] == "llama"

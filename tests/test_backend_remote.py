@@ -28,8 +28,9 @@ from backend_fixtures import (
 )
 from llama_server import free_port, llama_server
 
-from medmoe_lm_eval.backends import BackendError, make_backend
-from medmoe_lm_eval.config import GGUFExpert, HFExpert, RemoteExpert
+from medmoe_lm_eval.harness.backends import make_backend
+from medmoe_lm_eval.harness.backends.base import BackendError
+from medmoe_lm_eval.harness.config import GGUFExpert, HFExpert, RemoteExpert
 
 pytestmark = pytest.mark.gguf
 TOL = 1e-3
@@ -185,7 +186,12 @@ def echo_body(n_prompt: int) -> str:
     """An OpenAI-style echo answer: BOS entry null, then -1.0 per prompt token, one generated token."""
     lps = [None] + [-1.0] * (n_prompt - 1) + [-2.0]
     tops = [None] + [{"x": -1.0}] * (n_prompt - 1) + [{"y": -2.0}]
-    return json.dumps({"choices": [{"text": "", "index": 0, "logprobs": {"token_logprobs": lps, "top_logprobs": tops}, "finish_reason": "length"}], "usage": {"completion_tokens": 1}})
+    return json.dumps(
+        {
+            "choices": [{"text": "", "index": 0, "logprobs": {"token_logprobs": lps, "top_logprobs": tops}, "finish_reason": "length"}],
+            "usage": {"completion_tokens": 1},
+        }
+    )
 
 
 def test_remote_slow_server_times_out_injected(trained):
@@ -220,7 +226,7 @@ def test_remote_bad_responses_injected(trained, body, message):
 
 def test_remote_retries_5xx_with_backoff_injected(trained):
     """Two 503s, then an answer: the request succeeds on the third attempt."""
-    from medmoe_lm_eval.backends.remote import HFCodec
+    from medmoe_lm_eval.harness.backends.codecs import HFCodec
 
     codec = HFCodec(str(trained))
     context, continuation = ll_requests()[0].args
@@ -241,7 +247,7 @@ def test_remote_retries_5xx_with_backoff_injected(trained):
 
 
 def test_remote_concurrency_is_bounded_injected(trained):
-    from medmoe_lm_eval.backends.remote import HFCodec
+    from medmoe_lm_eval.harness.backends.codecs import HFCodec
 
     codec = HFCodec(str(trained))
 
@@ -277,18 +283,31 @@ def _loglikelihoods(results: dict, task: str) -> list[float]:
 def test_lm_eval_runs_agree_across_backends(tmp_path, server, trained, f32_gguf, keyed):
     """``simple_evaluate(model="medmoe")`` on a bundled task: hf, gguf and remote adapters agree."""
     import lm_eval
+
     from medmoe_lm_eval._lmeval_hook import register
-    from medmoe_lm_eval.runs import task_manager
+    from medmoe_lm_eval.demo.runs import task_manager
 
     register()
     tm = task_manager()
     adapters = {
         "hf": _adapter(tmp_path, "hf", {"model": str(trained), "dtype": "float32", "device": "cpu"}),
         "gguf": _adapter(tmp_path, "gguf", {"backend": "gguf", "model": str(f32_gguf), "n_ctx": 512, "n_threads": 1}),
-        "remote": _adapter(tmp_path, "remote", {"backend": "remote", "model": "tiny", "base_url": server, "api_key_env": KEY_ENV, "tokenizer": str(trained), "max_length": 512}),
+        "remote": _adapter(
+            tmp_path, "remote", {"backend": "remote", "model": "tiny", "base_url": server, "api_key_env": KEY_ENV, "tokenizer": str(trained), "max_length": 512}
+        ),
     }
     run = {
-        name: lm_eval.simple_evaluate(model="medmoe", model_args={"adapter": path, "log_dir": str(tmp_path / "logs")}, tasks=["medmoe_medmcqa"], task_manager=tm, limit=4, log_samples=True, batch_size=1, device="cpu", bootstrap_iters=0)
+        name: lm_eval.simple_evaluate(
+            model="medmoe",
+            model_args={"adapter": path, "log_dir": str(tmp_path / "logs")},
+            tasks=["medmoe_medmcqa"],
+            task_manager=tm,
+            limit=4,
+            log_samples=True,
+            batch_size=1,
+            device="cpu",
+            bootstrap_iters=0,
+        )
         for name, path in adapters.items()
     }
     ref = _loglikelihoods(run["hf"], "medmoe_medmcqa")
@@ -303,7 +322,7 @@ def test_lm_eval_runs_agree_across_backends(tmp_path, server, trained, f32_gguf,
 
 def test_remote_generated_token_dropped_by_server_injected(trained):
     """llama-cpp-python leaves out a generated BOS but still counts it in ``usage``: offsets decide."""
-    from medmoe_lm_eval.backends.remote import HFCodec
+    from medmoe_lm_eval.harness.backends.codecs import HFCodec
 
     codec = HFCodec(str(trained))
     context, continuation = ll_requests()[0].args

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medmoe_lm_eval.config import ConfigError, load_adapter
+from medmoe_lm_eval.harness.config import ConfigError, load_adapter
 
 
 @pytest.fixture()
@@ -150,7 +150,20 @@ def test_cli_bad_adapter_exits_2_with_one_line_and_loads_nothing(tmp_path, model
     path = write(tmp_path, data)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "medmoe_lm_eval", "eval", "--model", "medmoe", "--model_args", f"adapter={path}", "--tasks", "medmoe_medmcqa", "--output_path", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "medmoe_lm_eval",
+            "eval",
+            "--model",
+            "medmoe",
+            "--model_args",
+            f"adapter={path}",
+            "--tasks",
+            "medmoe_medmcqa",
+            "--output_path",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

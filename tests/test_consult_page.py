@@ -30,8 +30,8 @@ from streamlit.testing.v1 import AppTest
 from medmoe_lm_eval.paths import bundled_adapters_dir, leaderboard_dir
 
 sys.path.insert(0, str(leaderboard_dir()))  # the page's own modules, as Streamlit imports them
-import board_ui  # noqa: E402
-import consult_ui  # noqa: E402
+import board_ui
+import consult_ui
 
 APP = str(leaderboard_dir() / "app.py")
 ROUTER = bundled_adapters_dir() / "routers" / "default_router.joblib"
@@ -53,7 +53,7 @@ def _expert(name: str, domain: str, path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory, tiny_experts, tiny_model_dir) -> ConsultBoard:
-    from medmoe_lm_eval.runs import evaluate_candidate
+    from medmoe_lm_eval.demo.runs import evaluate_candidate
 
     work = tmp_path_factory.mktemp("consult")
     gone = work / "deleted-code-model"
@@ -115,7 +115,7 @@ def _gate(at: AppTest) -> pd.DataFrame:
 
 def _expected_gate(question: str) -> tuple[dict[str, float], dict[str, float]]:
     """Gate weights by hand: top-2 of the router's p(domain), renormalised, times 1 - shared."""
-    from medmoe_lm_eval.router import load_scorer
+    from medmoe_lm_eval.harness.routing.scorers import load_scorer
 
     scorer = load_scorer(ROUTER)
     names = {"biomedical": "bio", "legal": "law", "code": "code"}
@@ -130,7 +130,7 @@ def _alone(model: Path, question: str, max_new_tokens: int) -> str:
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from medmoe_lm_eval.consult import PROMPT, STOPS
+    from medmoe_lm_eval.harness.consult import PROMPT, STOPS
 
     lm = HFLM(pretrained=str(model), device="cpu", batch_size=1)
     request = Instance("generate_until", {}, (PROMPT.format(question=question), {"until": STOPS, "max_gen_toks": max_new_tokens, "do_sample": False}), 0)
@@ -143,7 +143,7 @@ def _answer_markdown(text: str) -> str:
 
 def _live(root: Path, name: str):
     """The page's cached consultant of ``name`` (the same object the page used)."""
-    from medmoe_lm_eval.results import load_results
+    from medmoe_lm_eval.store.results import load_results
 
     results = load_results(root)
     (candidate,) = consult_ui.consult_candidates(results, [name])
@@ -166,7 +166,7 @@ print(json.dumps({
     "errors": [e.value for e in at.exception] + [e.value for e in at.error], "options": box.options,
     "blocked": dict(zip(blocked["candidate"], blocked["why not"])), "question": at.text_area(key="consult_question").value,
     "warnings": [w.value for w in at.warning],
-    "loaded": sorted(m for m in ("torch", "transformers", "lm_eval", "medmoe_lm_eval.consult", "medmoe_lm_eval.pool") if m in sys.modules),
+    "loaded": sorted(m for m in ("torch", "transformers", "lm_eval", "medmoe_lm_eval.harness.consult", "medmoe_lm_eval.harness.pool") if m in sys.modules),
 }))
 """
     env = dict(os.environ, MEDMOE_RESULTS=str(board.root), HF_HUB_CACHE=str(tmp_path / "empty-hub-cache"), HF_HUB_OFFLINE="1")

@@ -15,11 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from medmoe_lm_eval.demo import DISCLAIMER, PPL_TASKS, expectations, perplexities
+from medmoe_lm_eval.demo.pipeline import PPL_TASKS
+from medmoe_lm_eval.demo.report import DISCLAIMER, expectations, perplexities
 
 pytestmark = pytest.mark.slow
 
-CANDIDATES = ["generalist", "expert-biomedical", "expert-legal", "expert-code", "moe-top1", "moe-oracle", "generalist-gguf-f16", "generalist-gguf-q8_0", "generalist-gguf-q4_0"]
+CANDIDATES = [
+    "generalist",
+    "expert-biomedical",
+    "expert-legal",
+    "expert-code",
+    "moe-top1",
+    "moe-oracle",
+    "generalist-gguf-f16",
+    "generalist-gguf-q8_0",
+    "generalist-gguf-q4_0",
+]
 
 
 def demo(out: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:

@@ -24,14 +24,15 @@ from typing import Any
 import lm_eval
 import pytest
 import yaml
-from lm_eval.api.instance import Instance
 from llama_server import free_port
+from lm_eval.api.instance import Instance
 
-from medmoe_lm_eval import distributed
 from medmoe_lm_eval._lmeval_hook import register
+from medmoe_lm_eval.demo.runs import task_manager
+from medmoe_lm_eval.harness import distributed
 from medmoe_lm_eval.paths import tasks_dir
-from medmoe_lm_eval.profiler import Profiler
-from medmoe_lm_eval.runs import task_manager
+from medmoe_lm_eval.profiling import merge
+from medmoe_lm_eval.profiling.profiler import Profiler
 
 TASKS = ["medmoe_medmcqa", "medmoe_ppl_legal", "medmoe_legal_ruleqa"]  # all three request types
 KEYWORDS = {
@@ -58,7 +59,9 @@ def mixture_adapter(folder: Path, experts: dict[str, Path]) -> Path:
     return path
 
 
-def launch(n: int, adapter: Path, out: Path, limit: int, extra: tuple[str, ...] = (), wrapper: bool = False, timeout_s: float = 240.0) -> subprocess.CompletedProcess:
+def launch(
+    n: int, adapter: Path, out: Path, limit: int, extra: tuple[str, ...] = (), wrapper: bool = False, timeout_s: float = 240.0
+) -> subprocess.CompletedProcess:
     """``accelerate launch`` of ``lm_eval`` (or the ``medmoe eval`` wrapper) as ``n`` processes; killed by pid on timeout."""
     args = [
         "--model", "medmoe", "--model_args", f"adapter={adapter}", "--tasks", ",".join(TASKS), "--metadata", json.dumps({"medmoe_data": "bundled"}),
@@ -243,7 +246,7 @@ def test_launch_command_starts_processes_through_torchrun():
     assert "--multi_gpu" not in distributed.launch_command(1, "lm_eval", [])
 
 
-def rank_profile(rank: int, batches: list[tuple[str, str, int]], host: str = "node-a", device: str = "cpu") -> distributed.RankProfile:
+def rank_profile(rank: int, batches: list[tuple[str, str, int]], host: str = "node-a", device: str = "cpu") -> merge.RankProfile:
     """A real profiler's report after timing ``(expert, task, n_requests)`` batches."""
     prof = Profiler(interval_ms=20, device="cpu")
     prof.start()
@@ -254,12 +257,12 @@ def rank_profile(rank: int, batches: list[tuple[str, str, int]], host: str = "no
             time.sleep(0.01 * (rank + 1))
     prof.add_router_time(0.001, sum(n for _, _, n in batches))
     prof.stop()
-    return distributed.RankProfile(rank, host, device, prof.report())
+    return merge.RankProfile(rank, host, device, prof.report())
 
 
 def test_merged_profile_sums_counts_keeps_ranks_and_bounds_latency():
     parts = [rank_profile(0, [("bio", "t1", 4), ("leg", "t2", 2)]), rank_profile(1, [("bio", "t1", 3)])]
-    merged = distributed.merge_profiles(parts)
+    merged = merge.merge_profiles(parts)
     a, b = (p.profile for p in parts)
     assert merged["total"]["requests"] == 9 and merged["total"]["prompt_tokens"] == 90
     assert merged["tasks"]["t1"]["requests"] == 7 and merged["tasks"]["t2"]["requests"] == 2
@@ -273,7 +276,7 @@ def test_merged_profile_sums_counts_keeps_ranks_and_bounds_latency():
     assert latency["mean"] == pytest.approx((a["total"]["latency_ms"]["mean"] * 2 + b["total"]["latency_ms"]["mean"]) / 3)
     assert merged["router"]["queries"] == 9
     assert [r["profile"] for r in merged["data_parallel"]["ranks"]] == [a, b]
-    assert distributed.merge_profiles(parts[:1]) == a  # one rank: its own profile, untouched
+    assert merge.merge_profiles(parts[:1]) == a  # one rank: its own profile, untouched
 
 
 def test_memory_is_per_device_and_energy_per_counter_injected_readings():
@@ -285,7 +288,7 @@ def test_memory_is_per_device_and_energy_per_counter_injected_readings():
             part.profile["device"] = part.device
             part.profile["energy"].update(joules=10.0 + i, batches_j=4.0 + i, source=source)
             part.profile["tasks"]["t"]["energy_j"] = 4.0 + i
-    cpu, gpu = distributed.merge_profiles(host_a), distributed.merge_profiles(gpus)
+    cpu, gpu = merge.merge_profiles(host_a), merge.merge_profiles(gpus)
     # one host's package counter read twice: the larger reading, not the sum
     assert cpu["energy"]["joules"] == 11.0 and cpu["tasks"]["t"]["energy_j"] == 5.0
     assert gpu["energy"]["joules"] == 21.0 and gpu["tasks"]["t"]["energy_j"] == 9.0  # two GPUs: summed
@@ -298,8 +301,8 @@ def test_memory_is_per_device_and_energy_per_counter_injected_readings():
 
 def test_expert_hflm_is_kept_out_of_the_process_group_injected(tiny_model_dir):
     """On >1 GPU HFLM makes itself a data-parallel rank (injected here: no GPUs); the expert must not."""
-    from medmoe_lm_eval.backends import make_backend
-    from medmoe_lm_eval.config import HFExpert
+    from medmoe_lm_eval.harness.backends import make_backend
+    from medmoe_lm_eval.harness.config import HFExpert
 
     backend = make_backend(HFExpert(name="m", model=str(tiny_model_dir), device="cpu"), device="cpu")
     backend.load()
@@ -312,8 +315,8 @@ def test_expert_hflm_is_kept_out_of_the_process_group_injected(tiny_model_dir):
 
 
 def test_routing_rows_travel_to_rank_zero():
-    from medmoe_lm_eval.pool import ExpertPool
-    from medmoe_lm_eval.routing_log import RoutingLog, RoutingRecord
+    from medmoe_lm_eval.harness.pool import ExpertPool
+    from medmoe_lm_eval.harness.routing_log import RoutingLog, RoutingRecord
 
     rows = [RoutingRecord("t", i, "loglikelihood", ["bio"], [1.0], "biomedical", "biomedical", 0.1, "x") for i in range(3)]
     peer = distributed.BufferedRoutingLog()

@@ -8,9 +8,10 @@ from pathlib import Path
 import joblib
 import pytest
 
-from medmoe_lm_eval.config import parse_adapter
-from medmoe_lm_eval.fusion import FusionError, fuse_loglikelihood, mixture_logprob, normalise
-from medmoe_lm_eval.router import Router, RouterError, gate, load_scorer
+from medmoe_lm_eval.harness.config import parse_adapter
+from medmoe_lm_eval.harness.fusion import FusionError, fuse_loglikelihood, mixture_logprob, normalise
+from medmoe_lm_eval.harness.routing.router import Router, gate
+from medmoe_lm_eval.harness.routing.scorers import RouterError, load_scorer
 
 
 def test_mixture_matches_hand_computed_value():

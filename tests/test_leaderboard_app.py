@@ -14,8 +14,9 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from medmoe_lm_eval.analysis.views import overview_table
 from medmoe_lm_eval.paths import leaderboard_dir
-from medmoe_lm_eval.results import load_results, overview_table
+from medmoe_lm_eval.store.results import load_results
 
 APP = str(leaderboard_dir() / "app.py")
 PAGES = ("pages/overview.py", "pages/use_cases.py", "pages/tradeoffs.py", "pages/routing.py", "pages/compare.py")
@@ -113,7 +114,13 @@ def test_use_cases_rank_and_say_when_nothing_qualifies(monkeypatch, board_result
     at.switch_page("pages/use_cases.py").run()
     _no_errors(at)
     box = at.selectbox(key="use_case")
-    assert box.options == ["Low-latency medical chatbot", "High-accuracy diagnosis", "Mobile or edge deployment", "Research and knowledge retrieval", "Impossible"]
+    assert box.options == [
+        "Low-latency medical chatbot",
+        "High-accuracy diagnosis",
+        "Mobile or edge deployment",
+        "Research and knowledge retrieval",
+        "Impossible",
+    ]
     box.set_value("edge").run()
     table = _frame(at, "ranking_table")
     ranked = table[table["rank"] != "—"]
@@ -193,14 +200,14 @@ def test_empty_or_missing_folder_says_so_on_every_page(monkeypatch, tmp_path, ki
 
 
 def test_the_app_modules_never_import_torch(board_results):
-    """What the pages import (board_ui, results, ranking, board) reads a real folder without torch."""
+    """What the pages import (board_ui, store, analysis, cli.board) reads a real folder without torch."""
     import subprocess
     import sys
 
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import board_ui, medmoe_lm_eval.board as b;"
-        "from medmoe_lm_eval.results import load_results, overview_table; r = load_results(sys.argv[2]);"
-        "assert not r.frame.empty; b.summary_display(r.frame);"
+        "import sys; sys.path.insert(0, sys.argv[1]); import board_ui, medmoe_lm_eval.cli.board;"
+        "from medmoe_lm_eval.store.results import load_results; from medmoe_lm_eval.analysis.views import overview_table, summary_display;"
+        "r = load_results(sys.argv[2]); assert not r.frame.empty; summary_display(r.frame); overview_table(r.frame);"
         "print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(leaderboard_dir()), str(board_results.root)], capture_output=True, text=True, timeout=120)

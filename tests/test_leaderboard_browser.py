@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from medmoe_lm_eval.results import load_results, overview_table
+from medmoe_lm_eval.analysis.views import overview_table
+from medmoe_lm_eval.store.results import load_results
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
 from medmoe_lm_eval._lmeval_hook import register
-from medmoe_lm_eval.backends import BackendError
-from medmoe_lm_eval.runs import task_manager as project_task_manager
+from medmoe_lm_eval.demo.runs import task_manager as project_task_manager
+from medmoe_lm_eval.harness.backends.base import BackendError
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,9 @@ def experts_list(tiny_experts: dict[str, Path]) -> list[dict]:
 
 
 def evaluate(model: str, model_args: dict, tasks: list[str], tm: TaskManager, limit: int = 6, **kw) -> dict:
-    return lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=tasks, task_manager=tm, limit=limit, log_samples=True, batch_size=1, device="cpu", bootstrap_iters=0, **kw)
+    return lm_eval.simple_evaluate(
+        model=model, model_args=model_args, tasks=tasks, task_manager=tm, limit=limit, log_samples=True, batch_size=1, device="cpu", bootstrap_iters=0, **kw
+    )
 
 
 def responses(results: dict, task: str) -> list:
@@ -90,7 +92,11 @@ def test_oracle_mixture_equals_each_expert_alone(tmp_path, tiny_experts, task_ma
     info = mixed["config"]["medmoe"]
     assert info["expert_loads"] == {"bio": 1, "leg": 1, "cod": 1}
     per_task = info["routing"]["per_task"]
-    assert {t: per_task[t]["share"] for t in tasks} == {DOMAIN_TASK["biomedical"]: {"bio": 1.0}, DOMAIN_TASK["legal"]: {"leg": 1.0}, DOMAIN_TASK["code"]: {"cod": 1.0}}
+    assert {t: per_task[t]["share"] for t in tasks} == {
+        DOMAIN_TASK["biomedical"]: {"bio": 1.0},
+        DOMAIN_TASK["legal"]: {"leg": 1.0},
+        DOMAIN_TASK["code"]: {"cod": 1.0},
+    }
     assert all(per_task[t]["agreement"] == 1.0 for t in tasks)
     rows = [json.loads(line) for line in (tmp_path / "logs" / info["routing"]["log_file"]).read_text().splitlines()]
     assert {r["task"] for r in rows} == set(tasks) and all(r["experts"] == [r["routed_domain"][:3]] for r in rows)
@@ -98,7 +104,9 @@ def test_oracle_mixture_equals_each_expert_alone(tmp_path, tiny_experts, task_ma
 
 
 def test_residency_limit_loads_each_expert_once_per_request_type(tmp_path, tiny_experts, task_manager):
-    adapter = write_adapter(tmp_path, "limited", {"kind": "moe", "experts": experts_list(tiny_experts), "router": {"type": "oracle"}, "memory": {"max_resident": 1}})
+    adapter = write_adapter(
+        tmp_path, "limited", {"kind": "moe", "experts": experts_list(tiny_experts), "router": {"type": "oracle"}, "memory": {"max_resident": 1}}
+    )
     tasks = [DOMAIN_TASK["legal"], DOMAIN_TASK["code"]]  # one request type: rolling loglikelihood
     out = evaluate("medmoe", {"adapter": str(adapter)}, tasks, task_manager, limit=3)
     assert out["config"]["medmoe"]["expert_loads"] == {"bio": 0, "leg": 1, "cod": 1}
@@ -129,7 +137,7 @@ def test_use_cache_resumes_without_calling_models_again(tmp_path, tiny_model_dir
 
 
 def test_expert_that_fails_to_load_is_named(tmp_path, tiny_model_dir):
-    from medmoe_lm_eval.model import MedMoELM
+    from medmoe_lm_eval.harness.model import MedMoELM
 
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -143,7 +151,7 @@ def test_expert_that_fails_to_load_is_named(tmp_path, tiny_model_dir):
 
 def test_out_of_memory_names_the_expert_and_suggests_fixes_injected(tmp_path, tiny_model_dir):
     """An expert raising out-of-memory mid-run (injected: no GPU here to exhaust)."""
-    from medmoe_lm_eval.model import MedMoELM
+    from medmoe_lm_eval.harness.model import MedMoELM
 
     lm = MedMoELM(adapter=str(single(tmp_path, tiny_model_dir)))
     backend = lm.pool.get("m")
@@ -158,15 +166,15 @@ def test_out_of_memory_names_the_expert_and_suggests_fixes_injected(tmp_path, ti
 
 
 def test_unknown_model_argument_is_a_config_error(tmp_path, tiny_model_dir):
-    from medmoe_lm_eval.config import ConfigError
-    from medmoe_lm_eval.model import MedMoELM
+    from medmoe_lm_eval.harness.config import ConfigError
+    from medmoe_lm_eval.harness.model import MedMoELM
 
     with pytest.raises(ConfigError, match="pretrained: unknown model argument"):
         MedMoELM(adapter=str(single(tmp_path, tiny_model_dir)), pretrained="x")
 
 
 def test_generation_longer_than_the_window_is_a_clear_error(tmp_path, tiny_model_dir):
-    from medmoe_lm_eval.model import MedMoELM
+    from medmoe_lm_eval.harness.model import MedMoELM
 
     lm = MedMoELM(adapter=str(single(tmp_path, tiny_model_dir)))
     request = Instance("generate_until", {}, ("Question: x\nAnswer:", {"until": ["\n"], "max_gen_toks": 512}), 0, ("medmoe_medquad", 0, 1))

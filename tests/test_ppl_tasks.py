@@ -8,12 +8,12 @@ import re
 import lm_eval
 import pytest
 from lm_eval.tasks import TaskManager
-
-from medmoe_lm_eval import sources
-from medmoe_lm_eval.paths import tasks_dir
 from scripted_lm import ScriptedLM
 
-PPL_TASKS = {f"medmoe_ppl_{d}": d for d in sources.DOMAINS}
+from medmoe_lm_eval.benchmarks import domains, splits
+from medmoe_lm_eval.paths import tasks_dir
+
+PPL_TASKS = {f"medmoe_ppl_{d}": d for d in domains.DOMAINS}
 METRICS = ("word_perplexity,none", "byte_perplexity,none", "bits_per_byte,none")
 
 
@@ -22,21 +22,21 @@ def _manager() -> TaskManager:
 
 
 def _expected_word_perplexity(domain: str, bits_per_byte: float) -> float:
-    docs = [d["text"] for d in sources.ppl_docs(domain)]
+    docs = [d["text"] for d in splits.ppl_docs(domain)]
     n_bytes = sum(len(t.encode("utf-8")) for t in docs)
     n_words = sum(len(re.split(r"\s+", t)) for t in docs)
     return math.exp(bits_per_byte * math.log(2) * n_bytes / n_words)
 
 
 def test_ppl_docs_are_small_bounded_and_never_trained_on():
-    for domain in sources.DOMAINS:
-        docs = sources.ppl_docs(domain)
-        train = set(sources.domain_texts(domain, "train"))
-        heldout = sources.domain_texts(domain, "heldout")
+    for domain in domains.DOMAINS:
+        docs = splits.ppl_docs(domain)
+        train = set(splits.domain_texts(domain, "train"))
+        heldout = splits.domain_texts(domain, "heldout")
         assert len(docs) == 40 and all(0 < len(d["text"]) <= 1000 for d in docs)
         assert all(any(h.startswith(d["text"]) for h in heldout) for d in docs)
         assert not any(t.startswith(d["text"]) for d in docs for t in train)
-        assert sources.ppl_docs(domain) == docs  # deterministic
+        assert splits.ppl_docs(domain) == docs  # deterministic
 
 
 def test_ppl_tasks_carry_domain_and_group():
@@ -64,8 +64,12 @@ def test_ppl_known_answer_scripted_lm(mode, bits):
 @pytest.mark.slow
 def test_ppl_tiny_hf_model_real_run(tiny_model_dir):
     results = lm_eval.simple_evaluate(
-        model="hf", model_args=f"pretrained={tiny_model_dir},device=cpu", tasks=["medmoe_ppl"],
-        task_manager=_manager(), limit=8, bootstrap_iters=0,
+        model="hf",
+        model_args=f"pretrained={tiny_model_dir},device=cpu",
+        tasks=["medmoe_ppl"],
+        task_manager=_manager(),
+        limit=8,
+        bootstrap_iters=0,
     )
     for name in PPL_TASKS:
         values = [results["results"][name][m] for m in METRICS]
@@ -79,13 +83,13 @@ def test_ppl_favours_the_expert_trained_on_its_domain(tiny_model_dir, tmp_path):
     """Briefly trained on ``train`` texts, the code model beats the legal one on held-out code and vice versa."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medmoe_lm_eval.tiny import train_lm
+    from medmoe_lm_eval.demo.tiny import train_lm
 
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     experts = {}
     for domain in ("legal", "code"):
         model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
-        train_lm(model, tok, sources.domain_texts(domain, "train"), steps=20, batch_size=4, seq_len=64, lr=1e-2)
+        train_lm(model, tok, splits.domain_texts(domain, "train"), steps=20, batch_size=4, seq_len=64, lr=1e-2)
         model.save_pretrained(str(tmp_path / domain))
         tok.save_pretrained(str(tmp_path / domain))
         experts[domain] = tmp_path / domain
@@ -93,8 +97,12 @@ def test_ppl_favours_the_expert_trained_on_its_domain(tiny_model_dir, tmp_path):
     def bpb(model_dir):
         tasks = ["medmoe_ppl_legal", "medmoe_ppl_code"]
         results = lm_eval.simple_evaluate(
-            model="hf", model_args=f"pretrained={model_dir},device=cpu", tasks=tasks,
-            task_manager=_manager(), limit=10, bootstrap_iters=0,
+            model="hf",
+            model_args=f"pretrained={model_dir},device=cpu",
+            tasks=tasks,
+            task_manager=_manager(),
+            limit=10,
+            bootstrap_iters=0,
         )
         return {t.rsplit("_", 1)[1]: results["results"][t]["bits_per_byte,none"] for t in tasks}
 

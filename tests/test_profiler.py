@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from medmoe_lm_eval.profiler import ProfileError, Profiler, energy_per_correct, load_profile, render_profile, show_profile
-from medmoe_lm_eval.profiling import energy
-from medmoe_lm_eval.profiling.energy import CounterIntegrator, EnergySeries, PowerIntegrator, counter_delta
+from medmoe_lm_eval.profiling import ProfileError, energy
+from medmoe_lm_eval.profiling.energy import CounterIntegrator, EnergySeries, PowerIntegrator, counter_delta, energy_per_correct
+from medmoe_lm_eval.profiling.profiler import Profiler
+from medmoe_lm_eval.profiling.render import load_profile, render_profile, show_profile
 from medmoe_lm_eval.profiling.sampler import Sampler
 from medmoe_lm_eval.profiling.stats import BatchRecord, Latency, Throughput, busy_seconds
 
@@ -194,7 +195,7 @@ def test_profiling_on_and_off_gives_identical_scores(hf):
 _CHILD = textwrap.dedent(
     """
     import json, sys
-    from medmoe_lm_eval.profiler import Profiler
+    from medmoe_lm_eval.profiling.profiler import Profiler
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     prof = Profiler(interval_ms=20)
@@ -228,7 +229,7 @@ def _children_memory(*model_dirs: Path) -> list[dict[str, object]]:
 def test_peak_rss_grows_when_a_bigger_model_is_loaded(tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from medmoe_lm_eval.tiny import TinySpec, build_model
+    from medmoe_lm_eval.demo.tiny import TinySpec, build_model
 
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     big_dir = tmp_path / "big"
@@ -459,7 +460,17 @@ def test_show_profile_prints_results_and_profile_files(profiled, tmp_path):
     profile.write_text(json.dumps(report))
     for path in (results, profile):
         text = _print(path)
-        for expected in ("Throughput", "loglikelihood", "generate_until", "med", "law", "bio", "peak RSS", "router", "Intel" if "Intel" in report["hardware"]["cpu_model"] else "cpu"):
+        for expected in (
+            "Throughput",
+            "loglikelihood",
+            "generate_until",
+            "med",
+            "law",
+            "bio",
+            "peak RSS",
+            "router",
+            "Intel" if "Intel" in report["hardware"]["cpu_model"] else "cpu",
+        ):
             assert expected in text, expected
     assert load_profile(results) == load_profile(profile) == report
     assert len(render_profile(report)) >= 5
@@ -526,8 +537,13 @@ def test_lm_eval_run_profile_on_and_off_gives_identical_metrics(tiny_model_dir, 
     for profile in (True, False):
         log_dir = tmp_path / f"logs_{profile}"
         runs[profile] = lm_eval.simple_evaluate(
-            model="medmoe", model_args={"adapter": str(adapter), "profile": profile, "log_dir": str(log_dir)},
-            tasks=list(_E2E_TASKS), task_manager=manager, limit=6, device="cpu", log_samples=False,
+            model="medmoe",
+            model_args={"adapter": str(adapter), "profile": profile, "log_dir": str(log_dir)},
+            tasks=list(_E2E_TASKS),
+            task_manager=manager,
+            limit=6,
+            device="cpu",
+            log_samples=False,
         )
     assert runs[True]["results"] == runs[False]["results"]
     assert runs[False]["config"]["medmoe_profile"] == {"enabled": False}

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from medmoe_lm_eval.profiler import Profiler
 from medmoe_lm_eval.profiling import energy
 from medmoe_lm_eval.profiling.nvml import nvml_index
+from medmoe_lm_eval.profiling.profiler import Profiler
 
 NOT_SUPPORTED, NO_PERMISSION, DRIVER_NOT_LOADED, LIBRARY_NOT_FOUND, GPU_IS_LOST = 3, 4, 9, 12, 15
 _MESSAGES = {
@@ -45,7 +45,7 @@ class NVMLError(Exception):
 @dataclass
 class Proc:
     pid: int
-    usedGpuMemory: int | None  # noqa: N815 - NVML's field name
+    usedGpuMemory: int | None
 
 
 @dataclass

@@ -17,13 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medmoe_lm_eval.backends import BackendError
-from medmoe_lm_eval.quantize import (
-    add_quantize_arguments,
-    check_quantized_loadable,
-    quantization_info,
-    run_quantize,
-)
+from medmoe_lm_eval.cli.quantize import add_arguments as add_quantize_arguments
+from medmoe_lm_eval.cli.quantize import run as run_quantize
+from medmoe_lm_eval.harness.backends.base import BackendError
+from medmoe_lm_eval.harness.backends.quant_info import check_quantized_loadable, quantization_info
 
 TASKS = ["medmoe_medmcqa", "medmoe_ppl_biomedical"]
 LIMIT = 4
@@ -39,7 +36,7 @@ def cli(*argv: str) -> int:
 @pytest.fixture(scope="module")
 def task_manager():
     from medmoe_lm_eval._lmeval_hook import register
-    from medmoe_lm_eval.runs import task_manager as project_task_manager
+    from medmoe_lm_eval.demo.runs import task_manager as project_task_manager
 
     register()
     return project_task_manager()
@@ -48,7 +45,17 @@ def task_manager():
 def evaluate(adapter: Path, tm) -> tuple[dict, list[float]]:
     import lm_eval
 
-    out = lm_eval.simple_evaluate(model="medmoe", model_args={"adapter": str(adapter)}, tasks=TASKS, task_manager=tm, limit=LIMIT, log_samples=True, batch_size=1, device="cpu", bootstrap_iters=0)
+    out = lm_eval.simple_evaluate(
+        model="medmoe",
+        model_args={"adapter": str(adapter)},
+        tasks=TASKS,
+        task_manager=tm,
+        limit=LIMIT,
+        log_samples=True,
+        batch_size=1,
+        device="cpu",
+        bootstrap_iters=0,
+    )
     samples = sorted(out["samples"]["medmoe_medmcqa"], key=lambda s: s["doc_id"])
     return out["results"], [float(r[0][0]) for s in samples for r in s["resps"]]
 
@@ -56,7 +63,9 @@ def evaluate(adapter: Path, tm) -> tuple[dict, list[float]]:
 @pytest.fixture(scope="module")
 def fp32_figures(trained, task_manager, tmp_path_factory):
     path = tmp_path_factory.mktemp("fp32") / "adapter.yaml"
-    path.write_text(yaml.safe_dump({"name": "fp32", "kind": "single", "experts": [{"name": "fp32", "model": str(trained), "dtype": "float32", "device": "cpu"}]}))
+    path.write_text(
+        yaml.safe_dump({"name": "fp32", "kind": "single", "experts": [{"name": "fp32", "model": str(trained), "dtype": "float32", "device": "cpu"}]})
+    )
     return evaluate(path, task_manager)
 
 
@@ -80,7 +89,9 @@ def test_gptq_awq_made_loaded_and_close_to_fp32(method, trained, tmp_path, task_
     cal = tmp_path / "cal.jsonl"
     cal.write_text("".join(json.dumps({"text": t}) + "\n" for t in tiny_texts[:12]) + json.dumps({"text": "word " * 400}) + "\n")
     out = tmp_path / method
-    assert cli("--model", str(trained), "--method", method, "--calibration", str(cal), "--n-samples", "13", "--calibration-length", "64", "--out", str(out)) == 0
+    assert (
+        cli("--model", str(trained), "--method", method, "--calibration", str(cal), "--n-samples", "13", "--calibration-length", "64", "--out", str(out)) == 0
+    )
     info = quantization_info(out)
     assert info is not None and (info["method"], info["bits"], info["group_size"]) == (method, 4, 64)
     check_quantized_loadable(out, "cpu")

@@ -8,17 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medmoe_lm_eval.ranking import (
-    Limit,
-    UseCase,
-    direction,
-    load_use_cases,
-    main_metric_rows,
-    normalise,
-    pareto_front,
-    rank_use_case,
-    win_rates,
-)
+from medmoe_lm_eval.analysis.ranking import main_metric_rows, normalise, pareto_front, rank_use_case, win_rates
+from medmoe_lm_eval.analysis.use_cases import Limit, UseCase, load_use_cases
+from medmoe_lm_eval.benchmarks.metric_directions import direction
 
 
 def _row(candidate: str, task: str = "t1", value: float = 0.5, **extra) -> dict:
@@ -172,7 +164,9 @@ def test_limit_parsing_units(text, figure, op, value):
     assert (limit.figure, limit.op) == (figure, op) and limit.value == pytest.approx(value)
 
 
-@pytest.mark.parametrize(("text", "needle"), [("memory <= 8 ms", "unit 'ms' does not fit memory"), ("speed >= 3", "unknown figure 'speed'"), ("memory is small", "is not '<figure>")])
+@pytest.mark.parametrize(
+    ("text", "needle"), [("memory <= 8 ms", "unit 'ms' does not fit memory"), ("speed >= 3", "unknown figure 'speed'"), ("memory is small", "is not '<figure>")]
+)
 def test_limit_errors_are_one_line(text, needle):
     with pytest.raises(ValueError, match=needle):
         Limit.parse(text)

@@ -60,7 +60,23 @@ def _results(folder: Path) -> dict:
 def test_plain_lm_eval_cli_runs_medmoe(tmp_path, tiny_model_dir):
     out = tmp_path / "out"
     lm_eval = Path(sys.executable).with_name("lm_eval")
-    proc = run([str(lm_eval), "--model", "medmoe", "--model_args", f"adapter={_adapter(tmp_path, tiny_model_dir)},model=tiny-single", "--tasks", "medmoe_medmcqa", "--include_path", "tasks", "--limit", "3", "--output_path", str(out)])
+    proc = run(
+        [
+            str(lm_eval),
+            "--model",
+            "medmoe",
+            "--model_args",
+            f"adapter={_adapter(tmp_path, tiny_model_dir)},model=tiny-single",
+            "--tasks",
+            "medmoe_medmcqa",
+            "--include_path",
+            "tasks",
+            "--limit",
+            "3",
+            "--output_path",
+            str(out),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = _results(out / "tiny-single")
     assert data["config"]["medmoe"]["candidate"] == "tiny-single"
@@ -71,7 +87,24 @@ def test_plain_lm_eval_cli_runs_medmoe(tmp_path, tiny_model_dir):
 @pytest.mark.slow
 def test_medmoe_eval_wrapper_adds_tasks_and_names_the_folder(tmp_path, tiny_model_dir):
     out = tmp_path / "out"
-    proc = run([sys.executable, "-m", "medmoe_lm_eval", "eval", "--model", "medmoe", "--model_args", f"adapter={_adapter(tmp_path, tiny_model_dir)}", "--tasks", "medmoe_ppl_code", "--limit", "2", "--output_path", str(out)])
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "medmoe_lm_eval",
+            "eval",
+            "--model",
+            "medmoe",
+            "--model_args",
+            f"adapter={_adapter(tmp_path, tiny_model_dir)}",
+            "--tasks",
+            "medmoe_ppl_code",
+            "--limit",
+            "2",
+            "--output_path",
+            str(out),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = _results(out / "tiny-single")
     assert "medmoe_ppl_code" in data["results"] and data["config"]["model_args"]["model"] == "tiny-single"
@@ -80,6 +113,21 @@ def test_medmoe_eval_wrapper_adds_tasks_and_names_the_folder(tmp_path, tiny_mode
 def test_medmoe_eval_reports_unwritable_output_before_loading(tmp_path, tiny_model_dir):
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")
-    proc = run([sys.executable, "-m", "medmoe_lm_eval", "eval", "--model", "medmoe", "--model_args", f"adapter={_adapter(tmp_path, tiny_model_dir)}", "--tasks", "medmoe_ppl_code", "--output_path", str(blocker / "sub")])
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "medmoe_lm_eval",
+            "eval",
+            "--model",
+            "medmoe",
+            "--model_args",
+            f"adapter={_adapter(tmp_path, tiny_model_dir)}",
+            "--tasks",
+            "medmoe_ppl_code",
+            "--output_path",
+            str(blocker / "sub"),
+        ]
+    )
     assert proc.returncode == 2
     assert "--output_path" in proc.stderr and "cannot write there" in proc.stderr

@@ -27,10 +27,10 @@ import yaml
 
 pytest.importorskip("llama_cpp")
 
-from llama_server import llama_server  # noqa: E402
+from llama_server import llama_server
 
-from medmoe_lm_eval._lmeval_hook import register  # noqa: E402
-from medmoe_lm_eval.runs import task_manager  # noqa: E402
+from medmoe_lm_eval._lmeval_hook import register
+from medmoe_lm_eval.demo.runs import task_manager
 
 pytestmark = [pytest.mark.gguf, pytest.mark.slow]
 

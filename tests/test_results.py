@@ -16,23 +16,15 @@ import pandas as pd
 import pytest
 from rich.table import Table
 
-from medmoe_lm_eval.board import export_board, rank_tables, streamlit_command
+from medmoe_lm_eval.analysis.routing import misrouted, routing_confusion, routing_regret
+from medmoe_lm_eval.analysis.use_cases import load_use_cases
+from medmoe_lm_eval.analysis.views import Filters, compare_candidates, overview_table
 from medmoe_lm_eval.cli import main
-from medmoe_lm_eval.ranking import load_use_cases
-from medmoe_lm_eval.results import (
-    FRAME_COLUMNS,
-    Filters,
-    compare_candidates,
-    energy_per_correct,
-    fingerprint,
-    load_results,
-    misrouted,
-    overview_table,
-    read_routing_log,
-    routing_confusion,
-    routing_logs,
-    routing_regret,
-)
+from medmoe_lm_eval.cli.board import export_board, rank_tables, streamlit_command
+from medmoe_lm_eval.store.files import fingerprint
+from medmoe_lm_eval.store.records import FRAME_COLUMNS
+from medmoe_lm_eval.store.results import energy_per_correct, load_results
+from medmoe_lm_eval.store.routing_logs import read_routing_log, routing_logs
 
 pytest_plugins = ["results_fixtures"]  # the shared results folder, built once per session
 
@@ -253,7 +245,12 @@ def test_rank_prints_a_table_for_a_use_case(board_results, capsys, monkeypatch):
     assert "choose one of: chatbot, diagnosis, edge, research" in capsys.readouterr().out
     assert main(["rank", "--list"]) == 0 and "Low-latency medical chatbot" in capsys.readouterr().out
     tables = [t for t in rank_tables(board_results.root) if isinstance(t, Table)]
-    assert [str(t.title) for t in tables] == ["Low-latency medical chatbot (chatbot)", "High-accuracy diagnosis (diagnosis)", "Mobile or edge deployment (edge)", "Research and knowledge retrieval (research)"]
+    assert [str(t.title) for t in tables] == [
+        "Low-latency medical chatbot (chatbot)",
+        "High-accuracy diagnosis (diagnosis)",
+        "Mobile or edge deployment (edge)",
+        "Research and knowledge retrieval (research)",
+    ]
 
 
 def test_rank_written_to_a_log_keeps_whole_cells(board_results, capsys, monkeypatch):

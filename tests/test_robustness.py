@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medmoe_lm_eval.runs import write_json_exclusive
+from medmoe_lm_eval.jsonio import write_json_exclusive
 
 REPO = Path(__file__).resolve().parents[1]
 PPL = "medmoe_ppl_biomedical,medmoe_ppl_legal"
@@ -23,12 +23,28 @@ PPL = "medmoe_ppl_biomedical,medmoe_ppl_legal"
 
 def adapter(tmp_path: Path, model: Path, **expert) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({"name": "tiny", "kind": "single", "experts": [{"name": "m", "model": str(model), "device": "cpu", "batch_size": 1, **expert}]}))
+    path.write_text(
+        yaml.safe_dump({"name": "tiny", "kind": "single", "experts": [{"name": "m", "model": str(model), "device": "cpu", "batch_size": 1, **expert}]})
+    )
     return path
 
 
 def eval_cmd(adapter_path: Path, out: Path, tasks: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "medmoe_lm_eval", "eval", "--model", "medmoe", "--model_args", f"adapter={adapter_path}", "--tasks", tasks, "--output_path", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "medmoe_lm_eval",
+        "eval",
+        "--model",
+        "medmoe",
+        "--model_args",
+        f"adapter={adapter_path}",
+        "--tasks",
+        tasks,
+        "--output_path",
+        str(out),
+        *extra,
+    ]
 
 
 def results_of(out: Path) -> dict:
@@ -58,7 +74,9 @@ def test_killed_run_resumes_from_cache_with_identical_results(tmp_path, tiny_mod
 
     cache = tmp_path / "cache" / "run"
     db = Path(f"{cache}_rank0.db")
-    proc = subprocess.Popen(eval_cmd(cfg, tmp_path / "killed", PPL, "--use_cache", str(cache)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        eval_cmd(cfg, tmp_path / "killed", PPL, "--use_cache", str(cache)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO
+    )
     try:
         deadline = time.monotonic() + 300
         while cached_entries(db) < 10 and time.monotonic() < deadline and proc.poll() is None:
@@ -71,7 +89,9 @@ def test_killed_run_resumes_from_cache_with_identical_results(tmp_path, tiny_mod
     assert 10 <= done < total
     assert not list((tmp_path / "killed").rglob("results_*.json"))
 
-    resumed = subprocess.run(eval_cmd(cfg, tmp_path / "resumed", PPL, "--use_cache", str(cache)), capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    resumed = subprocess.run(
+        eval_cmd(cfg, tmp_path / "resumed", PPL, "--use_cache", str(cache)), capture_output=True, text=True, env=env, timeout=600, cwd=REPO
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     again, ref = results_of(tmp_path / "resumed"), results_of(tmp_path / "ref")
     assert again["results"] == ref["results"]
@@ -91,7 +111,9 @@ def test_demo_reports_an_unwritable_results_folder_before_building(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     env = {**os.environ, "MEDMOE_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "medmoe_lm_eval", "demo", "--results", str(blocker / "demo")], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "medmoe_lm_eval", "demo", "--results", str(blocker / "demo")], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 2 and "cannot write there" in proc.stderr
     assert not (tmp_path / "cache").exists()
 
@@ -111,7 +133,14 @@ def test_empty_and_huge_prompts_are_evaluated_and_truncation_is_counted(tmp_path
     data = tmp_path / "data"
     data.mkdir()
     (data / "medmcqa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    proc = subprocess.run(eval_cmd(adapter(tmp_path, tiny_model_dir), tmp_path / "out", "medmoe_medmcqa"), capture_output=True, text=True, env={**os.environ, "MEDMOE_DATA": str(data)}, timeout=600, cwd=REPO)
+    proc = subprocess.run(
+        eval_cmd(adapter(tmp_path, tiny_model_dir), tmp_path / "out", "medmoe_medmcqa"),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MEDMOE_DATA": str(data)},
+        timeout=600,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = results_of(tmp_path / "out")
     assert out["n-samples"]["medmoe_medmcqa"]["effective"] == 4
@@ -123,7 +152,14 @@ def test_non_utf8_data_row_is_one_line_error(tmp_path, tiny_model_dir):
     data.mkdir()
     row = json.dumps(_medmcqa_rows(1)[0]).encode()
     (data / "medmcqa.jsonl").write_bytes(row + b"\n" + row.replace(b'"question": "', b'"question": "caf\xe9 ') + b"\n")
-    proc = subprocess.run(eval_cmd(adapter(tmp_path, tiny_model_dir), tmp_path / "out", "medmoe_medmcqa"), capture_output=True, text=True, env={**os.environ, "MEDMOE_DATA": str(data)}, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        eval_cmd(adapter(tmp_path, tiny_model_dir), tmp_path / "out", "medmoe_medmcqa"),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MEDMOE_DATA": str(data)},
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert "medmcqa.jsonl: row 2" in last and "not UTF-8" in last and "fix:" in last
@@ -132,8 +168,8 @@ def test_non_utf8_data_row_is_one_line_error(tmp_path, tiny_model_dir):
 @pytest.mark.slow
 def test_expert_out_of_memory_mid_demo_keeps_finished_results_injected(tmp_path, monkeypatch):
     """An out-of-memory error injected into one candidate's expert (no GPU here to exhaust)."""
-    from medmoe_lm_eval import demo
-    from medmoe_lm_eval.backends.hf import HFBackend
+    from medmoe_lm_eval.demo import pipeline as demo
+    from medmoe_lm_eval.harness.backends.hf import HFBackend
 
     real = HFBackend.loglikelihood_rolling
 
@@ -145,7 +181,9 @@ def test_expert_out_of_memory_mid_demo_keeps_finished_results_injected(tmp_path,
     monkeypatch.setattr(HFBackend, "loglikelihood_rolling", failing_for_code)
     monkeypatch.setenv("MEDMOE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "results"
-    args = argparse.Namespace(candidates="generalist,expert-code", tasks="medmoe_ppl_code", limit=3, results=str(out), device="cpu", train_steps=3, use_cache=False, max_gen_toks=32)
+    args = argparse.Namespace(
+        candidates="generalist,expert-code", tasks="medmoe_ppl_code", limit=3, results=str(out), device="cpu", train_steps=3, use_cache=False, max_gen_toks=32
+    )
     assert demo.run(args) == 1
     assert list((out / "generalist").glob("results_*.json"))  # finished before the failure: kept
     assert not list((out / "expert-code").glob("results_*.json"))

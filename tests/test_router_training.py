@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medmoe_lm_eval.config import parse_adapter
+from medmoe_lm_eval.harness.config import parse_adapter
+from medmoe_lm_eval.harness.routing.evaluation import evaluate_router
+from medmoe_lm_eval.harness.routing.router import Router
+from medmoe_lm_eval.harness.routing.scorers import load_scorer
+from medmoe_lm_eval.harness.routing.training import bundled_examples, train_classifier, train_transformers
 from medmoe_lm_eval.paths import bundled_adapters_dir
-from medmoe_lm_eval.router import Router, bundled_examples, evaluate_router, load_scorer, train_classifier, train_transformers
 
 SHIPPED = bundled_adapters_dir() / "routers" / "default_router.joblib"
 
@@ -34,7 +37,7 @@ def test_train_and_eval_router_cli_on_bundled_data(tmp_path):
     report = json.loads(report_file.read_text())
     assert report["accuracy"] >= 0.97 and report["macro_f1"] >= 0.95
     assert sum(map(sum, report["confusion"])) == report["rows"] == len(bundled_examples("heldout"))
-    assert 0 < report["median_ms_per_query"] and 0 < report["median_ms_single_query"]
+    assert report["median_ms_per_query"] > 0 and report["median_ms_single_query"] > 0
 
 
 def test_train_router_rejects_bad_rows_in_one_line(tmp_path):
@@ -56,7 +59,9 @@ def test_classifier_router_in_an_adapter(tmp_path):
     train_classifier(bundled_examples("train")[:600], path)
     experts = [{"name": d, "domain": d, "model": str(tmp_path)} for d in ("biomedical", "legal", "code")]
     router = Router(parse_adapter({"name": "m", "kind": "moe", "experts": experts, "router": {"type": "classifier", "path": str(path), "top_k": 2}}, "m.yaml"))
-    routes = router.route(["A 60-year-old man presents with chest pain and dyspnea.", "def is_prime(n):\n    return all(n % k for k in range(2, n))"], [None, None])
+    routes = router.route(
+        ["A 60-year-old man presents with chest pain and dyspnea.", "def is_prime(n):\n    return all(n % k for k in range(2, n))"], [None, None]
+    )
     assert routes[0].top == "biomedical" and routes[1].top == "code"
     assert all(len(r.experts) <= 2 and sum(r.weights) == pytest.approx(1.0) for r in routes)
 
@@ -81,6 +86,6 @@ def test_transformers_sequence_classifier_router(tmp_path, tiny_model_dir):
     adapter = tmp_path / "a.yaml"
     experts = [{"name": d, "domain": d, "model": str(tiny_model_dir)} for d in ("biomedical", "legal", "code")]
     adapter.write_text(yaml.safe_dump({"name": "tf", "kind": "moe", "experts": experts, "router": {"type": "classifier", "path": str(out)}}))
-    from medmoe_lm_eval.config import load_adapter
+    from medmoe_lm_eval.harness.config import load_adapter
 
     assert len(Router(load_adapter(adapter)).route(["q"], [None])) == 1

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from medmoe_lm_eval.sandbox import REASONS, Limits, cpu_workers, minimal_env, pool_size, run_program, run_programs
+from medmoe_lm_eval.benchmarks.sandbox import REASONS, Limits, cpu_workers, minimal_env, pool_size, run_program, run_programs
 
 FAST = Limits(wall_s=3.0, cpu_s=1)
 

@@ -9,15 +9,18 @@ from pathlib import Path
 import datasets
 import pytest
 
-from medmoe_lm_eval import sources
+from medmoe_lm_eval.benchmarks import domains, registry, rows, sources, splits, text
+from medmoe_lm_eval.benchmarks.registry import BENCHMARKS
+from medmoe_lm_eval.benchmarks.rows import DataError
+from medmoe_lm_eval.benchmarks.sources import eval_docs, resolve_source
+from medmoe_lm_eval.benchmarks.splits import domain_texts, router_examples
 from medmoe_lm_eval.paths import bundled_data_dir
-from medmoe_lm_eval.sources import BENCHMARKS, DataError, domain_texts, eval_docs, resolve_source, router_examples
 
 BUNDLED = bundled_data_dir()
 
 
 def _rows(name: str) -> list[dict]:
-    return sources.read_jsonl(BUNDLED / f"{name}.jsonl")
+    return rows.read_jsonl(BUNDLED / f"{name}.jsonl")
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
@@ -103,7 +106,7 @@ def test_invalid_json_line_is_reported(tmp_path):
 def test_hub_ids_configs_splits_injected_loader(monkeypatch):
     asked: list[tuple] = []
     bundled = {name: _rows(name) for name in BENCHMARKS}
-    test_ids = sorted(sources.pubmedqa_test_ids())[:3]
+    test_ids = sorted(registry.pubmedqa_test_ids())[:3]
     # give three bundled PubMedQA rows official test ids: only those may be evaluated
     bundled["pubmedqa"] = [dict(r, pubid=i) for r, i in zip(bundled["pubmedqa"][:3], test_ids, strict=True)] + bundled["pubmedqa"][3:]
     by_path = {b.hub.path: name for name, b in BENCHMARKS.items()}
@@ -115,14 +118,16 @@ def test_hub_ids_configs_splits_injected_loader(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     monkeypatch.delenv("MEDMOE_DATA", raising=False)
     docs = {name: eval_docs(name) for name in BENCHMARKS}
-    assert sorted(asked) == sorted([
-        ("qiaojin/PubMedQA", "pqa_labeled", "train"),
-        ("openlifescienceai/medmcqa", None, "validation"),
-        ("keivalya/MedQuad-MedicalQnADataset", None, "train"),
-        ("ymoslem/Law-StackExchange", None, "train"),
-        ("nguha/legalbench", "rule_qa", "test"),
-        ("google-research-datasets/mbpp", "full", "test"),
-    ])
+    assert sorted(asked) == sorted(
+        [
+            ("qiaojin/PubMedQA", "pqa_labeled", "train"),
+            ("openlifescienceai/medmcqa", None, "validation"),
+            ("keivalya/MedQuad-MedicalQnADataset", None, "train"),
+            ("ymoslem/Law-StackExchange", None, "train"),
+            ("nguha/legalbench", "rule_qa", "test"),
+            ("google-research-datasets/mbpp", "full", "test"),
+        ]
+    )
     assert [d["pubid"] for d in docs["pubmedqa"]] == test_ids
     assert len(docs["medmcqa"]) == len(bundled["medmcqa"])
 
@@ -131,7 +136,7 @@ def test_hub_ids_configs_splits_injected_loader(monkeypatch):
 
 
 def test_pubmedqa_official_test_ids_are_shipped():
-    ids = sources.pubmedqa_test_ids()
+    ids = registry.pubmedqa_test_ids()
     assert len(ids) == 500
     assert not ids & {r["pubid"] for r in _rows("pubmedqa")}  # bundled rows are from the other 500
 
@@ -152,11 +157,11 @@ def test_lawse_best_answer_html_stripped_unanswered_skipped():
 
 def test_html_to_text():
     html = "<p>First &amp; second.</p><ul><li>one</li><li>two</li></ul><pre>code  x</pre>"
-    assert sources.html_to_text(html) == "First & second.\none\ntwo\ncode x"
+    assert text.html_to_text(html) == "First & second.\none\ntwo\ncode x"
 
 
 def test_subset_selection_is_deterministic_and_order_free(monkeypatch):
-    monkeypatch.setattr(sources, "EVAL_SUBSET", 50)
+    monkeypatch.setattr(registry, "EVAL_SUBSET", 50)
     rows = _rows("medquad")
     shuffled = rows[:]
     random.Random(1).shuffle(shuffled)
@@ -172,14 +177,14 @@ def test_bundled_files_follow_hub_schema_and_stay_small():
     assert total < 5 * 1024 * 1024
     assert (BUNDLED / "ATTRIBUTION.md").is_file()
     assert {r["task_id"] for r in _rows("mbpp")} <= set(range(511, 601))  # MBPP validation rows
-    assert {r["task_id"] for r in sources.read_jsonl(BUNDLED / "train" / "mbpp.jsonl")} <= set(range(601, 975))
-    assert [r["task_id"] for r in sources.mbpp_fewshot_docs()] == [2, 3, 4]
+    assert {r["task_id"] for r in rows.read_jsonl(BUNDLED / "train" / "mbpp.jsonl")} <= set(range(601, 975))
+    assert [r["task_id"] for r in splits.mbpp_fewshot_docs()] == [2, 3, 4]
 
 
 # -- demo splits -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("domain", sources.DOMAINS)
+@pytest.mark.parametrize("domain", domains.DOMAINS)
 def test_domain_texts_train_and_heldout_are_disjoint(domain):
     train, heldout = domain_texts(domain, "train"), domain_texts(domain, "heldout")
     assert len(train) >= 200 and len(heldout) >= 40
@@ -197,9 +202,9 @@ def test_heldout_is_the_bundled_evaluation_rows():
 
 def test_router_examples_cover_domains_without_leaks():
     train, heldout = router_examples("train"), router_examples("heldout")
-    for rows in (train, heldout):
-        assert {r["domain"] for r in rows} == set(sources.DOMAINS)
-        assert all(r["text"] and set(r) == {"text", "domain", "source"} for r in rows)
+    for split_rows in (train, heldout):
+        assert {r["domain"] for r in split_rows} == set(domains.DOMAINS)
+        assert all(r["text"] and set(r) == {"text", "domain", "source"} for r in split_rows)
     assert not {r["text"] for r in train} & {r["text"] for r in heldout}
     assert {r["question"] for r in _rows("medmcqa")} <= {r["text"] for r in heldout}
     assert [r["domain"] for r in train[:3]] == ["biomedical", "legal", "code"]  # interleaved

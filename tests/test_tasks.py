@@ -12,12 +12,12 @@ import lm_eval
 import pytest
 from lm_eval.tasks import TaskManager
 from rouge_score import rouge_scorer
-
-from medmoe_lm_eval import metrics
-from medmoe_lm_eval.domains import task_domain
-from medmoe_lm_eval.paths import bundled_data_dir, tasks_dir
-from medmoe_lm_eval.sources import read_jsonl
 from scripted_lm import NONSENSE, ScriptedLM
+
+from medmoe_lm_eval.benchmarks import metrics
+from medmoe_lm_eval.benchmarks.domains import task_domain
+from medmoe_lm_eval.benchmarks.rows import read_jsonl
+from medmoe_lm_eval.paths import bundled_data_dir, tasks_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {
@@ -141,7 +141,7 @@ def test_known_answer_scripted_wrong_lm():
 
 @pytest.mark.slow
 def test_mbpp_misbehaving_completions_scored_as_failures_scripted_lm(monkeypatch):
-    from medmoe_lm_eval.sandbox import Limits
+    from medmoe_lm_eval.benchmarks.sandbox import Limits
 
     monkeypatch.setattr(metrics, "MBPP_LIMITS", Limits(wall_s=3.0, cpu_s=1))
     bad = [
@@ -158,9 +158,7 @@ def test_mbpp_misbehaving_completions_scored_as_failures_scripted_lm(monkeypatch
         return bad[doc_id] if doc_id < len(bad) else inst.doc["code"] + "\n"
 
     lm = ScriptedLM(_manager(), generate=completion)
-    results = lm_eval.simple_evaluate(
-        model=lm, tasks=["medmoe_mbpp"], task_manager=_manager(), limit=8, confirm_run_unsafe_code=True, bootstrap_iters=0
-    )
+    results = lm_eval.simple_evaluate(model=lm, tasks=["medmoe_mbpp"], task_manager=_manager(), limit=8, confirm_run_unsafe_code=True, bootstrap_iters=0)
     per_doc = [s["pass_at_1"] for s in sorted(results["samples"]["medmoe_mbpp"], key=lambda s: s["doc_id"])]
     assert per_doc == [0.0] * 6 + [1.0, 1.0]
     assert not os.path.exists("/tmp/medmoe-escape.txt")
@@ -203,11 +201,33 @@ def test_cli_run_subprocess_with_env_switch(tiny_model_dir, tmp_path):
     env = {**os.environ, "MEDMOE_DATA": "bundled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     run = subprocess.run(
         [
-            sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args", f"pretrained={tiny_model_dir}",
-            "--device", "cpu", "--tasks", "medmoe_legal_ruleqa,medmoe_mbpp", "--include_path", str(tasks_dir()),
-            "--limit", "2", "--gen_kwargs", "max_gen_toks=8", "--confirm_run_unsafe_code", "--output_path", str(tmp_path / "out"),
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "run",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={tiny_model_dir}",
+            "--device",
+            "cpu",
+            "--tasks",
+            "medmoe_legal_ruleqa,medmoe_mbpp",
+            "--include_path",
+            str(tasks_dir()),
+            "--limit",
+            "2",
+            "--gen_kwargs",
+            "max_gen_toks=8",
+            "--confirm_run_unsafe_code",
+            "--output_path",
+            str(tmp_path / "out"),
         ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     (result_file,) = (tmp_path / "out").rglob("results_*.json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import board_ui
 import streamlit as st
 
-from medmoe_lm_eval.results import compare_candidates, run_details
+from medmoe_lm_eval.analysis.views import compare_candidates, run_details
 
 view = board_ui.current_view()
 st.title("Compare candidates")
@@ -21,7 +21,9 @@ if a == b:
 
 table = compare_candidates(view.frame, a, b)
 st.caption("delta = B - A; 'better' follows each metric's direction (lower latency, memory and energy are better).")
-st.dataframe(table, hide_index=True, width="stretch", column_config={"delta": st.column_config.NumberColumn("delta (B - A)", format="%.4g")}, key="compare_table")
+st.dataframe(
+    table, hide_index=True, width="stretch", column_config={"delta": st.column_config.NumberColumn("delta (B - A)", format="%.4g")}, key="compare_table"
+)
 
 PROFILE_KEYS = ("device", "hardware", "total", "memory", "energy", "router", "experts")
 st.subheader("Runs: configs and profiles")

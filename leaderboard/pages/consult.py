@@ -29,7 +29,9 @@ if blocked:
     with st.expander(f"{len(blocked)} candidate(s) cannot be consulted on this machine"):
         st.dataframe(pd.DataFrame([{"candidate": c.name, "why not": c.reason} for c in blocked]), hide_index=True, width="stretch", key="consult_unavailable")
 if not ready:
-    st.info("None of the shown candidates can answer on this machine (see why above). Candidates evaluated here with `medmoe eval --model medmoe` whose models are still on disk can.")
+    st.info(
+        "None of the shown candidates can answer on this machine (see why above). Candidates evaluated here with `medmoe eval --model medmoe` whose models are still on disk can."
+    )
     st.stop()
 
 name = st.selectbox("Candidate", list(ready), key="consult_candidate")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import board_ui
 import streamlit as st
 
-from medmoe_lm_eval.board import summary_display
-from medmoe_lm_eval.results import overview_table
+from medmoe_lm_eval.analysis.views import overview_table, summary_display
 
 view = board_ui.current_view()
 st.title("Overview")

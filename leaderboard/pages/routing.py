@@ -6,13 +6,7 @@ from __future__ import annotations
 import board_ui
 import streamlit as st
 
-from medmoe_lm_eval.results import (
-    misrouted,
-    mixture_candidates,
-    routing_confusion,
-    routing_regret,
-    routing_share,
-)
+from medmoe_lm_eval.analysis.routing import misrouted, mixture_candidates, routing_confusion, routing_regret, routing_share
 
 view = board_ui.current_view()
 st.title("Routing")
@@ -36,7 +30,9 @@ if share.empty:
 else:
     st.altair_chart(board_ui.heatmap(share, "expert", "task", "share", "top expert per request"), width="stretch", key="share_heatmap")
     agreement = share.drop_duplicates("task")[["task", "domain", "requests", "agreement"]]
-    st.dataframe(agreement, hide_index=True, column_config={"agreement": st.column_config.NumberColumn("agrees with task domain", format="%.2f")}, key="agreement_table")
+    st.dataframe(
+        agreement, hide_index=True, column_config={"agreement": st.column_config.NumberColumn("agrees with task domain", format="%.2f")}, key="agreement_table"
+    )
 
 st.subheader("Router vs task domain")
 log, problems = board_ui.candidate_routing_log(view.results, candidate)
@@ -48,7 +44,11 @@ if confusion.empty:
     st.info("No routing log for this candidate (it is written next to the results file when the run has an output path).")
 else:
     long = confusion.stack().rename("requests").reset_index()
-    st.altair_chart(board_ui.heatmap(long, "routed domain", "task domain", "requests", "requests by task domain and routed domain", fmt="d"), width="stretch", key="confusion_heatmap")
+    st.altair_chart(
+        board_ui.heatmap(long, "routed domain", "task domain", "requests", "requests by task domain and routed domain", fmt="d"),
+        width="stretch",
+        key="confusion_heatmap",
+    )
 
 st.subheader("Accuracy regret against the oracle router")
 regret = routing_regret(view.results)

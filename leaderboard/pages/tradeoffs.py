@@ -5,7 +5,7 @@ from __future__ import annotations
 import board_ui
 import streamlit as st
 
-from medmoe_lm_eval.ranking import candidate_figures, pareto_front
+from medmoe_lm_eval.analysis.ranking import candidate_figures, pareto_front
 
 AXES = {
     "latency_ms": ("Latency", "latency p50 per batch (ms)"),
@@ -15,7 +15,9 @@ AXES = {
 
 view = board_ui.current_view()
 st.title("Trade-offs")
-st.caption("Each point is a candidate (mean over the filtered tasks). Diamonds joined by the dashed line form the Pareto front: no other candidate is both more accurate and cheaper.")
+st.caption(
+    "Each point is a candidate (mean over the filtered tasks). Diamonds joined by the dashed line form the Pareto front: no other candidate is both more accurate and cheaper."
+)
 if board_ui.no_results_message(view):
     st.stop()
 
@@ -33,6 +35,10 @@ for column, (title, axis_title) in AXES.items():
     front = pareto_front(points, maximize=["accuracy"], minimize=[column])
     points = points.assign(pareto=front.map({True: "on front", False: "dominated"}))
     use_log = log_x and bool((points[column] > 0).all())
-    st.altair_chart(board_ui.tradeoff_chart(points[["candidate", "kind", "accuracy", column, "pareto"]], column, axis_title, use_log), width="stretch", key=f"chart_{column}")
+    st.altair_chart(
+        board_ui.tradeoff_chart(points[["candidate", "kind", "accuracy", column, "pareto"]], column, axis_title, use_log),
+        width="stretch",
+        key=f"chart_{column}",
+    )
     if missing:
         st.caption(f"Not shown (no {title.lower()} measured): {board_ui.md(', '.join(missing))}")

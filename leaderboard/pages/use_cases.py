@@ -5,8 +5,9 @@ from __future__ import annotations
 import board_ui
 import streamlit as st
 
-from medmoe_lm_eval.board import ranking_display
-from medmoe_lm_eval.ranking import FIGURES, rank_use_case
+from medmoe_lm_eval.analysis.ranking import rank_use_case
+from medmoe_lm_eval.analysis.use_cases import FIGURES
+from medmoe_lm_eval.analysis.views import ranking_display
 
 view = board_ui.current_view()
 st.title("Use cases")
@@ -34,7 +35,12 @@ st.dataframe(
     ranking_display(ranking),
     hide_index=True,
     width="stretch",
-    column_config={"score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.3f"), "why": st.column_config.TextColumn("why", width="large")},
+    column_config={
+        "score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.3f"),
+        "why": st.column_config.TextColumn("why", width="large"),
+    },
     key="ranking_table",
 )
-st.caption("Score = weighted mean of figures min-max normalised across these candidates (1 = best, a missing figure counts 0). Candidates failing a hard limit are listed without a rank.")
+st.caption(
+    "Score = weighted mean of figures min-max normalised across these candidates (1 = best, a missing figure counts 0). Candidates failing a hard limit are listed without a rank."
+)

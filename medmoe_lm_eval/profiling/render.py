@@ -142,7 +142,9 @@ def _tasks(p: dict[str, Any]) -> Table:
 def _experts(p: dict[str, Any]) -> Table:
     table = _table("Experts", "expert", ("loads", "load s", "energy J", "truncated"))
     for name, stats in (p.get("experts") or {}).items():
-        table.add_row(name, *_stat_cells(stats), _num(stats.get("loads")), _num(stats.get("load_s"), 2), _joules(stats.get("energy_j")), _num(stats.get("truncated", 0)))
+        table.add_row(
+            name, *_stat_cells(stats), _num(stats.get("loads")), _num(stats.get("load_s"), 2), _joules(stats.get("energy_j")), _num(stats.get("truncated", 0))
+        )
     return table
 
 
@@ -161,7 +163,9 @@ def _resources(p: dict[str, Any]) -> Table:
     if mem.get("gpu_error"):
         rows.append(("GPU figures", f"unavailable: {mem['gpu_error']}"))
     joules = energy.get("joules")
-    rows.append(("energy", f"{_joules(joules)} J from {energy.get('source')}" if joules is not None else f"not measured: {energy.get('reason') or 'no source'}"))
+    rows.append(
+        ("energy", f"{_joules(joules)} J from {energy.get('source')}" if joules is not None else f"not measured: {energy.get('reason') or 'no source'}")
+    )
     if joules is not None:
         rows += [("energy in batches", f"{_joules(energy.get('batches_j'))} J"), ("energy per request", f"{_joules(energy.get('per_request_j'))} J")]
         if energy.get("mean_power_w") is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medmoe_lm_eval.backends.base import BackendError
+from medmoe_lm_eval.harness.backends.base import BackendError
 
 
 @dataclass
@@ -26,7 +26,9 @@ class Calibration:
     skipped_empty: int = 0
 
     def summary(self) -> str:
-        return f"{len(self.rows)} calibration rows from {self.source} ({self.truncated} truncated to the calibration length, {self.skipped_empty} empty skipped)"
+        return (
+            f"{len(self.rows)} calibration rows from {self.source} ({self.truncated} truncated to the calibration length, {self.skipped_empty} empty skipped)"
+        )
 
 
 def _jsonl_texts(path: Path) -> list[str]:
@@ -46,12 +48,14 @@ def _jsonl_texts(path: Path) -> list[str]:
 
 
 def _bundled_texts(name: str) -> list[str]:
-    from medmoe_lm_eval.domains import DOMAINS, task_domain
-    from medmoe_lm_eval.sources import domain_texts
+    from medmoe_lm_eval.benchmarks.domains import DOMAINS, task_domain
+    from medmoe_lm_eval.benchmarks.splits import domain_texts
 
     domain = name if name in DOMAINS else task_domain(name)
     if domain not in DOMAINS:
-        raise BackendError(f"--calibration: '{name}' is neither a JSONL file nor a bundled domain/task; fix: pass a .jsonl path with a 'text' field, or one of {list(DOMAINS)} or a task such as medmoe_medmcqa")
+        raise BackendError(
+            f"--calibration: '{name}' is neither a JSONL file nor a bundled domain/task; fix: pass a .jsonl path with a 'text' field, or one of {list(DOMAINS)} or a task such as medmoe_medmcqa"
+        )
     return domain_texts(domain, "train")
 
 

@@ -57,10 +57,14 @@ def bpe_pre_tokenizer(tokenizer_json: dict[str, Any], where: str) -> str:
     """The llama.cpp pre-tokenizer that splits text exactly as this ``tokenizer.json`` does."""
     pre = tokenizer_json.get("pre_tokenizer") or {}
     if tokenizer_json.get("normalizer"):
-        raise ConversionError(f"{where}: tokenizer.json has a normalizer, which llama.cpp's BPE vocab does not apply; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)")
+        raise ConversionError(
+            f"{where}: tokenizer.json has a normalizer, which llama.cpp's BPE vocab does not apply; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)"
+        )
     if pre.get("type") == "ByteLevel":
         if pre.get("add_prefix_space") or not pre.get("use_regex", True):
-            raise ConversionError(f"{where}: ByteLevel pre-tokenizer with add_prefix_space/no regex has no llama.cpp equivalent; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)")
+            raise ConversionError(
+                f"{where}: ByteLevel pre-tokenizer with add_prefix_space/no regex has no llama.cpp equivalent; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)"
+            )
         return "gpt-2"  # GPT-2's regex, which ByteLevel(use_regex=True) applies
     if pre.get("type") == "Sequence":
         splits = [p for p in pre.get("pretokenizers", []) if p.get("type") == "Split"]
@@ -68,7 +72,9 @@ def bpe_pre_tokenizer(tokenizer_json: dict[str, Any], where: str) -> str:
             regex = splits[0].get("pattern", {}).get("Regex")
             if regex in _KNOWN_SPLITS:
                 return _KNOWN_SPLITS[regex]
-    raise ConversionError(f"{where}: unknown BPE pre-tokenizer {json.dumps(pre)[:120]}; convert with llama.cpp's converter (set MEDMOE_GGUF_CONVERTER to its convert_hf_to_gguf.py)")
+    raise ConversionError(
+        f"{where}: unknown BPE pre-tokenizer {json.dumps(pre)[:120]}; convert with llama.cpp's converter (set MEDMOE_GGUF_CONVERTER to its convert_hf_to_gguf.py)"
+    )
 
 
 def _add_bpe_vocab(writer: Any, model_dir: Path, tokenizer_json: dict[str, Any]) -> None:
@@ -112,7 +118,9 @@ def add_vocab(writer: Any, model_dir: Path) -> int:
     elif (model_dir / "tokenizer.model").is_file() or model.get("byte_fallback"):
         _add_spm_vocab(writer, model_dir)
     else:
-        raise ConversionError(f"{model_dir}: no tokenizer.json (byte-level BPE) or tokenizer.model (SentencePiece) found; save the tokenizer next to the weights")
+        raise ConversionError(
+            f"{model_dir}: no tokenizer.json (byte-level BPE) or tokenizer.model (SentencePiece) found; save the tokenizer next to the weights"
+        )
     special = gguf.SpecialVocab(model_dir, load_merges=is_byte_bpe)
     special.add_to_gguf(writer, quiet=True)
     n_vocab = len(tokenizer_json.get("model", {}).get("vocab", {})) if is_byte_bpe else 0
@@ -171,9 +179,13 @@ def _check_llama_config(cfg: dict[str, Any], where: str) -> None:
     scaling = cfg.get("rope_scaling") or {}
     rope_type = scaling.get("rope_type") or scaling.get("type") or (cfg.get("rope_parameters") or {}).get("rope_type", "default")
     if rope_type not in (None, "default"):
-        raise ConversionError(f"{where}: rope scaling '{rope_type}' is not written by the built-in converter; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)")
+        raise ConversionError(
+            f"{where}: rope scaling '{rope_type}' is not written by the built-in converter; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)"
+        )
     if cfg.get("attention_bias") or cfg.get("mlp_bias"):
-        raise ConversionError(f"{where}: attention/MLP biases are not written by the built-in converter; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)")
+        raise ConversionError(
+            f"{where}: attention/MLP biases are not written by the built-in converter; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)"
+        )
 
 
 def _add_llama_hparams(writer: Any, cfg: dict[str, Any], name: str, outtype: str) -> None:

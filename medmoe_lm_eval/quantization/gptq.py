@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medmoe_lm_eval.backends.base import BackendError
+from medmoe_lm_eval.harness.backends.base import BackendError
 
 METHODS = ("gptq", "awq")
 
@@ -30,7 +30,9 @@ def pick_group_size(model_dir: Path, wanted: int = 128) -> int:
     for size in (128, 64, 32):
         if size <= wanted and common % size == 0:
             return size
-    raise BackendError(f"{model_dir}/config.json: hidden_size/intermediate_size {widths} have no group size of 32, 64 or 128 dividing them; fix: use --method gguf-q4_0")
+    raise BackendError(
+        f"{model_dir}/config.json: hidden_size/intermediate_size {widths} have no group size of 32, 64 or 128 dividing them; fix: use --method gguf-q4_0"
+    )
 
 
 def _cpu_workers() -> None:
@@ -49,7 +51,9 @@ def _working_dir(path: Path) -> Iterator[None]:
         os.chdir(before)
 
 
-def quantize_4bit(model_dir: str | Path, method: str, calibration: list[dict[str, list[int]]], out: str | Path, group_size: int | None = None) -> dict[str, Any]:
+def quantize_4bit(
+    model_dir: str | Path, method: str, calibration: list[dict[str, list[int]]], out: str | Path, group_size: int | None = None
+) -> dict[str, Any]:
     """Quantize ``model_dir`` to 4-bit ``method`` with ``calibration`` rows; save to ``out``."""
     if method not in METHODS:
         raise BackendError(f"method '{method}' is not one of {METHODS}")

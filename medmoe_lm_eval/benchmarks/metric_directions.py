@@ -1,0 +1,92 @@
+"""Which way each lm-eval metric points, and which metric is a task's main one.
+
+Reading results needs this to fill ``higher_is_better`` where lm-eval left it out, and ranking needs
+it to orient win rates; it is knowledge about the benchmarks' metrics, so it lives with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+METRIC_DIRECTIONS: dict[str, bool] = {
+    # accuracy-type (lm-eval names)
+    "acc": True,
+    "acc_norm": True,
+    "acc_mutual_info": True,
+    "exact_match": True,
+    "em": True,
+    "f1": True,
+    "macro_f1": True,
+    "mcc": True,
+    "pass@1": True,
+    "pass_at_1": True,
+    "rouge1": True,
+    "rouge2": True,
+    "rougeL": True,
+    "rougeLsum": True,
+    "rougeL_f1": True,
+    "rouge1_f1": True,
+    "bleu": True,
+    "chrf": True,
+    "ter": False,
+    "brier_score": False,
+    "perplexity": False,
+    "word_perplexity": False,
+    "byte_perplexity": False,
+    "bits_per_byte": False,
+    # efficiency columns of the tidy frame
+    "latency_ms_p50": False,
+    "latency_ms_p95": False,
+    "requests_per_s": True,
+    "generated_tokens_per_s": True,
+    "peak_memory_bytes": False,
+    "energy_j": False,
+    "energy_per_correct_j": False,
+    "num_parameters": False,
+}
+
+
+#: Accuracy-type metrics, most preferred first: a task's "main" metric is the first one present.
+ACCURACY_METRICS: tuple[str, ...] = (
+    "acc",
+    "exact_match",
+    "pass@1",
+    "pass_at_1",
+    "f1",
+    "macro_f1",
+    "em",
+    "acc_norm",
+    "rougeL",
+    "rougeL_f1",
+    "rougeLsum",
+    "rouge1",
+    "rouge1_f1",
+    "mcc",
+    "bleu",
+    "chrf",
+)
+
+
+#: Metrics lm-eval reports on a 0-100 scale; divided so every accuracy figure lies in [0, 1].
+PERCENT_SCALE_METRICS = frozenset({"bleu", "chrf", "ter"})
+
+
+def direction(metric: str, hint: Any = None) -> bool | None:
+    """Whether ``metric`` is better high (True), low (False) or unknown (None).
+
+    The table wins over ``hint`` (the run's own ``higher_is_better``) so two runs never disagree.
+    """
+    if metric in METRIC_DIRECTIONS:
+        return METRIC_DIRECTIONS[metric]
+    if isinstance(hint, (bool, np.bool_)):
+        return bool(hint)
+    return None
+
+
+def main_metric(metrics: Sequence[str]) -> str | None:
+    """The accuracy-type metric that represents a task (first of :data:`ACCURACY_METRICS`)."""
+    present = set(metrics)
+    return next((m for m in ACCURACY_METRICS if m in present), None)

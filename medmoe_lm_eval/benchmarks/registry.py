@@ -1,0 +1,205 @@
+"""The benchmark registry: each benchmark's hub dataset, required fields and fixed evaluation selection.
+
+Whatever the source of the rows (hub, bundled sample, a local folder), they pass the same checks
+and the same ``select``, so a task scores the same rows whichever way they arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from medmoe_lm_eval.benchmarks.rows import DataError, hash_order
+from medmoe_lm_eval.benchmarks.text import best_answer, html_to_text
+from medmoe_lm_eval.paths import bundled_data_dir
+
+if TYPE_CHECKING:
+    pass
+
+
+#: Generation-scored benchmarks with thousands of rows are cut to this many, chosen by a content
+#: hash (independent of row order and library versions). At 1,000 rows the standard error of a
+#: mean ROUGE-L F1 (per-row spread about 0.1-0.15) is about 0.004, finer than the gaps between
+#: candidates we rank, while generating up to 512 tokens for all 16k MedQuAD or 24k
+#: Law-StackExchange rows would cost every candidate 16-24x more time and energy for no change in
+#: the ranking. The order is the hash order too, so ``--limit n`` takes a fixed pseudo-random n.
+EVAL_SUBSET = 1000
+
+
+log = logging.getLogger(__name__)
+
+#: a row check returns (field, problem) for a bad row, else None
+Check = Callable[[dict[str, Any]], "tuple[str, str] | None"]
+Select = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """Where a benchmark lives on the hub: dataset id, config, split."""
+
+    path: str
+    name: str | None
+    split: str
+
+    def label(self) -> str:
+        return f"hub:{self.path}" + (f"[{self.name}]" if self.name else "") + f"/{self.split}"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: its hub home, the fields its task reads, checks and evaluation selection."""
+
+    name: str
+    domain: str
+    hub: HubDataset
+    required: tuple[str, ...]
+    check: Check | None = None
+    select: Select | None = None
+    notes: str = ""
+
+
+def _pubmedqa_check(row: dict[str, Any]) -> tuple[str, str] | None:
+    if row["final_decision"] not in PUBMEDQA_CHOICES:
+        return "final_decision", f"is {row['final_decision']!r}, expected one of {list(PUBMEDQA_CHOICES)}"
+    if not isinstance(row["context"].get("contexts"), list):
+        return "context.contexts", "is not a list of abstract sections"
+    return None
+
+
+def _pubmedqa_select(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The official PQA-L test split is the 500 ids in ``test_pubids.json``.
+
+    The hub copy keeps all 1,000 labelled questions in one ``train`` split, so they are filtered
+    here. A file that holds none of those ids (the bundled sample is drawn from the other 500,
+    since the test records are not redistributed here) is used whole, with a warning.
+    """
+    test_ids = pubmedqa_test_ids()
+    kept = [r for r in rows if int(r["pubid"]) in test_ids]
+    if kept:
+        return kept
+    log.warning("PubMedQA rows contain none of the %d official test ids; evaluating all %d rows as given", len(test_ids), len(rows))
+    return rows
+
+
+def _medmcqa_check(row: dict[str, Any]) -> tuple[str, str] | None:
+    if not isinstance(row["cop"], int) or not 0 <= row["cop"] <= 3:
+        return "cop", f"is {row['cop']!r}, expected the correct option's index 0-3"
+    return None
+
+
+def _medquad_select(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    answered = [r for r in rows if str(r["Answer"]).strip() and str(r["Question"]).strip()]
+    return hash_order(answered, lambda r: r["Question"] + "\x00" + r["Answer"])[:EVAL_SUBSET]
+
+
+def _lawse_check(row: dict[str, Any]) -> tuple[str, str] | None:
+    if not isinstance(row["answers"], list):
+        return "answers", "is not a list of {body, score} answers"
+    for i, ans in enumerate(row["answers"]):
+        if not isinstance(ans, dict) or "body" not in ans or "score" not in ans:
+            return f"answers[{i}]", "needs 'body' and 'score'"
+    return None
+
+
+def _lawse_select(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Questions with at least one answer; the reference is the highest-scored answer, as text."""
+    docs = []
+    for row in rows:
+        best = best_answer(row["answers"])
+        if best is None:
+            continue
+        answer = html_to_text(best["body"])
+        if not answer:
+            continue
+        docs.append({**row, "question_text": html_to_text(row["question_body"]), "best_answer": answer})
+    if any(r.get("synthetic") for r in docs):
+        log.warning("Law-StackExchange rows marked synthetic: fine for testing the pipeline, meaningless as a score")
+    return hash_order(docs, lambda r: str(r["question_id"]))[:EVAL_SUBSET]
+
+
+def _mbpp_check(row: dict[str, Any]) -> tuple[str, str] | None:
+    tests = row["test_list"]
+    if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
+        return "test_list", "must be a non-empty list of assert statements"
+    return None
+
+
+def _mbpp_select(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "test_setup_code": r.get("test_setup_code") or ""} for r in rows]
+
+
+PUBMEDQA_CHOICES = ("yes", "no", "maybe")
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark(
+            "pubmedqa",
+            "biomedical",
+            HubDataset("qiaojin/PubMedQA", "pqa_labeled", "train"),
+            ("pubid", "question", "context", "final_decision"),
+            _pubmedqa_check,
+            _pubmedqa_select,
+            "filtered to the 500 official PQA-L test ids",
+        ),
+        Benchmark(
+            "medmcqa",
+            "biomedical",
+            HubDataset("openlifescienceai/medmcqa", None, "validation"),
+            ("question", "opa", "opb", "opc", "opd", "cop"),
+            _medmcqa_check,
+        ),
+        Benchmark(
+            "medquad",
+            "biomedical",
+            HubDataset("keivalya/MedQuad-MedicalQnADataset", None, "train"),
+            ("Question", "Answer"),
+            None,
+            _medquad_select,
+            f"{EVAL_SUBSET} answered rows by content hash",
+        ),
+        Benchmark(
+            "lawse",
+            "legal",
+            HubDataset("ymoslem/Law-StackExchange", None, "train"),
+            ("question_id", "question_title", "question_body", "answers"),
+            _lawse_check,
+            _lawse_select,
+            f"answered questions, best answer by score, HTML stripped, {EVAL_SUBSET} by id hash",
+        ),
+        Benchmark(
+            "legal_ruleqa",
+            "legal",
+            HubDataset("nguha/legalbench", "rule_qa", "test"),
+            ("question", "answer"),
+        ),
+        Benchmark(
+            "mbpp",
+            "code",
+            HubDataset("google-research-datasets/mbpp", "full", "test"),
+            ("task_id", "text", "code", "test_list"),
+            _mbpp_check,
+            _mbpp_select,
+        ),
+    )
+}
+
+
+def benchmark(name: str) -> Benchmark:
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        problem = f"unknown benchmark {name!r}"
+        raise DataError("medmoe_lm_eval.benchmarks.sources", None, "benchmark", problem, f"use one of {sorted(BENCHMARKS)}") from None
+
+
+@lru_cache(maxsize=1)
+def pubmedqa_test_ids() -> frozenset[int]:
+    """The 500 official PQA-L test pubids (shipped; from upstream ``test_ground_truth.json``)."""
+    path = bundled_data_dir() / "pubmedqa_test_pubids.json"
+    return frozenset(int(x) for x in json.loads(path.read_text(encoding="utf-8")))

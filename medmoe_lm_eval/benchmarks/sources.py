@@ -1,0 +1,158 @@
+"""Where every benchmark's rows come from, and the project's fixed evaluation selections.
+
+One switch for all tasks. ``--metadata '{"medmoe_data": ...}'`` (per run) or the ``MEDMOE_DATA``
+environment variable chooses:
+
+* unset or ``hub``: the Hugging Face hub dataset (the default for users);
+* ``bundled``: the small real samples shipped in ``medmoe_lm_eval/benchmarks/bundled`` (offline, tests, demo);
+* a folder: ``<folder>/<benchmark>.jsonl`` for benchmark in ``BENCHMARKS``, each row in the hub
+  dataset's column schema and the file holding the evaluation split.
+
+Every source goes through the same row checks and the same selection (``Benchmark.select``), so a
+task scores the same rows whichever way they arrived. Bad files fail with one line naming the
+file, row and field (``DataError``).
+
+The second half serves the offline demo: ``domain_texts`` and ``router_examples`` split the
+bundled rows into ``train`` (only ``bundled/train/*`` files and a hash-chosen part of the LegalBench
+texts) and ``heldout`` (the bundled evaluation rows, never trained on), and ``ppl_docs`` draws the
+perplexity tasks' documents from the held-out part.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from medmoe_lm_eval.benchmarks.registry import BENCHMARKS, Benchmark, benchmark
+from medmoe_lm_eval.benchmarks.rows import DataError, read_numbered_jsonl
+from medmoe_lm_eval.paths import bundled_data_dir
+
+if TYPE_CHECKING:
+    import datasets
+
+log = logging.getLogger(__name__)
+
+DATA_ENV = "MEDMOE_DATA"
+METADATA_KEY = "medmoe_data"
+
+
+# -- benchmarks ------------------------------------------------------------------------------
+
+
+# -- choosing the source ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """``hub``, or a folder of ``<benchmark>.jsonl`` files (``bundled`` is one such folder)."""
+
+    kind: Literal["hub", "bundled", "dir"]
+    directory: Path | None = None
+
+    def file_for(self, name: str) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{name}.jsonl"
+
+
+def resolve_source(setting: str | None = None) -> DataSource:
+    """The source named by ``setting`` (from ``--metadata``), else by ``MEDMOE_DATA``, else the hub."""
+    origin = f"--metadata {METADATA_KEY}" if setting not in (None, "") else DATA_ENV
+    value = str(setting if setting not in (None, "") else os.environ.get(DATA_ENV, "")).strip()
+    if value in ("", "hub"):
+        return DataSource("hub")
+    if value == "bundled":
+        return DataSource("bundled", bundled_data_dir())
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise DataError(
+            origin,
+            None,
+            None,
+            f"{value!r} is not 'hub', 'bundled' or an existing folder",
+            f"set {origin} to 'hub', 'bundled' or a folder holding <benchmark>.jsonl files ({', '.join(BENCHMARKS)})",
+        )
+    return DataSource("dir", folder.resolve())
+
+
+# -- reading and checking rows ---------------------------------------------------------------
+
+
+def _get(row: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    value: Any = row
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
+def check_rows(rows: Sequence[dict[str, Any]], bench: Benchmark, origin: str, first_row: int = 1) -> None:
+    """Every row has the fields the task reads, with usable values; else a one-line ``DataError``."""
+    fix = f"each row needs {', '.join(bench.required)} as in the hub dataset {bench.hub.path}"
+    for i, row in enumerate(rows, start=first_row):
+        if not isinstance(row, dict):
+            raise DataError(origin, i, None, "is not a JSON object", "write one JSON object per line")
+        for name in bench.required:
+            present, value = _get(row, name)
+            if not present or value is None:
+                raise DataError(origin, i, name, "is missing", fix)
+        problem = bench.check(row) if bench.check else None
+        if problem:
+            raise DataError(origin, i, problem[0], problem[1], fix)
+
+
+def _checked_file_rows(path: Path, bench: Benchmark) -> list[dict[str, Any]]:
+    hint = f"put the {bench.name} evaluation rows there in the column schema of {bench.hub.label()}, or unset {DATA_ENV} to use the hub"
+    numbered = read_numbered_jsonl(path, hint)
+    for lineno, row in numbered:  # row numbers in errors are the file's line numbers
+        check_rows([row], bench, str(path), first_row=lineno)
+    return [row for _, row in numbered]
+
+
+def _hub_rows(bench: Benchmark) -> list[dict[str, Any]]:
+    import datasets
+
+    ds = datasets.load_dataset(bench.hub.path, bench.hub.name, split=bench.hub.split)
+    rows = [dict(r) for r in ds]
+    check_rows(rows, bench, bench.hub.label())
+    return rows
+
+
+def load_rows(name: str, source: DataSource) -> tuple[list[dict[str, Any]], str]:
+    """The checked raw rows of benchmark ``name`` from ``source``, and where they came from."""
+    bench = benchmark(name)
+    if source.kind == "hub":
+        return _hub_rows(bench), bench.hub.label()
+    path = source.file_for(name)
+    return _checked_file_rows(path, bench), str(path)
+
+
+def eval_docs(name: str, medmoe_data: str | None = None) -> list[dict[str, Any]]:
+    """The rows benchmark ``name``'s task scores: checked, then the benchmark's fixed selection."""
+    bench = benchmark(name)
+    rows, origin = load_rows(name, resolve_source(medmoe_data))
+    docs = bench.select(rows) if bench.select else rows
+    if not docs:
+        raise DataError(origin, None, None, f"no usable {name} rows ({bench.notes or 'none given'})", "supply rows that pass the selection")
+    log.info("%s: %d evaluation rows from %s", name, len(docs), origin)
+    return docs
+
+
+def task_dataset(name: str, medmoe_data: str | None = None, **_metadata: Any) -> datasets.DatasetDict:
+    """What a task's ``custom_dataset`` hook returns: the evaluation rows as split ``test``.
+
+    ``_metadata`` takes whatever else lm-eval passes (task metadata, ``--metadata``, model args).
+    """
+    import datasets
+
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(eval_docs(name, medmoe_data))})
+
+
+# -- text helpers ----------------------------------------------------------------------------
+
+
+# -- bundled splits for the offline demo -----------------------------------------------------

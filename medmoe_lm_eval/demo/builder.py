@@ -1,0 +1,181 @@
+"""Building the demo's tiny models, routers, quantized copies and adapters, cached by their inputs.
+
+Everything the demo evaluates is built here from the bundled samples; a build is reused only when
+every input that shapes it (settings, code, data) is unchanged, so nothing stale is evaluated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from medmoe_lm_eval import __version__
+from medmoe_lm_eval.benchmarks.domains import DOMAINS
+from medmoe_lm_eval.demo.tiny import TinySpec
+
+MODELS = ("generalist", *DOMAINS)
+
+
+DEMO_MAX_GEN_TOKS = 96
+
+
+QUANT_METHODS = {"gptq": "gptq", "awq": "awq", "gguf-f16": "gguf-f16", "gguf-q8_0": "gguf-q8_0", "gguf-q4_0": "gguf-q4_0"}
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo builds; any change gives a new cache folder (nothing stale is reused)."""
+
+    spec: TinySpec = TinySpec(vocab_size=4096, hidden_size=128, num_layers=3, num_heads=4, intermediate_size=384, max_position_embeddings=1024)  # noqa: RUF009 (frozen: sharing it is safe)
+    train_steps: int = 150
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 3e-3
+    seed: int = 0
+    shared_weight: float = 0.3
+
+    def key(self) -> str:
+        blob = json.dumps({"settings": asdict(self), "version": __version__, "inputs": _inputs_fingerprint()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _inputs_fingerprint() -> str:
+    """What the built artifacts depend on besides the settings: the code that builds them and the data."""
+    from medmoe_lm_eval.paths import PACKAGE_DIR, bundled_data_dir
+
+    digest = hashlib.sha256()
+    for name in ("sources.py", "router.py", "tiny.py", "quantize.py", "quantization/gptq.py", "quantization/gguf_convert.py"):
+        path = PACKAGE_DIR / name
+        digest.update(path.read_bytes() if path.is_file() else name.encode())
+    for path in sorted(bundled_data_dir().rglob("*.jsonl")):
+        digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    return digest.hexdigest()
+
+
+class DemoBuilder:
+    """Builds (once) and finds the demo's artifacts under ``<cache>/demo/<settings key>/``."""
+
+    def __init__(self, settings: DemoSettings, root: Path, progress: Progress) -> None:
+        self.settings = settings
+        self.root = root / "demo" / settings.key()
+        self.progress = progress
+
+    def _done(self, path: Path) -> bool:
+        return (path / ".complete").is_file() or (path.is_file() and path.with_name(path.name + ".complete").is_file())
+
+    @staticmethod
+    def _mark(path: Path) -> None:
+        (path / ".complete" if path.is_dir() else path.with_name(path.name + ".complete")).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def _texts(self, name: str) -> list[str]:
+        from medmoe_lm_eval.benchmarks.splits import domain_texts
+
+        if name in DOMAINS:
+            return domain_texts(name, "train")
+        per_domain = [domain_texts(d, "train") for d in DOMAINS]
+        n = min(map(len, per_domain))  # equal mix: the same number of texts from each domain
+        return [texts[i] for i in range(n) for texts in per_domain]
+
+    def tokenizer(self) -> Path:
+        path = self.root / "tokenizer"
+        if not self._done(path):
+            from medmoe_lm_eval.demo.tiny import train_tokenizer
+
+            task = self.progress.add_task("training the shared BPE tokenizer", total=1)
+            shutil.rmtree(path, ignore_errors=True)
+            texts = [t for d in DOMAINS for t in self._texts(d)]
+            train_tokenizer(texts, path, vocab_size=self.settings.spec.vocab_size, model_max_length=self.settings.spec.max_position_embeddings)
+            self._mark(path)
+            self.progress.update(task, completed=1)
+        return path
+
+    def model(self, name: str) -> Path:
+        path = self.root / "models" / name
+        if self._done(path):
+            return path
+        from transformers import AutoTokenizer
+
+        from medmoe_lm_eval.demo.tiny import build_model, train_lm
+
+        s = self.settings
+        tokenizer = AutoTokenizer.from_pretrained(str(self.tokenizer()))
+        task = self.progress.add_task(f"training {name} ({s.train_steps} steps)", total=s.train_steps)
+        model = build_model(tokenizer, s.spec)
+        train_lm(
+            model,
+            tokenizer,
+            self._texts(name),
+            steps=s.train_steps,
+            batch_size=s.batch_size,
+            seq_len=s.seq_len,
+            lr=s.lr,
+            seed=s.seed,
+            on_step=lambda step, loss: self.progress.update(task, completed=step + 1, description=f"training {name} · loss {loss:.2f}"),
+        )
+        shutil.rmtree(path, ignore_errors=True)
+        model.save_pretrained(str(path))
+        tokenizer.save_pretrained(str(path))
+        self._mark(path)
+        return path
+
+    def router(self) -> Path:
+        path = self.root / "router.joblib"
+        if not self._done(path):
+            from medmoe_lm_eval.harness.routing.training import bundled_examples, train_classifier
+
+            task = self.progress.add_task("training the TF-IDF router", total=1)
+            report = train_classifier(bundled_examples("train"), path, seed=self.settings.seed)
+            path.with_name("router.report.json").write_text(json.dumps(report, indent=2))
+            self._mark(path)
+            self.progress.update(task, completed=1)
+        return path
+
+    def quantized(self, method: str) -> Path:
+        folder = self.root / "quantized" / method
+        if self._done(folder):
+            return _gguf_file(folder) if method.startswith("gguf") else folder
+        from medmoe_lm_eval.quantization.make import QuantizeJob, quantize
+
+        source = self.model("generalist")
+        task = self.progress.add_task(f"quantizing the generalist: {method}", total=1)
+        shutil.rmtree(folder, ignore_errors=True)
+        calibration = self.root / "calibration.jsonl"
+        if not calibration.is_file():  # the generalist's own training mix
+            calibration.write_text("".join(json.dumps({"text": t}) + "\n" for t in self._texts("generalist")), encoding="utf-8")
+        quantize(QuantizeJob(model=source, method=QUANT_METHODS[method], out=folder, calibration=str(calibration), n_samples=64, calibration_length=256))
+        self._mark(folder)
+        self.progress.update(task, completed=1)
+        return _gguf_file(folder) if method.startswith("gguf") else folder
+
+    def build(self, candidate: Candidate) -> dict[str, Any]:
+        for need in candidate.needs:
+            if need == "router":
+                self.router()
+            elif need.startswith("quant:"):
+                self.quantized(need.split(":", 1)[1])
+            else:
+                self.model(need)
+        return {"name": candidate.name, "description": candidate.description, **candidate.adapter(self)}
+
+
+def _gguf_file(folder: Path) -> Path:
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no .gguf file was written")
+    return files[0]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    description: str
+    needs: tuple[str, ...]  # artifacts: model names, "router", or "quant:<method>"
+    adapter: Callable[[DemoBuilder], dict[str, Any]] = field(repr=False, compare=False)

@@ -1,0 +1,185 @@
+"""``medmoe demo``: the whole pipeline offline, from bundled texts to a ranked leaderboard.
+
+It builds tiny stand-ins for every kind of candidate (three domain experts and a generalist of
+the same size and training budget, trained briefly on the bundled real texts; a trained router;
+GPTQ, AWQ and GGUF copies of the generalist; three mixtures), evaluates each through lm-eval on
+the bundled task samples and the domain perplexity tasks with profiling on, then prints the
+use-case rankings and the perplexity table. Builds are cached, so a second run only evaluates.
+
+These are tiny CPU models demonstrating the pipeline, not medical advice or real model quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from medmoe_lm_eval.benchmarks.domains import DOMAINS
+from medmoe_lm_eval.console import cli_console
+from medmoe_lm_eval.demo.builder import DEMO_MAX_GEN_TOKS, MODELS, Candidate, DemoBuilder, DemoSettings
+from medmoe_lm_eval.demo.report import DISCLAIMER, print_report
+from medmoe_lm_eval.harness.backends.base import BackendError
+from medmoe_lm_eval.paths import cache_dir
+
+BENCHMARK_TASKS = ["medmoe_pubmedqa", "medmoe_medmcqa", "medmoe_medquad", "medmoe_legal_ruleqa", "medmoe_lawse", "medmoe_mbpp"]
+PPL_TASKS = [f"medmoe_ppl_{d}" for d in DOMAINS]
+DEFAULT_TASKS = [*BENCHMARK_TASKS, *PPL_TASKS]
+
+
+def _single(model: str, path_of: Callable[[DemoBuilder], Path], backend: str = "hf") -> Callable[[DemoBuilder], dict[str, Any]]:
+    def make(b: DemoBuilder) -> dict[str, Any]:
+        expert = {"name": model, "domain": model if model in DOMAINS else "general", "backend": backend, "model": str(path_of(b)), "batch_size": 8}
+        if backend == "gguf":
+            expert.update(n_ctx=b.settings.spec.max_position_embeddings, n_threads=2)
+        return {"kind": "single", "experts": [expert]}
+
+    return make
+
+
+def _moe(router: dict[str, Any], shared: bool = False) -> Callable[[DemoBuilder], dict[str, Any]]:
+    def make(b: DemoBuilder) -> dict[str, Any]:
+        experts = [{"name": d, "domain": d, "model": str(b.model(d)), "batch_size": 8} for d in DOMAINS]
+        data: dict[str, Any] = {"kind": "moe", "experts": experts, "router": dict(router)}
+        if router["type"] == "classifier":
+            data["router"]["path"] = str(b.router())
+        if shared:
+            experts.append({"name": "generalist", "domain": "general", "model": str(b.model("generalist")), "batch_size": 8})
+            data["shared_expert"] = {"name": "generalist", "weight": b.settings.shared_weight}
+        return data
+
+    return make
+
+
+CANDIDATES: dict[str, Candidate] = {
+    c.name: c
+    for c in [
+        Candidate(
+            "generalist",
+            "tiny generalist trained on an equal mix of the three domains",
+            ("generalist",),
+            _single("generalist", lambda b: b.model("generalist")),
+        ),
+        *[Candidate(f"expert-{d}", f"tiny {d} expert", (d,), _single(d, lambda b, d=d: b.model(d))) for d in DOMAINS],
+        Candidate("generalist-gptq", "generalist, GPTQ 4-bit (gptqmodel)", ("quant:gptq",), _single("generalist", lambda b: b.quantized("gptq"))),
+        Candidate("generalist-awq", "generalist, AWQ 4-bit (gptqmodel)", ("quant:awq",), _single("generalist", lambda b: b.quantized("awq"))),
+        *[
+            Candidate(
+                f"generalist-{m}",
+                f"generalist as GGUF {m.split('-')[1]} (llama.cpp)",
+                (f"quant:{m}",),
+                _single("generalist", lambda b, m=m: b.quantized(m), backend="gguf"),
+            )
+            for m in ("gguf-f16", "gguf-q8_0", "gguf-q4_0")
+        ],
+        Candidate("moe-top1", "three experts, trained TF-IDF router, top-1", (*DOMAINS, "router"), _moe({"type": "classifier", "top_k": 1})),
+        Candidate(
+            "moe-top2-shared",
+            "three experts, trained router, top-2 plus the generalist as shared expert",
+            (*MODELS, "router"),
+            _moe({"type": "classifier", "top_k": 2}, shared=True),
+        ),
+        Candidate("moe-oracle", "three experts routed by the task's own domain (upper bound)", DOMAINS, _moe({"type": "oracle", "top_k": 1})),
+    ]
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--candidates", default="all", help=f"comma-separated subset of: {', '.join(CANDIDATES)} (default all)")
+    parser.add_argument(
+        "--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated lm-eval tasks or groups (default: the task suite and the perplexity tasks)"
+    )
+    parser.add_argument("--limit", type=float, default=20, help="documents per task, lm-eval's --limit (default 20)")
+    parser.add_argument("--results", default="results/demo", help="where the runs land (default results/demo)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--train-steps", type=int, default=DemoSettings.train_steps, help="training steps per tiny model (default 150)")
+    parser.add_argument(
+        "--max-gen-toks",
+        type=int,
+        default=DEMO_MAX_GEN_TOKS,
+        help=f"cap on generated tokens per answer (default {DEMO_MAX_GEN_TOKS}; the tasks allow up to 512, which tiny models only fill with noise)",
+    )
+    parser.add_argument("--use-cache", action="store_true", help="cache model answers so an interrupted demo resumes where it stopped")
+
+
+def _selected(value: str) -> list[Candidate]:
+    names = list(CANDIDATES) if value == "all" else [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        from medmoe_lm_eval.harness.config import ConfigError
+
+        raise ConfigError("--candidates", "candidates", f"unknown candidate(s) {unknown}", f"choose from {', '.join(CANDIDATES)}")
+    return [CANDIDATES[n] for n in names]
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medmoe_lm_eval.cli.eval import check_output_dir
+    from medmoe_lm_eval.demo.runs import evaluate_candidate
+
+    console = cli_console()
+    candidates = _selected(args.candidates)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    out = Path(args.results)
+    check_output_dir(out)  # a read-only or full folder is reported before anything is built
+    settings = DemoSettings(train_steps=args.train_steps)
+    console.rule("medmoe demo")
+    console.print(f"[yellow]{DISCLAIMER}[/]")
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    started = time.perf_counter()
+    with _progress(console) as progress:
+        builder = DemoBuilder(settings, cache_dir(), progress)
+        adapters = {c.name: _write_adapter(out / "adapters", builder.build(c)) for c in candidates}
+    console.print(f"built {len(adapters)} candidates in {time.perf_counter() - started:.0f} s (cache: {builder.root})")
+    limit = args.limit if args.limit != int(args.limit) else int(args.limit)
+    runs: dict[str, Path] = {}
+    failed: dict[str, str] = {}
+    for i, candidate in enumerate(candidates, start=1):
+        console.rule(f"[{i}/{len(candidates)}] evaluating {candidate.name}")
+        cache = str(out / ".cache" / candidate.name) if args.use_cache else None
+        try:
+            runs[candidate.name], _ = evaluate_candidate(
+                adapters[candidate.name],
+                tasks,
+                out,
+                candidate.name,
+                limit=limit,
+                device=args.device,
+                use_cache=cache,
+                gen_kwargs={"max_gen_toks": args.max_gen_toks},
+            )
+        except BackendError as exc:  # one candidate failing must not cost the others' results
+            failed[candidate.name] = str(exc)
+            console.print(f"[red]{candidate.name} failed:[/] {exc}")
+    console.rule("results")
+    print_report(out, runs, console)
+    for name, reason in failed.items():
+        console.print(f"[red]not evaluated:[/] {name}: {reason}")
+    console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}/")
+    console.print(f"open the leaderboard: [bold]medmoe leaderboard --results {out}[/]")
+    return 1 if failed else 0
+
+
+def _write_adapter(folder: Path, data: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Report

@@ -1,0 +1,87 @@
+"""One candidate through lm-eval, in this process, with its results stored safely.
+
+The demo and the benchmarks evaluate many candidates in one process: ``simple_evaluate`` is
+called directly (no CLI start-up per candidate) and the results file is lm-eval's own layout
+(``<out>/<candidate>/results_<date>.json`` with the general-config fields lm-eval's tracker
+adds), written to a temporary file and linked into place so a crash never leaves half a file
+and an earlier run is never overwritten.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from medmoe_lm_eval.jsonio import write_json_exclusive
+from medmoe_lm_eval.paths import tasks_dir
+
+
+def task_manager(data: str = "bundled", extra_include: list[str] | None = None):
+    """lm-eval's task manager with the project's tasks and a data source for them.
+
+    Building one indexes every task YAML lm-eval ships (about 10 s on two cores), while the index
+    itself never changes within a process and tasks are built afresh from it on every
+    ``simple_evaluate``; so a process that evaluates many candidates (the demo, the benchmarks)
+    builds it once per data source and include path.
+    """
+    return _cached_task_manager(data, tuple(extra_include or ()))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_task_manager(data: str, extra_include: tuple[str, ...]):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=[*extra_include, str(tasks_dir())], metadata={"medmoe_data": data})
+
+
+def evaluate_candidate(
+    adapter: str | Path,
+    tasks: list[str],
+    out_dir: str | Path,
+    name: str,
+    limit: int | float | None = None,
+    device: str | None = None,
+    use_cache: str | None = None,
+    data: str = "bundled",
+    log_samples: bool = False,
+    extra_model_args: dict[str, Any] | None = None,
+    gen_kwargs: dict[str, Any] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Evaluate one adapter and store ``results_<date>.json`` under ``out_dir/<name>/``."""
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+
+    from medmoe_lm_eval._lmeval_hook import register
+
+    register()
+    folder = Path(out_dir) / name
+    model_args = {"adapter": str(adapter), "model": name, "log_dir": str(folder), **(extra_model_args or {})}
+    tracker = EvaluationTracker()
+    results = lm_eval.simple_evaluate(
+        model="medmoe",
+        model_args=model_args,
+        tasks=tasks,
+        task_manager=task_manager(data),
+        limit=limit,
+        device=device,
+        use_cache=use_cache,
+        log_samples=log_samples,
+        confirm_run_unsafe_code=True,
+        evaluation_tracker=tracker,
+        bootstrap_iters=1000,
+        gen_kwargs=gen_kwargs,
+    )
+    results.pop("samples", None)
+    tracker.general_config_tracker.log_end_time()
+    results.update(asdict(tracker.general_config_tracker))
+    from lm_eval.utils import handle_non_serializable
+
+    return write_json_exclusive(folder / f"results_{_stamp()}.json", results, default=handle_non_serializable), results
+
+
+def _stamp() -> str:
+    from datetime import datetime
+
+    return datetime.now().isoformat().replace(":", "-")

@@ -1,0 +1,104 @@
+"""The contract every expert backend meets.
+
+A backend is one expert's model. It takes lm-eval ``Instance`` objects unchanged, so the HF
+backend can hand them straight to lm-eval's own ``HFLM`` (exact parity with ``--model hf``) and
+the others read ``instance.args`` exactly as lm-eval documents it. Weights load in ``load()``,
+not in ``__init__``, so a mixture can validate every expert first and keep only some resident.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lm_eval.api.instance import Instance
+
+
+class BackendError(RuntimeError):
+    """A backend failed in a way the user can act on; the message names the expert."""
+
+
+class Backend(abc.ABC):
+    """One expert. Subclasses implement ``load`` and the three request types."""
+
+    #: lm-eval-style name of the backend, as written in the adapter's ``backend:`` field
+    name: str = "base"
+
+    def __init__(self, spec: Any, device: str | None = None) -> None:
+        self.spec = spec
+        self.device = device
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Load weights (or connect). Raise ``BackendError`` naming the expert on failure."""
+
+    def close(self) -> None:
+        """Release memory or connections. Must be safe to call twice."""
+
+    # -- requests (same shapes as lm_eval.api.model.LM) -------------------------------------
+    @abc.abstractmethod
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """``(logprob of continuation, is_greedy)`` per ``(context, continuation)`` request."""
+
+    @abc.abstractmethod
+    def loglikelihood_rolling(self, requests: list[Instance]) -> list[float]:
+        """Total log-probability of each ``(string,)`` request, windowed to the context size."""
+
+    @abc.abstractmethod
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Greedy continuation of each ``(context, gen_kwargs)`` request."""
+
+    def stream(self, prompt: str, max_new_tokens: int = 128, until: list[str] | None = None) -> Iterator[str]:
+        """Greedy answer to one prompt, piece by piece (for ``medmoe ask``).
+
+        The default yields the whole answer at once through :meth:`generate_until`; backends
+        that can stream tokens override it.
+        """
+        from lm_eval.api.instance import Instance
+
+        request = Instance("generate_until", {}, (prompt, {"until": until or [], "max_gen_toks": max_new_tokens, "do_sample": False}), 0)
+        yield from self.generate_until([request])
+
+    def fit_prompt(self, prompt: str, max_new_tokens: int) -> tuple[str, bool]:
+        """Keep the end of a prompt that does not fit the window (what lm-eval's HFLM does)."""
+        limit = self.max_length
+        if not limit or self.count_tokens(prompt) <= limit - max_new_tokens:
+            return prompt, False
+        budget = max(limit - max_new_tokens, 1)
+        low, high = 0, len(prompt)
+        while low < high:  # shortest cut from the left whose tail fits
+            mid = (low + high) // 2
+            if self.count_tokens(prompt[mid:]) <= budget:
+                high = mid
+            else:
+                low = mid + 1
+        return prompt[low:], True
+
+    # -- defaulted hooks -------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` with this expert's tokenizer (for throughput figures)."""
+        return len(text.split())
+
+    def count_tokens_many(self, texts: list[str]) -> list[int]:
+        """Batch form of :meth:`count_tokens`; backends with a fast batch tokenizer override it."""
+        return [self.count_tokens(t) for t in texts]
+
+    @property
+    def max_length(self) -> int | None:
+        """The context window in tokens, when known."""
+        return getattr(self.spec, "max_length", None)
+
+    def info(self) -> dict[str, Any]:
+        """What goes into the results: model, quantization, library versions."""
+        return {"backend": self.name, "model": getattr(self.spec, "model", None)}
+
+    @property
+    def max_concurrency(self) -> int:
+        return 1
+
+    def peak_rss_bytes(self) -> int | None:
+        """Peak RSS of a separate server process behind this backend, where measurable."""
+        return None

@@ -1,0 +1,290 @@
+"""A ``.gguf`` file run in-process by llama-cpp-python.
+
+lm-eval's own ``gguf`` model is an HTTP client to a llama.cpp server and has broken on
+loglikelihood more than once; here the model lives in this process with ``logits_all=True``,
+so every prompt position's logits are at hand and a continuation is scored from one forward
+pass. The GGUF's own tokenizer is used, with ``HFLM``'s request rules (``_requests``), so a
+GGUF converted from an HF checkpoint gives the same per-request loglikelihoods as the HF model.
+Requests are sorted so that answer choices sharing a context reuse llama.cpp's KV cache.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medmoe_lm_eval.harness.backends import _requests as rq
+from medmoe_lm_eval.harness.backends.base import Backend, BackendError
+
+if TYPE_CHECKING:
+    from lm_eval.api.instance import Instance
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf_file(path: str | Path, expert: str) -> dict[str, Any]:
+    """Refuse a missing, foreign or truncated file before llama.cpp prints its own stack of logs.
+
+    ``gguf.GGUFReader`` parses the header and maps every tensor; a file cut short fails there,
+    so the user reads one line naming the file instead of llama.cpp's load failure.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BackendError(f"expert '{expert}': GGUF file {path} does not exist; fix 'model' or create it with `medmoe quantize --method gguf-q8_0`")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != GGUF_MAGIC:
+        raise BackendError(f"expert '{expert}': {path} is not a GGUF file (starts with {magic!r}); point 'model' at a .gguf file")
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+    except Exception as exc:
+        raise BackendError(
+            f"expert '{expert}': {path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:120]}); re-download or re-convert it"
+        ) from None
+    return _reader_metadata(reader)
+
+
+def _reader_metadata(reader: Any) -> dict[str, Any]:
+    """The few header fields ``info()`` reports, read without loading the model."""
+    out: dict[str, Any] = {}
+    for key in ("general.architecture", "general.file_type", "general.name"):
+        field = reader.fields.get(key)
+        if field is not None:
+            out[key] = field.contents()
+    return out
+
+
+def file_type_name(ftype: int | None) -> str | None:
+    """llama.cpp's name for a GGUF file type, e.g. 7 -> ``Q8_0``."""
+    if ftype is None:
+        return None
+    import llama_cpp
+
+    name = llama_cpp.llama_ftype_name(int(ftype))
+    return name.decode() if name else str(ftype)
+
+
+class _LlamaCodec:
+    """The GGUF's own tokenizer behind the ``_requests.Codec`` protocol."""
+
+    def __init__(self, llm: Any) -> None:
+        self._llm = llm
+
+    def encode(self, text: str, add_special: bool = True) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._llm.detokenize(list(ids)).decode("utf-8", errors="replace")
+
+    @property
+    def prefix_id(self) -> int:
+        bos = self._llm.token_bos()
+        return bos if bos >= 0 else self._llm.token_eos()
+
+
+def _log_softmax(rows: np.ndarray) -> np.ndarray:
+    rows = rows.astype(np.float64)
+    top = rows.max(axis=-1, keepdims=True)
+    return rows - top - np.log(np.exp(rows - top).sum(axis=-1, keepdims=True))
+
+
+class GGUFBackend(Backend):
+    """``backend: gguf``: llama-cpp-python ``Llama`` with ``logits_all=True``."""
+
+    name = "gguf"
+
+    def __init__(self, spec: Any, device: str | None = None) -> None:
+        super().__init__(spec, device)
+        self._llm: Any = None
+        self._codec: _LlamaCodec | None = None
+        self._header: dict[str, Any] = {}
+        self._path = Path(str(spec.model))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def load(self) -> None:
+        if self._llm is not None:
+            return
+        self._path = self._model_path()
+        self._header = check_gguf_file(self._path, self.spec.name)
+        import llama_cpp
+
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(self._path),
+                n_ctx=self.spec.n_ctx,
+                n_batch=min(512, self.spec.n_ctx),
+                n_threads=self.spec.n_threads or max(1, (os.cpu_count() or 1)),
+                n_gpu_layers=self._gpu_layers(),
+                logits_all=True,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"expert '{self.spec.name}': llama.cpp could not load {self._path}: {exc}") from None
+        self._codec = _LlamaCodec(self._llm)
+
+    def _model_path(self) -> Path:
+        """The local file; with a ``filename`` field, ``model`` is a hub repository to fetch it from."""
+        filename = getattr(self.spec, "filename", None)
+        if not filename:
+            return Path(self.spec.model)
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return Path(hf_hub_download(repo_id=self.spec.model, filename=filename, revision=self.spec.revision))
+        except Exception as exc:
+            raise BackendError(
+                f"expert '{self.spec.name}': could not fetch {filename} from {self.spec.model}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            ) from None
+
+    def _gpu_layers(self) -> int:
+        """``n_gpu_layers`` as configured, or 0 when the expert is pinned to the CPU."""
+        return 0 if (self.device or self.spec.device) == "cpu" else int(self.spec.n_gpu_layers)
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+        self._llm = None
+        self._codec = None
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            self.load()
+        return self._llm
+
+    @property
+    def codec(self) -> _LlamaCodec:
+        self.llm  # noqa: B018 - loads on first use
+        assert self._codec is not None
+        return self._codec
+
+    @property
+    def max_length(self) -> int:
+        n_ctx = int(self.spec.n_ctx)
+        return min(int(self.spec.max_length), n_ctx) if self.spec.max_length else n_ctx
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _eval_rows(self, tokens: list[int]) -> np.ndarray:
+        """Logits for every position of ``tokens``, reusing the KV cache of a shared prefix."""
+        llm = self.llm
+        common = 0
+        # keep at least one token to evaluate, so the context's last logits are always fresh
+        limit = min(llm.n_tokens, len(tokens) - 1)
+        prev = llm.input_ids
+        while common < limit and prev[common] == tokens[common]:
+            common += 1
+        llm.n_tokens = common
+        llm.eval(tokens[common:])
+        return llm.scores[: len(tokens)]
+
+    def _score(self, job: rq.ScoreJob) -> tuple[float, bool]:
+        tokens = rq.scoring_input(job, self.max_length, self.spec.name)
+        n = len(job.continuation)
+        logp = _log_softmax(self._eval_rows(tokens)[-n:])
+        cont = np.asarray(job.continuation)
+        picked = logp[np.arange(n), cont]
+        return float(picked.sum()), bool((logp.argmax(axis=-1) == cont).all())
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        jobs = [rq.encode_pair(self.codec, *req.args) for req in requests]
+        results: list[tuple[float, bool] | None] = [None] * len(jobs)
+        for i in sorted(range(len(jobs)), key=lambda i: jobs[i].context + jobs[i].continuation):
+            results[i] = self._score(jobs[i])
+        return results  # type: ignore[return-value]
+
+    def loglikelihood_rolling(self, requests: list[Instance]) -> list[float]:
+        out: list[float] = []
+        for req in requests:
+            (string,) = req.args
+            total = sum(self._score(job)[0] for job in rq.rolling_jobs(self.codec, string, self.max_length))
+            out.append(total)
+        return out
+
+    # -- generation ------------------------------------------------------------------------
+    def _eos_text(self) -> str | None:
+        eos = self.llm.token_eos()
+        return self.llm.detokenize([eos], special=True).decode("utf-8", errors="replace") if eos >= 0 else None
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        out: list[str] = []
+        for req in requests:
+            context, gen_kwargs = req.args
+            settings = rq.gen_settings(gen_kwargs, self._eos_text())
+            budget = rq.context_budget(self.max_length, settings.max_gen_toks, self.spec.name)
+            prompt = self.codec.encode(context)[-budget:]
+            text = self._complete(prompt, settings)
+            out.append(text)
+        return out
+
+    def _complete(self, prompt: list[int], settings: rq.GenSettings) -> str:
+        """Greedy (or sampled) tokens until EOS, ``max_gen_toks`` or a stop string.
+
+        Decoded here rather than by ``create_completion``, which drops invalid UTF-8 bytes: a
+        byte-level tokenizer's partial characters then read as U+FFFD, as the HF decoder writes.
+        """
+        text = ""
+        for text in self._tokens_text(prompt, settings):  # noqa: B007 (the last text yielded is the answer)
+            pass
+        return text
+
+    def _tokens_text(self, prompt: list[int], settings: rq.GenSettings) -> Iterator[str]:
+        """The text so far (cut before any stop string) after each generated token."""
+        llm = self.llm
+        eos = llm.token_eos()
+        greedy = settings.temperature <= 0
+        new: list[int] = []
+        stream = llm.generate(prompt, temp=settings.temperature, top_k=1 if greedy else 0, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
+        try:
+            for token in stream:
+                if token == eos:
+                    break
+                new.append(token)
+                text = self._decode(new)
+                yield rq.cut_at_stops(text, settings.until)
+                if len(new) >= settings.max_gen_toks or any(s in text for s in settings.until):
+                    break
+        finally:
+            stream.close()
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.llm.detokenize(ids).decode("utf-8", errors="replace")
+
+    # -- reporting -------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(self.codec.encode(text, add_special=False))
+
+    def stream(self, prompt: str, max_new_tokens: int = 128, until: list[str] | None = None) -> Iterator[str]:
+        """Greedy answer piece by piece (``medmoe ask``): new text as each token decodes."""
+        settings = rq.GenSettings(until=[u for u in (until or []) if u], max_gen_toks=max_new_tokens, temperature=0.0)
+        budget = rq.context_budget(self.max_length, max_new_tokens, self.spec.name)
+        shown = ""
+        for text in self._tokens_text(self.codec.encode(prompt)[-budget:], settings):
+            piece, shown = text[len(shown) :], text
+            if piece:
+                yield piece
+
+    def info(self) -> dict[str, Any]:
+        import llama_cpp
+
+        from medmoe_lm_eval.harness.backends.quant_info import quantization_info
+
+        path = self._path
+        quant = quantization_info(path) if path.is_file() else None
+        if quant is not None:
+            quant["description"] = file_type_name(quant.get("file_type"))  # llama.cpp's words, e.g. "Q4_K - Medium"
+        return {
+            "backend": self.name,
+            "model": str(self._path),
+            "architecture": self._header.get("general.architecture"),
+            "quantization": quant,
+            "n_ctx": self.spec.n_ctx,
+            "n_gpu_layers": self._gpu_layers(),
+            "llama_cpp_python": llama_cpp.__version__,
+            "file_bytes": path.stat().st_size if path.is_file() else None,
+        }

@@ -1,0 +1,129 @@
+"""transformers experts (full precision, AWQ, GPTQ) through lm-eval's own ``HFLM``.
+
+Wrapping rather than re-implementing is what makes a one-expert ``medmoe`` candidate score
+exactly like ``lm_eval --model hf``: tokenisation, BOS handling, truncation and batching are
+lm-eval's. AWQ/GPTQ checkpoints need nothing special here: transformers reads their
+``quantization_config`` and loads them through gptqmodel.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from medmoe_lm_eval.harness.backends.base import Backend, BackendError
+
+if TYPE_CHECKING:
+    from lm_eval.api.instance import Instance
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def __init__(self, spec: Any, device: str | None = None) -> None:
+        super().__init__(spec, device)
+        self.lm = None
+
+    def load(self) -> None:
+        from lm_eval.models.huggingface import HFLM
+
+        from medmoe_lm_eval.harness.backends.quant_info import check_quantized_loadable
+
+        spec = self.spec
+        try:
+            check_quantized_loadable(spec.model, self.device or "cpu")
+            self.lm = HFLM(
+                pretrained=spec.model,
+                revision=spec.revision or "main",
+                device=self.device or "cpu",
+                dtype=spec.dtype,
+                batch_size=spec.batch_size,
+                max_length=spec.max_length,
+                trust_remote_code=spec.trust_remote_code,
+                tokenizer=spec.tokenizer,
+                add_bos_token=spec.add_bos_token,
+            )
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(
+                f"expert '{spec.name}': could not load model '{spec.model}': {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from exc
+
+    def close(self) -> None:
+        if self.lm is None:
+            return
+        on_cuda = str(self.device or "").startswith("cuda")
+        self.lm._model = None
+        self.lm = None
+        gc.collect()
+        if on_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # lm-eval's HFLM does the work; its own tqdm bars are off because the model shows one bar
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        return self.lm.loglikelihood(requests, disable_tqdm=True)
+
+    def loglikelihood_rolling(self, requests: list[Instance]) -> list[float]:
+        return self.lm.loglikelihood_rolling(requests, disable_tqdm=True)
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        return self.lm.generate_until(requests, disable_tqdm=True)
+
+    def stream(self, prompt: str, max_new_tokens: int = 128, until: list[str] | None = None) -> Iterator[str]:
+        """Tokens as transformers produces them (``TextIteratorStreamer`` on a worker thread)."""
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        tokenizer, model = self.lm.tokenizer, self.lm.model
+        ids = torch.tensor([self.lm.tok_encode(prompt)], device=model.device)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "max_new_tokens": max_new_tokens,
+            "do_sample": False,
+            "streamer": streamer,
+            "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+        }
+        worker = threading.Thread(target=lambda: model.generate(**kwargs), daemon=True)
+        worker.start()
+        text = ""
+        for piece in streamer:
+            combined = text + piece
+            hits = [combined.find(stop) for stop in until or [] if stop and stop in combined]
+            if hits:
+                yield combined[len(text) : min(hits)]
+                break
+            text = combined
+            yield piece
+        worker.join()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.lm.tok_encode(text))
+
+    def count_tokens_many(self, texts: list[str]) -> list[int]:
+        enc = self.lm.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in enc]
+
+    @property
+    def max_length(self) -> int | None:
+        return self.lm.max_length if self.lm is not None else self.spec.max_length
+
+    def info(self) -> dict[str, Any]:
+        from medmoe_lm_eval.harness.backends.quant_info import quantization_info
+
+        model = getattr(self.lm, "_model", None) if self.lm is not None else None
+        return {
+            "backend": self.name,
+            "model": self.spec.model,
+            "revision": self.spec.revision,
+            "dtype": str(getattr(model, "dtype", self.spec.dtype)),
+            "num_parameters": int(model.num_parameters()) if model is not None else None,
+            "quantization": quantization_info(self.spec.model),
+        }

@@ -1,0 +1,398 @@
+"""``MedMoELM``: the lm-eval model ``medmoe``. Every candidate, plain or mixture, runs through it.
+
+Each request method is the same pipeline: route -> group by expert -> call each expert's
+backend on its share (one expert resident at a time if memory is limited) -> fuse. A plain
+candidate is the degenerate case (one expert, weight 1), so single models, quantized copies
+and mixtures are measured by the same code and the same profiler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lm_eval.api.model import LM
+from tqdm import tqdm
+
+from medmoe_lm_eval import __version__
+from medmoe_lm_eval.benchmarks.domains import task_domain
+from medmoe_lm_eval.harness import distributed
+from medmoe_lm_eval.harness.backends.base import Backend, BackendError
+from medmoe_lm_eval.harness.config import AdapterConfig, ConfigError, dump_adapter, load_adapter
+from medmoe_lm_eval.harness.fusion import fuse_loglikelihood, fuse_rolling
+from medmoe_lm_eval.harness.pool import ExpertPool
+from medmoe_lm_eval.harness.routing.router import Route, Router
+from medmoe_lm_eval.harness.routing_log import RoutingLog, RoutingRecord, truncate_text
+from medmoe_lm_eval.jsonio import write_json_exclusive
+from medmoe_lm_eval.profiling import merge
+from medmoe_lm_eval.profiling.profiler import Profiler
+
+if TYPE_CHECKING:
+    from lm_eval.api.instance import Instance
+
+log = logging.getLogger(__name__)
+
+MODEL_ARGS = ("adapter", "device", "batch_size", "max_batch_size", "log_dir", "profile", "max_resident", "model")
+
+#: what the router reads for each request type (lm-eval's ``Instance.args`` shapes)
+ROUTING_TEXT: dict[str, Callable[[tuple], str]] = {
+    "loglikelihood": lambda args: args[0] + args[1],
+    "loglikelihood_rolling": lambda args: args[0],
+    "generate_until": lambda args: args[0],
+}
+
+
+def _as_bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _output_dir_from_argv(argv: Sequence[str]) -> Path | None:
+    """``--output_path`` of an ``lm_eval`` command line, so logs land beside its results."""
+    for i, arg in enumerate(argv):
+        if arg in ("--output_path", "-o") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--output_path="):
+            value = arg.split("=", 1)[1]
+        else:
+            continue
+        path = Path(value)
+        return path.parent if path.suffix == ".json" else path
+    return None
+
+
+def _chars(request: Instance) -> int:
+    return sum(len(a) for a in request.args if isinstance(a, str))
+
+
+def _check_generation_fits(backend: Backend, name: str, task: str | None, batch: list[Instance]) -> None:
+    """A task asking for as many new tokens as the whole window leaves no room for the prompt."""
+    window = backend.max_length
+    wanted = max(int(r.args[1].get("max_gen_toks", 256)) for r in batch)
+    if window and wanted >= window:
+        raise BackendError(
+            f"expert '{name}': task {task} asks for up to {wanted} new tokens but the expert's window is {window} tokens; "
+            f"fix: pass --gen_kwargs max_gen_toks=<fewer than {window}> or give the expert a longer max_length"
+        )
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
+
+
+class MedMoELM(LM):
+    """An adapter config evaluated as one lm-eval model (``--model medmoe --model_args adapter=...``)."""
+
+    def __init__(
+        self,
+        adapter: str | None = None,
+        device: str | None = None,
+        batch_size: int | str | None = None,
+        max_batch_size: int | None = None,
+        log_dir: str | None = None,
+        profile: bool | str | None = None,
+        max_resident: int | None = None,
+        model: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        super().__init__()
+        if adapter is None:
+            raise ConfigError("--model_args", "adapter", "no adapter given", "pass adapter=<path to YAML or bundled name>")
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError("--model_args", key, "unknown model argument", f"use only {', '.join(MODEL_ARGS)}")
+        self.cfg: AdapterConfig = load_adapter(adapter)
+        self.dp = distributed.DataParallel.from_environment(device)
+        device = self.dp.device  # under data parallelism: this process's own device
+        self._peers: dict[int, distributed.RankSnapshot] = {}
+        self.router = Router(self.cfg)
+        self.display_name = model or self.cfg.name
+        self.stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S-%f")
+        self.log_dir = self._log_dir(log_dir, model)
+        enabled = self.cfg.profile.enabled if profile is None else _as_bool(profile)
+        self.profiler = Profiler(interval_ms=self.cfg.profile.interval_ms, device=device or "auto", enabled=enabled)
+        self.pool = ExpertPool(self.cfg.experts, self.profiler, max_resident or self.cfg.memory.max_resident, device)
+        self._batch_override = self._parse_batch_size(batch_size)
+        self.routing = RoutingLog(self._log_path("routing", "jsonl")) if self.rank == 0 else distributed.BufferedRoutingLog()
+        self.profiler.start()
+
+    # -- configuration helpers ----------------------------------------------------------------
+    def _log_dir(self, explicit: str | None, model: str | None) -> Path | None:
+        if explicit:
+            return Path(explicit)
+        if os.environ.get("MEDMOE_LOG_DIR"):
+            return Path(os.environ["MEDMOE_LOG_DIR"])
+        out = _output_dir_from_argv(sys.argv)
+        if out is None:
+            return None
+        from lm_eval.utils import sanitize_model_name
+
+        return out / sanitize_model_name(model) if model else out
+
+    def _log_path(self, kind: str, suffix: str) -> Path | None:
+        if self.log_dir is None:
+            return None
+        from lm_eval.utils import sanitize_model_name
+
+        return self.log_dir / f"{kind}_{sanitize_model_name(self.cfg.name)}_{self.stamp}.{suffix}"
+
+    @staticmethod
+    def _parse_batch_size(value: int | str | None) -> int | None:
+        """lm-eval passes ``--batch_size`` as a string; its default of 1 leaves the adapter's own."""
+        if value in (None, "", "auto", 1, "1"):
+            return None
+        try:
+            return int(str(value).split(":")[0])
+        except ValueError:
+            raise ConfigError("--batch_size", "batch_size", f"'{value}' is not a number", "pass an integer") from None
+
+    # -- lm-eval request methods ------------------------------------------------------------------
+    def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        return self._serve("loglikelihood", requests, disable_tqdm)
+
+    def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False) -> list[float]:
+        return self._serve("loglikelihood_rolling", requests, disable_tqdm)
+
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        return self._serve("generate_until", requests, disable_tqdm)
+
+    # -- the pipeline ---------------------------------------------------------------------------------
+    def _serve(self, rtype: str, requests: list[Instance], disable_tqdm: bool) -> list[Any]:
+        if self.world_size > 1:  # lm-eval pads ranks with copies of a request: answer each request once
+            return distributed.unpadded(requests, lambda unique: self._serve_unique(rtype, unique, disable_tqdm))
+        return self._serve_unique(rtype, requests, disable_tqdm)
+
+    def _serve_unique(self, rtype: str, requests: list[Instance], disable_tqdm: bool) -> list[Any]:
+        # an empty list returns at once even under data parallelism: ranks meet in barrier(), not here
+        if not requests:
+            return []
+        routes = self._route(rtype, requests)
+        plan: dict[str, list[int]] = defaultdict(list)
+        for i, route in enumerate(routes):
+            for name in route.experts[:1] if rtype == "generate_until" else route.experts:
+                plan[name].append(i)
+        needed = [1 if rtype == "generate_until" else len(r.experts) for r in routes]
+        partial: list[dict[str, Any]] = [{} for _ in requests]
+        final: list[Any] = [None] * len(requests)
+        with tqdm(total=sum(map(len, plan.values())), desc=f"medmoe {rtype}", disable=disable_tqdm or self.rank != 0) as bar:
+            for name in self.pool.order(list(plan)):
+                backend = self._backend(name)
+                for task, chunk in self._chunks(backend, name, plan[name], requests):
+                    outputs = self._call(backend, name, rtype, task, [requests[i] for i in chunk])
+                    for i, out in zip(chunk, outputs):
+                        partial[i][name] = out
+                        if len(partial[i]) == needed[i]:
+                            final[i] = self._fuse(rtype, routes[i], partial[i])
+                            self.cache_hook.add_partial(rtype, requests[i].args, final[i])
+                    bar.update(len(chunk))
+        return final
+
+    def _route(self, rtype: str, requests: list[Instance]) -> list[Route]:
+        texts = [ROUTING_TEXT[rtype](r.args) for r in requests]
+        tasks = [r.task_name for r in requests]
+        started = time.perf_counter()
+        routes = self.router.route(texts, tasks, [(r.task_name, r.doc_id) for r in requests])
+        elapsed = time.perf_counter() - started
+        self.profiler.add_router_time(elapsed, len(requests))
+        overrides = self.cfg.router.task_domains if self.cfg.router else None
+        domains = {t: task_domain(t, overrides) for t in set(tasks)}
+        per_ms = 1000 * elapsed / len(requests)
+        self.routing.add(
+            [
+                RoutingRecord(
+                    r.task_name,
+                    r.doc_id,
+                    rtype,
+                    list(route.experts),
+                    [round(w, 6) for w in route.weights],
+                    domains[r.task_name],
+                    route.routed_domain,
+                    per_ms,
+                    truncate_text(text),
+                )
+                for r, route, text in zip(requests, routes, texts)
+            ]
+        )
+        return routes
+
+    def _backend(self, name: str) -> Backend:
+        try:
+            backend = self.pool.get(name)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"expert '{name}': failed to load: {type(exc).__name__}: {exc}") from exc
+        if self.world_size > 1:
+            distributed.keep_expert_local(backend)
+        return backend
+
+    def _chunks(self, backend: Backend, name: str, idxs: list[int], requests: list[Instance]):
+        """Per task (so per-task figures are exact), longest documents first, ``batch_size``
+        documents per chunk. Requests of one document stay together: HFLM scores the answer
+        options of a multiple-choice question in one forward pass only if they arrive together."""
+        spec = self.pool.specs[name]
+        size = self._batch_override or (spec.batch_size if isinstance(spec.batch_size, int) else 64)
+        size = max(size, backend.max_concurrency)  # a remote expert stays busy up to its concurrency
+        docs: dict[str | None, dict[Any, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for i in idxs:
+            docs[requests[i].task_name][requests[i].doc_id].append(i)
+        for task, by_doc in docs.items():
+            ordered = sorted(by_doc.values(), key=lambda members: -max(_chars(requests[i]) for i in members))
+            for start in range(0, len(ordered), size):
+                yield task, [i for members in ordered[start : start + size] for i in members]
+
+    def _prompt_tokens(self, backend: Backend, rtype: str, batch: list[Instance]) -> list[int]:
+        """Tokens per request; a context shared by several answer options is tokenized once."""
+        if rtype != "loglikelihood":
+            return backend.count_tokens_many([ROUTING_TEXT[rtype](r.args) for r in batch])
+        contexts = list(dict.fromkeys(r.args[0] for r in batch))
+        per_context = dict(zip(contexts, backend.count_tokens_many(contexts)))
+        continuations = backend.count_tokens_many([r.args[1] for r in batch])
+        return [per_context[r.args[0]] + n for r, n in zip(batch, continuations)]
+
+    def _call(self, backend: Backend, name: str, rtype: str, task: str | None, batch: list[Instance]) -> list[Any]:
+        if rtype == "generate_until":
+            _check_generation_fits(backend, name, task, batch)
+        counts = self._prompt_tokens(backend, rtype, batch) if self.profiler.enabled else []
+        if counts and backend.max_length:
+            reserve = [r.args[1].get("max_gen_toks", 256) if rtype == "generate_until" else 0 for r in batch]
+            over = sum(c > backend.max_length - res for c, res in zip(counts, reserve))
+            if over:
+                self.profiler.note_truncation(task=task, expert=name, n=over)
+        try:
+            with self.profiler.track(expert=name, request_type=rtype, task=task, n_requests=len(batch), prompt_tokens=sum(counts)) as rec:
+                outputs = getattr(backend, rtype)(batch)
+                if rtype == "generate_until" and self.profiler.enabled:
+                    rec.generated_tokens = sum(backend.count_tokens_many(list(outputs)))
+        except BackendError:
+            raise
+        except Exception as exc:
+            if _is_oom(exc):
+                raise BackendError(
+                    f"expert '{name}' ran out of memory on {rtype} ({task}); fix: lower its batch_size "
+                    "in the adapter or set memory.max_resident so fewer experts are loaded at once"
+                ) from exc
+            raise
+        if len(outputs) != len(batch):
+            raise BackendError(f"expert '{name}' returned {len(outputs)} results for {len(batch)} {rtype} requests")
+        return list(outputs)
+
+    @staticmethod
+    def _fuse(rtype: str, route: Route, answers: dict[str, Any]) -> Any:
+        if rtype == "generate_until":
+            return answers[route.top]
+        ordered = [answers[e] for e in route.experts]
+        if rtype == "loglikelihood":
+            return fuse_loglikelihood(ordered, route.weights)
+        return fuse_rolling([float(a) for a in ordered], route.weights)
+
+    # -- results ------------------------------------------------------------------------------------
+    def label(self) -> str:
+        """What the leaderboard colours by: full, awq, gptq, gguf-<type>, moe or ensemble."""
+        if self.cfg.kind == "moe":
+            return "ensemble" if self.cfg.router and self.cfg.router.type in ("fixed", "uniform") else "moe"
+        spec = self.cfg.experts[0]
+        quant = self.pool.infos.get(spec.name, {}).get("quantization") or self._static_quantization(spec)
+        if not quant:
+            return "full"
+        kind = str(quant.get("method", "")).lower()
+        return f"gguf-{quant.get('type')}".lower() if kind == "gguf" and quant.get("type") else kind or "full"
+
+    @staticmethod
+    def _static_quantization(spec: Any) -> dict[str, Any] | None:
+        from medmoe_lm_eval.harness.backends.quant_info import quantization_info
+
+        try:
+            return quantization_info(spec.model)
+        except Exception:  # a hub id or an unreadable file: nothing to report
+            return None
+
+    def get_model_info(self) -> dict[str, Any]:
+        """Merged by lm-eval into ``results["config"]``: candidate, experts, routing, profile."""
+        self.pool.note_memory()
+        self.profiler.stop()
+        self.routing.close()
+        profile = self._merged_profile()
+        profile_path = self._log_path("profile", "json")
+        if profile_path is not None and profile.get("enabled", True):
+            profile_path = self.profiler.write(profile_path) if not self._peers else write_json_exclusive(profile_path, profile)
+        routing_path = self.routing.path if self.routing.path is not None and self.routing.path.exists() else None
+        infos = {**{k: v for s in self._peers.values() for k, v in s.expert_infos.items()}, **self.pool.infos}
+        experts = {
+            e.name: infos.get(e.name) or {"backend": e.backend, "model": e.model, "quantization": self._static_quantization(e)} for e in self.cfg.experts
+        }
+        router = self.cfg.router
+        return {
+            "medmoe": {
+                "candidate": self.cfg.name,
+                "kind": self.cfg.kind,
+                "label": self.label(),
+                "adapter": dump_adapter(self.cfg),
+                "experts": experts,
+                "expert_loads": distributed.total_loads(self.pool.load_counts, self._peers.values()),
+                "data_parallel": distributed.rank_summary(self.dp, self.pool.load_counts, self._peers) if self.world_size > 1 else None,
+                "routing": {
+                    "router": {"type": router.type, "top_k": router.top_k} if router else None,
+                    "notes": self.router.notes,
+                    "log_file": routing_path.name if routing_path else None,
+                    "per_task": self.routing.summary(),
+                },
+                "profile_file": profile_path.name if profile_path is not None and profile_path.exists() else None,
+                "version": __version__,
+            },
+            "medmoe_profile": profile,
+        }
+
+    def _merged_profile(self) -> dict[str, Any]:
+        """This rank's profile, merged with the other ranks' last snapshots under data parallelism."""
+        own = self.profiler.report()
+        if not self._peers:
+            return own
+        parts = [merge.RankProfile(self.rank, self.dp.host, self.dp.device, own)]
+        parts += [merge.RankProfile(s.rank, s.host, s.device, s.profile) for s in self._peers.values()]
+        return merge.merge_profiles(parts)
+
+    # -- data parallelism: what lm-eval's evaluator calls when world_size > 1 --------------------------
+    @property
+    def rank(self) -> int:
+        return self.dp.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.dp.world_size
+
+    @property
+    def device(self) -> str:
+        """Where the evaluator's ``all_gather`` tensors go (gloo: cpu, NCCL: this process's GPU)."""
+        return self.dp.comm_device
+
+    def all_gather(self, tensor: Any) -> Any:
+        return self.dp.all_gather(tensor)
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
+        return self.dp.gather_object(obj, dst)
+
+    def barrier(self) -> None:
+        """The evaluator's barrier after each request type, which every rank reaches even when its
+        requests were all cached: the place where routing rows and profiles travel to rank 0."""
+        if self.world_size <= 1:
+            return
+        mine = distributed.snapshot(self.dp, self.routing, self.profiler, self.pool)
+        distributed.absorb(self.dp.gather_object(mine), self.routing, self._peers)
+        self.dp.barrier()
+
+    # -- lm-eval plumbing ---------------------------------------------------------------------------
+    @property
+    def tokenizer_name(self) -> str:
+        return f"medmoe:{self.cfg.name}:{self.cfg.sha256}"
+
+    def close(self) -> None:
+        self.pool.close()
+        self.profiler.stop()
+        self.routing.close()

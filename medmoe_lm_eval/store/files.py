@@ -1,0 +1,94 @@
+"""Finding results files in a folder and reading them without trusting them.
+
+A results folder may come from elsewhere: a file that is truncated, not JSON, or not lm-eval's
+becomes a :class:`ReadIssue`, never an exception, and values are coerced to numbers defensively.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medmoe_lm_eval.store.records import ReadIssue
+
+_SKIP_NAME = re.compile(r"^(profile_|samples_|routing_)")
+
+
+_RESULT_NAME = re.compile(r"results_?(.*)\.json$")
+
+
+def find_result_files(root: str | Path) -> list[Path]:
+    """Every JSON file below ``root`` that may be a results file (profiles and samples excluded)."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.extend(Path(dirpath) / n for n in sorted(filenames) if n.endswith(".json") and not _SKIP_NAME.match(n))
+    return out
+
+
+def fingerprint(root: str | Path) -> tuple[str, int, float]:
+    """(path, JSON/JSONL file count, newest mtime) of the folder: a cheap cache key for the app.
+
+    Results, profiles and routing logs all count, so a new or rewritten run invalidates the cache.
+    """
+    count, newest = 0, 0.0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.endswith((".json", ".jsonl")):
+                count += 1
+                newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
+    return (str(Path(root).resolve()), count, newest)
+
+
+def _load_json(path: Path) -> tuple[dict[str, Any] | None, ReadIssue | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, ReadIssue(str(path), f"cannot read ({type(exc).__name__}); skipped")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, ReadIssue(str(path), f"not valid JSON, truncated or corrupt (line {exc.lineno}, column {exc.colno}: {exc.msg}); skipped")
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        return None, ReadIssue(str(path), "not an lm-eval results file (no 'results' mapping); ignored", "info")
+    return data, None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def number(value: Any) -> float:
+    """A float, or NaN for lm-eval's ``"N/A"``, None, lists and other non-numbers."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _run_date(data: Mapping[str, Any], path: Path) -> pd.Timestamp:
+    """``date`` (a Unix time in lm-eval 0.4), else the file name's stamp, else the file's mtime."""
+    raw = data.get("date")
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw > 0:
+        return pd.Timestamp(float(raw), unit="s", tz="UTC")
+    match = _RESULT_NAME.search(path.name)
+    if match and match.group(1):
+        stamp = match.group(1)
+        date, _, clock = stamp.partition("T")
+        try:
+            return pd.Timestamp(f"{date}T{clock.replace('-', ':', 2)}", tz="UTC")
+        except ValueError:
+            pass
+    return pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
