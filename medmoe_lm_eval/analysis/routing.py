@@ -67,7 +67,7 @@ def misrouted(log: pd.DataFrame, limit: int = 50) -> pd.DataFrame:
 
 def _expert_signature(info: RunInfo) -> tuple[Any, ...]:
     adapter = as_dict(as_dict(info.medmoe).get("adapter"))
-    experts = adapter.get("experts") if isinstance(adapter.get("experts"), list) else []
+    experts = adapter["experts"] if isinstance(adapter.get("experts"), list) else []
     names = tuple(sorted((str(as_dict(e).get("name")), str(as_dict(e).get("model"))) for e in experts))
     shared = as_dict(adapter.get("shared_expert")).get("name")
     return names or tuple(sorted(as_dict(as_dict(info.medmoe).get("experts")))), shared

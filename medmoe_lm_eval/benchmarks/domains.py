@@ -58,7 +58,7 @@ def _project_task_domains(root: str) -> dict[str, str]:
             continue
         if not isinstance(data, dict):
             continue
-        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+        meta = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
         domain = meta.get("domain")
         name = data.get("task") if isinstance(data.get("task"), str) else None
         if name and domain:

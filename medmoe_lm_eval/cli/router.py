@@ -9,11 +9,12 @@ from typing import Any
 
 from rich.table import Table
 
+from medmoe_lm_eval.benchmarks.splits import Split
 from medmoe_lm_eval.console import cli_console
 from medmoe_lm_eval.harness.routing import evaluation, training
 
 
-def _rows(data: str, split: str) -> list[dict[str, str]]:
+def _rows(data: str, split: Split) -> list[dict[str, str]]:
     """``bundled`` = the bundled benchmark samples (train or heldout rows); else a JSONL file."""
     return training.bundled_examples(split) if data == "bundled" else training.read_examples(data)
 

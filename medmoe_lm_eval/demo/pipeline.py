@@ -34,6 +34,16 @@ PPL_TASKS = [f"medmoe_ppl_{d}" for d in DOMAINS]
 DEFAULT_TASKS = [*BENCHMARK_TASKS, *PPL_TASKS]
 
 
+def _trained(model: str) -> Callable[[DemoBuilder], Path]:
+    """Where the builder put the trained tiny model ``model``."""
+    return lambda builder: builder.model(model)
+
+
+def _quantized(method: str) -> Callable[[DemoBuilder], Path]:
+    """Where the builder put the generalist's ``method`` copy."""
+    return lambda builder: builder.quantized(method)
+
+
 def _single(model: str, path_of: Callable[[DemoBuilder], Path], backend: str = "hf") -> Callable[[DemoBuilder], dict[str, Any]]:
     def make(b: DemoBuilder) -> dict[str, Any]:
         expert = {"name": model, "domain": model if model in DOMAINS else "general", "backend": backend, "model": str(path_of(b)), "batch_size": 8}
@@ -65,17 +75,17 @@ CANDIDATES: dict[str, Candidate] = {
             "generalist",
             "tiny generalist trained on an equal mix of the three domains",
             ("generalist",),
-            _single("generalist", lambda b: b.model("generalist")),
+            _single("generalist", _trained("generalist")),
         ),
-        *[Candidate(f"expert-{d}", f"tiny {d} expert", (d,), _single(d, lambda b, d=d: b.model(d))) for d in DOMAINS],
-        Candidate("generalist-gptq", "generalist, GPTQ 4-bit (gptqmodel)", ("quant:gptq",), _single("generalist", lambda b: b.quantized("gptq"))),
-        Candidate("generalist-awq", "generalist, AWQ 4-bit (gptqmodel)", ("quant:awq",), _single("generalist", lambda b: b.quantized("awq"))),
+        *[Candidate(f"expert-{d}", f"tiny {d} expert", (d,), _single(d, _trained(d))) for d in DOMAINS],
+        Candidate("generalist-gptq", "generalist, GPTQ 4-bit (gptqmodel)", ("quant:gptq",), _single("generalist", _quantized("gptq"))),
+        Candidate("generalist-awq", "generalist, AWQ 4-bit (gptqmodel)", ("quant:awq",), _single("generalist", _quantized("awq"))),
         *[
             Candidate(
                 f"generalist-{m}",
                 f"generalist as GGUF {m.split('-')[1]} (llama.cpp)",
                 (f"quant:{m}",),
-                _single("generalist", lambda b, m=m: b.quantized(m), backend="gguf"),
+                _single("generalist", _quantized(m), backend="gguf"),
             )
             for m in ("gguf-f16", "gguf-q8_0", "gguf-q4_0")
         ],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -202,7 +203,7 @@ _FIXES = {
 }
 
 
-def _field_path(err: dict[str, Any]) -> list[Any]:
+def _field_path(err: Mapping[str, Any]) -> list[Any]:
     """The error location without pydantic's union-member tags (``constrained-int``, ``hf``...)."""
     loc = [p for p in err.get("loc", ()) if isinstance(p, int) or str(p).isidentifier()]
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
@@ -210,7 +211,7 @@ def _field_path(err: dict[str, Any]) -> list[Any]:
     return [p for i, p in enumerate(loc) if not (p in ("hf", "gguf", "remote") and i and isinstance(loc[i - 1], int))]
 
 
-def _loc(err: dict[str, Any], data: Any) -> str:
+def _loc(err: Mapping[str, Any], data: Any) -> str:
     """Render a pydantic error location with expert names instead of list indices."""
     parts: list[str] = []
     node = data

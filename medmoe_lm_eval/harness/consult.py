@@ -91,7 +91,7 @@ class Consultant:
         prompt, truncated = backend.fit_prompt(PROMPT.format(question=decision.question.strip()), new_tokens)
         answer = Answer(expert=decision.route.top, truncated=truncated, load_s=load_s)
         if truncated:
-            kept = max(backend.max_length - new_tokens, 1)
+            kept = max((backend.max_length or 0) - new_tokens, 1)
             answer.notes.append(
                 f"question truncated to its last {kept} tokens: expert '{answer.expert}' has a {backend.max_length}-token window and {new_tokens} are kept for the answer"
             )

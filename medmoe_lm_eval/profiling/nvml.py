@@ -37,7 +37,7 @@ def nvml_index(device: str, env: dict[str, str] | None = None) -> int | str:
     NVML numbers every GPU on the machine; CUDA numbers only those in ``CUDA_VISIBLE_DEVICES``,
     so ``cuda:0`` under ``CUDA_VISIBLE_DEVICES=2,3`` is NVML's GPU 2.
     """
-    env = os.environ if env is None else env
+    env = dict(os.environ) if env is None else env
     ordinal = int(device.split(":", 1)[1]) if ":" in device else 0
     visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     if not visible or ordinal >= len(visible):

@@ -106,7 +106,7 @@ class Profiler:
             self._open()
         elif self._nvml_used:
             self._nvml, _ = NvmlProbe.open(self.device)
-        for integrator in (self._nvml_counter, self._nvml_power, self._rapl and self._rapl.integrator):
+        for integrator in (self._nvml_counter, self._nvml_power, self._rapl.integrator if self._rapl is not None else None):
             if integrator is not None:
                 integrator.resume()
         self._rss.start()
@@ -301,8 +301,8 @@ class Profiler:
             entry["truncated"] = sum(n for (t, _), n in self._truncated.items() if (t or "(none)") == task)
             entry["experts"] = {e: Throughput.from_records(rs).to_dict() for e, rs in group_by(recs, "expert").items()}
             out[task] = entry
-        for (task, _), n in self._truncated.items():  # truncation noted for a task never tracked
-            out.setdefault(task or "(none)", {**Throughput.from_records([]).to_dict(), "energy_j": None, "truncated": n, "experts": {}})
+        for (noted, _), n in self._truncated.items():  # truncation noted for a task never tracked
+            out.setdefault(noted or "(none)", {**Throughput.from_records([]).to_dict(), "energy_j": None, "truncated": n, "experts": {}})
         return out
 
     def _experts(self, records: list[BatchRecord], batch_j: dict[int, float] | None) -> dict[str, Any]:

@@ -60,16 +60,17 @@ def busy_seconds(intervals: Iterable[tuple[float, float]]) -> float:
     Summing durations would count overlapping batches twice (a remote backend may run
     several at once), and the span from first start to last end would count idle gaps.
     """
-    total, cur_start, cur_end = 0.0, None, None
+    total = 0.0
+    span: tuple[float, float] | None = None
     for start, end in sorted(intervals):
-        if cur_end is None or start > cur_end:
-            if cur_end is not None:
-                total += cur_end - cur_start
-            cur_start, cur_end = start, end
+        if span is None or start > span[1]:
+            if span is not None:
+                total += span[1] - span[0]
+            span = (start, end)
         else:
-            cur_end = max(cur_end, end)
-    if cur_end is not None:
-        total += cur_end - cur_start
+            span = (span[0], max(span[1], end))
+    if span is not None:
+        total += span[1] - span[0]
     return total
 
 

@@ -83,10 +83,9 @@ def _add_bpe_vocab(writer: Any, model_dir: Path, tokenizer_json: dict[str, Any])
     vocab = gguf.BpeVocab(model_dir)
     special = {t["content"] for t in tokenizer_json.get("added_tokens", []) if t.get("special")}
     tokens, types = [], []
-    for text, _score, ttype in vocab.all_tokens():
-        text = text if isinstance(text, str) else text.decode("utf-8")
-        tokens.append(text)
-        types.append(gguf.TokenType.CONTROL if text in special else ttype)
+    for raw, _score, ttype in vocab.all_tokens():
+        tokens.append(raw if isinstance(raw, str) else raw.decode("utf-8"))
+        types.append(gguf.TokenType.CONTROL if tokens[-1] in special else ttype)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(bpe_pre_tokenizer(tokenizer_json, str(model_dir)))
     writer.add_token_list(tokens)

@@ -30,10 +30,10 @@ class HFCodec:
         return list(self.tok(text, add_special_tokens=add_special)["input_ids"])
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return str(self.tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False))
 
     def decode_generated(self, ids: Sequence[int]) -> str:
-        return self.tok.decode(list(ids), skip_special_tokens=True)
+        return str(self.tok.decode(list(ids), skip_special_tokens=True))
 
     @property
     def prefix_id(self) -> int:

@@ -23,7 +23,7 @@ class HFBackend(Backend):
 
     def __init__(self, spec: Any, device: str | None = None) -> None:
         super().__init__(spec, device)
-        self.lm = None
+        self.lm: Any = None  # lm-eval's HFLM once loaded (imported lazily: it pulls in torch)
 
     def load(self) -> None:
         from lm_eval.models.huggingface import HFLM

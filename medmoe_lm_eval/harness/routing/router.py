@@ -75,6 +75,7 @@ class Router:
         if self.rcfg is None:
             return
         if self.rcfg.type == "classifier":
+            assert self.rcfg.path is not None, "the adapter schema requires router.path for a classifier"
             self.scorer = load_scorer(self.rcfg.path)
             missing = sorted(set(self.by_domain) - set(self.scorer.domains))
             if missing:
@@ -109,7 +110,7 @@ class Router:
 
     def _oracle(self, task: str | None) -> dict[str, float]:
         domain = task_domain(task, self.rcfg.task_domains if self.rcfg else None)
-        if domain not in self.by_domain:
+        if domain is None or domain not in self.by_domain:
             raise RouterError(
                 f"{self.cfg.source}: router.task_domains: task '{task}' has domain {domain!r}, which no expert serves; "
                 f"fix: add `task_domains: {{{task}: <one of {sorted(self.by_domain)}>}}` to the router"
@@ -135,6 +136,7 @@ class Router:
         if self.static is not None:
             chosen = list(self.static)
         else:
+            assert self.rcfg is not None, "a router without static weights has a router config"
             by_expert = {self.by_domain[d]: p for d, p in probs.items()}
             chosen = gate(by_expert, self.rcfg.top_k, self.rcfg.min_weight)
         shared = self.cfg.shared_expert

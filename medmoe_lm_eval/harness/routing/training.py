@@ -10,7 +10,10 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medmoe_lm_eval.benchmarks.splits import Split
 
 from medmoe_lm_eval.harness.routing.scorers import ROUTER_FORMAT, TRANSFORMERS_MARKER, RouterError
 
@@ -37,7 +40,7 @@ def read_examples(path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-def bundled_examples(split: str) -> list[dict[str, str]]:
+def bundled_examples(split: Split) -> list[dict[str, str]]:
     """Router examples from the bundled benchmark samples (train or heldout rows)."""
     from medmoe_lm_eval.benchmarks.splits import router_examples
 
