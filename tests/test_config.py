@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from commands import eval_cmd
 
 from medmoe_lm_eval.harness.config import ConfigError, load_adapter
 
@@ -150,20 +150,7 @@ def test_cli_bad_adapter_exits_2_with_one_line_and_loads_nothing(tmp_path, model
     path = write(tmp_path, data)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medmoe_lm_eval",
-            "eval",
-            "--model",
-            "medmoe",
-            "--model_args",
-            f"adapter={path}",
-            "--tasks",
-            "medmoe_medmcqa",
-            "--output_path",
-            str(out),
-        ],
+        eval_cmd(path, out, "medmoe_medmcqa"),
         capture_output=True,
         text=True,
         timeout=120,

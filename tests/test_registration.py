@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from commands import eval_cmd
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,24 +88,7 @@ def test_plain_lm_eval_cli_runs_medmoe(tmp_path, tiny_model_dir):
 @pytest.mark.slow
 def test_medmoe_eval_wrapper_adds_tasks_and_names_the_folder(tmp_path, tiny_model_dir):
     out = tmp_path / "out"
-    proc = run(
-        [
-            sys.executable,
-            "-m",
-            "medmoe_lm_eval",
-            "eval",
-            "--model",
-            "medmoe",
-            "--model_args",
-            f"adapter={_adapter(tmp_path, tiny_model_dir)}",
-            "--tasks",
-            "medmoe_ppl_code",
-            "--limit",
-            "2",
-            "--output_path",
-            str(out),
-        ]
-    )
+    proc = run(eval_cmd(_adapter(tmp_path, tiny_model_dir), str(out), "medmoe_ppl_code", "--limit", "2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = _results(out / "tiny-single")
     assert "medmoe_ppl_code" in data["results"] and data["config"]["model_args"]["model"] == "tiny-single"
@@ -113,21 +97,6 @@ def test_medmoe_eval_wrapper_adds_tasks_and_names_the_folder(tmp_path, tiny_mode
 def test_medmoe_eval_reports_unwritable_output_before_loading(tmp_path, tiny_model_dir):
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")
-    proc = run(
-        [
-            sys.executable,
-            "-m",
-            "medmoe_lm_eval",
-            "eval",
-            "--model",
-            "medmoe",
-            "--model_args",
-            f"adapter={_adapter(tmp_path, tiny_model_dir)}",
-            "--tasks",
-            "medmoe_ppl_code",
-            "--output_path",
-            str(blocker / "sub"),
-        ]
-    )
+    proc = run(eval_cmd(_adapter(tmp_path, tiny_model_dir), str(blocker / "sub"), "medmoe_ppl_code"))
     assert proc.returncode == 2
     assert "--output_path" in proc.stderr and "cannot write there" in proc.stderr

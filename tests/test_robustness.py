@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from commands import eval_cmd
 
 from medmoe_lm_eval.jsonio import write_json_exclusive
 
@@ -27,24 +28,6 @@ def adapter(tmp_path: Path, model: Path, **expert) -> Path:
         yaml.safe_dump({"name": "tiny", "kind": "single", "experts": [{"name": "m", "model": str(model), "device": "cpu", "batch_size": 1, **expert}]})
     )
     return path
-
-
-def eval_cmd(adapter_path: Path, out: Path, tasks: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "medmoe_lm_eval",
-        "eval",
-        "--model",
-        "medmoe",
-        "--model_args",
-        f"adapter={adapter_path}",
-        "--tasks",
-        tasks,
-        "--output_path",
-        str(out),
-        *extra,
-    ]
 
 
 def results_of(out: Path) -> dict:
