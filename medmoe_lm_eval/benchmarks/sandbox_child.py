@@ -149,8 +149,8 @@ def _disarm() -> None:
         for name in names:
             if module in sys.modules and hasattr(sys.modules[module], name):
                 delattr(sys.modules[module], name)
-    os._exit = _early_exit  # type: ignore[assignment]
-    sys.modules["posix"]._exit = _early_exit
+    for mod in (os, sys.mods["posix"]):
+        setattr(mod, "_exit", _early_exit)  # noqa: B010  (typed as read-only)
 
 
 def _early_exit(status: int) -> None:
