@@ -149,7 +149,7 @@ def _disarm() -> None:
         for name in names:
             if module in sys.modules and hasattr(sys.modules[module], name):
                 delattr(sys.modules[module], name)
-    for mod in (os, sys.mods["posix"]):
+    for mod in (os, sys.modules["posix"]):
         setattr(mod, "_exit", _early_exit)  # noqa: B010  (typed as read-only)
 
 
