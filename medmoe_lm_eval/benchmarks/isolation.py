@@ -22,6 +22,7 @@ for testing that layer alone). The mechanism used is recorded per program (``san
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import subprocess
@@ -184,7 +185,21 @@ def current() -> Isolation:
         if not works(choice):
             raise RuntimeError(f"{ENV_VAR}={choice} but {choice} cannot start a sandbox here: {probe_error(choice)}")
         return Isolation(choice)
-    return Isolation(next((m for m in ("bwrap", "unshare") if works(m)), "none"))
+    found = next((m for m in ("bwrap", "unshare") if works(m)), "none")
+    if found == "none":
+        _warn_inner_only()
+    return Isolation(found)
+
+
+@functools.cache
+def _warn_inner_only() -> None:
+    """Say once per process that programs run without the kernel layer, and why."""
+    reasons = "; ".join(f"{m}: {probe_error(m)}" for m in ("bwrap", "unshare"))
+    logging.getLogger(__name__).warning(
+        "no kernel isolation for generated code (%s); programs run under resource limits and audit hooks only "
+        "(results record sandbox_isolated = 0). Install bubblewrap to isolate them.",
+        reasons,
+    )
 
 
 def works(mechanism: str) -> bool:
