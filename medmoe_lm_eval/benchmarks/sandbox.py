@@ -31,7 +31,6 @@ program (``sandbox``: ``"namespaces"`` or ``"rlimits+audit"``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -43,7 +42,7 @@ from pathlib import Path
 
 from medmoe_lm_eval.benchmarks import isolation
 from medmoe_lm_eval.benchmarks.isolation import Isolation, Launch
-from medmoe_lm_eval.benchmarks.sandbox_child import BLOCKED_MARKER, EXIT_BOOTSTRAP, EXIT_EARLY, EXIT_MEMORY, EXIT_OUTPUT
+from medmoe_lm_eval.benchmarks.sandbox_child import BLOCKED_MARKER, EXIT_BOOTSTRAP, EXIT_EARLY, EXIT_MEMORY, EXIT_OUTPUT, format_settings
 
 CHILD_SCRIPT = Path(__file__).with_name("sandbox_child.py")
 
@@ -138,7 +137,7 @@ def _start(how: Isolation, root: str, limits: Limits, out, err) -> subprocess.Po
         inside_root, workdir, script = isolation.ROOT_INSIDE, isolation.WORK_INSIDE, isolation.BOOTSTRAP_INSIDE
     else:
         inside_root, workdir, script = root, os.path.join(root, "work"), str(CHILD_SCRIPT)
-    argv = [isolation.interpreter(), "-I", "-S", "-B", script, "--child", inside_root, json.dumps(settings)]
+    argv = [isolation.interpreter(), "-I", "-S", "-B", script, "--child", inside_root, format_settings(settings)]
     launch = Launch(os.path.join(root, "program.py"), str(CHILD_SCRIPT), os.path.join(root, "mnt"), limits.scratch_bytes)
     return subprocess.Popen(
         isolation.wrap(how, launch, argv),

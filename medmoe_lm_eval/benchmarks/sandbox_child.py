@@ -34,7 +34,6 @@ determined program from touching the filesystem, the network or other processes.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -121,7 +120,7 @@ _FORBIDDEN_IMPORTS = frozenset(
 _REMOVED = {
     "posix": ("_exit", "pidfd_open"),
     "os": ("_exit", "pidfd_open"),
-    "_signal": ("signal", "pidfd_send_signal"),
+    "_signal": ("pidfd_send_signal",),
     "signal": ("pidfd_send_signal",),
     "_imp": ("create_builtin", "exec_builtin"),
 }
@@ -141,8 +140,6 @@ def _set_limits(limits: dict) -> None:
 
 def _disarm() -> None:
     """Import every built-in module (none can be built later), then delete the primitives."""
-    import signal  # noqa: F401  (loaded now so that deleting ``_signal.signal`` cannot break its import)
-
     for name in sys.builtin_module_names:
         __import__(name)
     for module, names in _REMOVED.items():
@@ -151,6 +148,12 @@ def _disarm() -> None:
                 delattr(sys.modules[module], name)
     for mod in (os, sys.modules["posix"]):
         setattr(mod, "_exit", _early_exit)  # noqa: B010  (typed as read-only)
+    setattr(sys.modules["_signal"], "signal", _no_handlers)  # noqa: B010
+
+
+def _no_handlers(signalnum: int, handler: object) -> None:
+    """Stands in for ``_signal.signal``: a Python handler could end the bootstrap with status 0."""
+    raise OSError(f"sandbox: no signal handlers (signal {signalnum})")
 
 
 def _early_exit(status: int) -> None:
@@ -249,12 +252,21 @@ def _print_tb(exc: BaseException) -> None:
     os.write(2, text[-4000:].encode(errors="replace"))
 
 
-def _prepare(root: str, settings_json: str):
+def parse_settings(text: str) -> dict[str, int]:
+    """``name=int,name=int`` (the parent's :func:`format_settings`; no json: its import is slow)."""
+    return {name: int(value) for name, value in (item.split("=", 1) for item in text.split(",") if item)}
+
+
+def format_settings(settings: dict[str, int]) -> str:
+    return ",".join(f"{name}={int(value)}" for name, value in settings.items())
+
+
+def _prepare(root: str, settings_text: str):
     """Read settings and program, enter the working directory, set limits; user code not yet run."""
     import builtins
     import types
 
-    settings = json.loads(settings_json)
+    settings = parse_settings(settings_text)
     with open(os.path.join(root, "program.py"), encoding="utf-8") as fh:
         source = fh.read()
     workdir = os.path.realpath(os.path.join(root, "work"))
@@ -267,10 +279,10 @@ def _prepare(root: str, settings_json: str):
     return code, module.__dict__, (workdir,)
 
 
-def _child_main(root: str, settings_json: str) -> None:
+def _child_main(root: str, settings_text: str) -> None:
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     try:
-        code, namespace, writable = _prepare(root, settings_json)
+        code, namespace, writable = _prepare(root, settings_text)
     except SyntaxError:
         import traceback
 
