@@ -60,6 +60,7 @@ FORGERIES = {
         "class E(OSError):\n    @property\n    def errno(self):\n        raise SystemExit(0)\n    def __str__(self):\n        raise SystemExit(0)\nraise E()\n"
     ),
     "signal-handler-exit": ("import signal, sys\nsignal.signal(signal.SIGALRM, lambda *a: sys.exit(0))\nsignal.setitimer(signal.ITIMER_REAL, 0.01)\n"),
+    "own-audit-hook-exits": "import sys\nsys.addaudithook(lambda event, args: sys.exit(0) if event != 'sys.excepthook' else None)\n",
     "atexit-exit-0": "import atexit, os\natexit.register(lambda: os._exit(0))\n",
     "thread-interrupts-main": "import _thread, time\n_thread.start_new_thread(lambda: (time.sleep(0.05), _thread.interrupt_main()), ())\ntime.sleep(0.5)\n",
 }
