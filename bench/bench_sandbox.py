@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import time
 
@@ -60,7 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
     programs = reference_programs(args.n)
-    table = Table(title=f"MBPP sandbox: {args.n} reference programs on {cpu_workers()} CPUs (target < {TARGET_S:.0f} s)")
+    load = os.getloadavg()[0]  # other work on the machine only ever adds wall time
+    table = Table(title=f"MBPP sandbox: {args.n} reference programs on {cpu_workers()} CPUs, load {load:.1f} (target < {TARGET_S:.0f} s)")
     for column in ("layer", "sandbox", "wall s", "programs/s", "passed", "empty program ms", "isolation start-up ms"):
         table.add_column(column, justify="right" if column not in ("layer", "sandbox") else "left")
     rows = {}
