@@ -45,22 +45,28 @@ _SYSTEM_LIBS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib3
 
 #: run by ``unshare`` as PID 1 of the new namespaces: build the root, then run the program as a
 #: child (never PID 1), chrooted, with no capabilities. Arguments: root mountpoint, scratch size,
-#: then ``ro SRC DST`` / ``ln TARGET DST`` / ``tmp MODE DST`` / ``dev SRC DST`` triples, ``--``, argv.
+#: the directories to create in it, ``--``, then ``ro SRC DST`` / ``ln TARGET DST`` /
+#: ``tmp MODE DST`` / ``dev SRC DST`` triples, ``--``, argv. (One ``mkdir`` for all directories:
+#: each process started here is start-up time of every program; a path with blanks makes the probe
+#: fail, and the sandbox then says it has no kernel layer.)
 _UNSHARE_SCRIPT = r"""set -eu
 R=$1; SIZE=$2; shift 2
 mount -t tmpfs -o mode=0755,size=16m medmoe "$R"
+dirs=""
+while [ "$1" != "--" ]; do dirs="$dirs $R$1"; shift; done
+shift
+mkdir -p $dirs
 while [ "$1" != "--" ]; do
   kind=$1; src=$2; dst=$R$3; shift 3
   case $kind in
-    ro)  if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "${dst%/*}"; : > "$dst"; fi
-         mount --bind -o ro "$src" "$dst" ;;
-    ln)  mkdir -p "${dst%/*}"; ln -s "$src" "$dst" ;;
-    tmp) mkdir -p "$dst"; mount -t tmpfs -o "mode=$src,size=$SIZE" medmoe "$dst" ;;
-    dev) mkdir -p "${dst%/*}"; : > "$dst"; mount --bind "$src" "$dst" ;;
+    ro)  [ -d "$src" ] || : > "$dst"; mount --bind -o ro "$src" "$dst" ;;
+    ln)  ln -s "$src" "$dst" ;;
+    tmp) mount -t tmpfs -o "mode=$src,size=$SIZE" medmoe "$dst" ;;
+    dev) : > "$dst"; mount --bind "$src" "$dst" ;;
   esac
 done
 shift
-mkdir -p "$R/proc"; mount -t proc proc "$R/proc"
+mount -t proc proc "$R/proc"
 mount -o remount,ro "$R"
 status=0
 unshare --root="$R" --wd=/sandbox/work /usr/bin/setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- "$@" || status=$?
@@ -156,7 +162,17 @@ def unshare_argv(launch: Launch, argv: list[str]) -> list[str]:
     spec += ["ro", launch.program, PROGRAM_INSIDE, "ro", launch.bootstrap, BOOTSTRAP_INSIDE]
     namespaces = ["--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts"]
     head = ["setpriv", "--pdeathsig", "KILL", "unshare", *namespaces, "--propagation", "private"]
-    return [*head, "sh", "-c", _UNSHARE_SCRIPT, "sh", launch.mountpoint, str(launch.scratch_bytes), *spec, "--", *argv]
+    dirs = _directories(spec)
+    return [*head, "sh", "-c", _UNSHARE_SCRIPT, "sh", launch.mountpoint, str(launch.scratch_bytes), *dirs, "--", *spec, "--", *argv]
+
+
+def _directories(spec: list[str]) -> list[str]:
+    """Directories the ``unshare`` script creates first: mount points, and parents of files."""
+    dirs = ["/proc"]
+    for kind, src, dst in zip(spec[::3], spec[1::3], spec[2::3], strict=True):
+        is_dir = kind == "tmp" or (kind == "ro" and os.path.isdir(src))
+        dirs.append(dst if is_dir else os.path.dirname(dst))
+    return list(dict.fromkeys(dirs))
 
 
 def wrap(isolation: Isolation, launch: Launch, argv: list[str]) -> list[str]:
