@@ -129,3 +129,26 @@ def test_pool_never_exceeds_cpu_count():
     assert pool_size(1, max_workers=8) == 1
     assert pool_size(5, max_workers=1) == 1
     assert 1 <= cpu_workers() <= (os.cpu_count() or 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("setting", "isolated"), [("off", 0.0), ("auto", None)])
+def test_results_file_records_whether_programs_were_isolated(monkeypatch, setting, isolated):
+    """A real lm-eval run: ``sandbox_isolated`` is the share of programs run in namespaces."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+    from scripted_lm import ScriptedLM
+
+    from medmoe_lm_eval.benchmarks import isolation
+    from medmoe_lm_eval.paths import tasks_dir
+
+    monkeypatch.setenv(isolation.ENV_VAR, setting)
+    expected = isolated if isolated is not None else float(isolation.current().isolated)
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"medmoe_data": "bundled"})
+    results = lm_eval.simple_evaluate(
+        model=ScriptedLM(manager, "gold"), tasks=["medmoe_mbpp"], task_manager=manager, limit=3, confirm_run_unsafe_code=True, bootstrap_iters=0
+    )
+    scores = results["results"]["medmoe_mbpp"]
+    assert scores["pass_at_1,extract_code"] == 1.0
+    assert scores["sandbox_isolated,extract_code"] == expected
+    assert [s["sandbox_isolated"] for s in results["samples"]["medmoe_mbpp"]] == [expected] * 3

@@ -124,6 +124,10 @@ def mbpp_filter(resps: Sequence[Sequence[str]], docs: Sequence[dict[str, Any]]) 
 
 
 def mbpp_results(doc: dict[str, Any], results: Sequence[str]) -> dict[str, float]:
-    """pass@1 of one greedy completion: 1.0 if the program ran all asserts to the end."""
-    code = results[0]
-    return {"pass_at_1": float(VERDICTS.take(mbpp_program(doc, code), MBPP_LIMITS).passed)}
+    """pass@1 of one greedy completion (1.0 if the program ran all asserts to the end), and
+    ``sandbox_isolated``: 1.0 if it ran under the kernel layer (namespaces), 0.0 if under
+    resource limits and audit hooks only. Its mean lands in the results file, so a score whose
+    programs were not kernel-isolated says so wherever the results are read.
+    """
+    verdict = VERDICTS.take(mbpp_program(doc, results[0]), MBPP_LIMITS)
+    return {"pass_at_1": float(verdict.passed), "sandbox_isolated": float(verdict.isolated)}

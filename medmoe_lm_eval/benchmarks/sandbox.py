@@ -2,52 +2,47 @@
 
 Why not lm-eval's ``code_eval``: it needs the hub (``evaluate.load``) and runs model code with
 ``exec`` in a forked worker that inherits the evaluator's environment and filesystem. Here every
-program gets its own ``python -I -B`` process, started in a new session (so a timeout kills the
-whole process group), in a fresh temporary working directory, with an environment built from a
-fixed allow-list (no inherited secrets such as ``HF_TOKEN``), and with these limits set by the
-child on itself before any user code runs:
+program gets its own interpreter process (the base interpreter, ``-I -S -B``: no site-packages,
+no environment variables read), started in a new session (so a timeout kills the whole process
+group), with an environment built from a fixed allow-list (no inherited secrets such as
+``HF_TOKEN``). Two layers contain it:
 
-* ``RLIMIT_CPU`` (CPU seconds), ``RLIMIT_AS`` (address space, 1 GiB by default), ``RLIMIT_FSIZE``
-  (largest file, which also caps captured stdout/stderr: they are files), ``RLIMIT_NPROC`` = 0 and
-  ``RLIMIT_CORE`` = 0, plus a wall-clock timeout enforced by the parent.
-* An audit hook (PEP 578) that ends the process at the first forbidden operation: opening a file
-  for writing, or creating, removing, renaming or re-permissioning a path, outside the working
-  directory; reading another process's ``/proc`` entry (its environment); fork/exec/spawn/
-  subprocess; signals to other processes; sockets; raising resource limits; ``gc`` object walks;
-  ``ctypes`` handles to process-control functions. Root ignores ``RLIMIT_NPROC`` and file
-  permissions, which is why the hook, not the kernel, is what stops forks and stray writes.
+* The kernel layer (:mod:`medmoe_lm_eval.benchmarks.isolation`): bubblewrap or ``unshare``
+  namespaces, a read-only view of only the interpreter, its stdlib and the system libraries, a
+  private size-capped working directory and ``/tmp``, no network, no capabilities, and every
+  process of the program killed with it. Used wherever the machine allows it.
+* The inner layer, set by the child on itself before any user code runs: ``RLIMIT_CPU``,
+  ``RLIMIT_AS`` (1 GiB by default), ``RLIMIT_FSIZE`` (largest file, which also caps captured
+  stdout/stderr: they are files), ``RLIMIT_NPROC`` = 0, ``RLIMIT_CORE`` = 0, a wall-clock timeout
+  enforced by the parent, and a PEP 578 audit hook that aborts the process at the first forbidden
+  operation (writes outside the working directory, other processes' ``/proc`` entries, fork/exec,
+  signals to other processes, sockets, raising limits, ``gc`` walks, trace functions, ``ctypes``).
+  Alone (``MEDMOE_SANDBOX=off``, or no namespaces on this machine) it contains accidents and
+  ordinary misbehaviour, not code written to escape: reading the evaluating user's files is not
+  blocked, and the hook is Python code the program can partly tamper with.
 
-A program passes only if it runs to the end and the bootstrap then prints a per-run random token
-that the program never sees, so ``sys.exit(0)`` or ``os._exit(0)`` before the asserts is a failure.
-This contains accidents and ordinary misbehaviour of generated code; it is not a boundary
-against code written to escape it (use a container or VM for that).
-
-The child's bootstrap is ``sandbox_child.py``, run as a script (``python -I -B sandbox_child.py
---child ...``), so it imports the standard library only.
+A program passes only if it runs to the end: the parent reads the child's exit status, and the
+bootstrap (``sandbox_child.py``) makes status 0 reachable only by returning from the program's
+last line; there is no secret to steal (its docstring says why). ``sys.exit(0)`` or
+``os._exit(0)`` before the asserts is a failure. Each result records which layer contained the
+program (``sandbox``: ``"namespaces"`` or ``"rlimits+audit"``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import secrets
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from medmoe_lm_eval.benchmarks.sandbox_child import (
-    EXIT_BLOCKED,
-    EXIT_BOOTSTRAP,
-    EXIT_EARLY,
-    EXIT_MEMORY,
-    EXIT_OUTPUT,
-)
+from medmoe_lm_eval.benchmarks import isolation
+from medmoe_lm_eval.benchmarks.isolation import Isolation, Launch
+from medmoe_lm_eval.benchmarks.sandbox_child import BLOCKED_MARKER, EXIT_BOOTSTRAP, EXIT_EARLY, EXIT_MEMORY, EXIT_OUTPUT, format_settings
 
 CHILD_SCRIPT = Path(__file__).with_name("sandbox_child.py")
 
@@ -63,17 +58,30 @@ class Limits:
     memory_bytes: int = 1 << 30
     file_bytes: int = 1 << 20
     open_files: int = 64
+    #: size of the private working directory and of /tmp (each) under the kernel layer
+    scratch_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """Outcome of one program. ``reason`` is one of ``REASONS``; ``stderr_tail`` explains failures."""
+    """Outcome of one program. ``reason`` is one of ``REASONS``; ``stderr_tail`` explains failures.
+
+    ``sandbox`` says what contained it: ``"namespaces"`` (kernel layer + inner layer) or
+    ``"rlimits+audit"`` (inner layer only); ``mechanism`` names the tool (``bwrap``, ``unshare``,
+    ``none``).
+    """
 
     passed: bool
     reason: str
     returncode: int | None
     duration_s: float
     stderr_tail: str = ""
+    sandbox: str = isolation.INNER_ONLY
+    mechanism: str = "none"
+
+    @property
+    def isolated(self) -> bool:
+        return self.sandbox == isolation.KERNEL
 
 
 def cpu_workers() -> int:
@@ -96,37 +104,51 @@ def minimal_env(workdir: str) -> dict[str, str]:
     }
 
 
-def run_program(source: str, limits: Limits = Limits()) -> SandboxResult:
-    """Run ``source`` (program + its tests) in a fresh sandboxed subprocess."""
+def run_program(source: str, limits: Limits = Limits(), how: Isolation | None = None) -> SandboxResult:
+    """Run ``source`` (program + its tests) in a fresh sandboxed subprocess.
+
+    ``how`` defaults to :func:`isolation.current` (the ``MEDMOE_SANDBOX`` setting).
+    """
+    how = how or isolation.current()
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="medmoe-sandbox-", ignore_cleanup_errors=True) as root:
-        work = os.path.join(root, "work")
-        os.mkdir(work)
-        program = os.path.join(root, "program.py")
+        program, out_path, err_path = (os.path.join(root, name) for name in ("program.py", "stdout", "stderr"))
         Path(program).write_text(source, encoding="utf-8")
-        out_path, err_path = os.path.join(root, "stdout"), os.path.join(root, "stderr")
-        token = secrets.token_hex(16)
-        argv = [sys.executable, "-I", "-B", str(CHILD_SCRIPT), "--child", root, json.dumps(asdict(limits))]
+        for sub in ("work", "mnt"):
+            os.mkdir(os.path.join(root, sub))
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             try:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.PIPE,
-                    stdout=out,
-                    stderr=err,
-                    cwd=work,
-                    env=minimal_env(work),
-                    start_new_session=True,
-                    close_fds=True,
-                )
+                proc = _start(how, root, limits, out, err)
             except OSError as exc:
-                return SandboxResult(False, "error", None, time.monotonic() - start, f"could not start python: {exc}")
-            timed_out = _feed_and_wait(proc, token, limits.wall_s)
+                return SandboxResult(False, "error", None, time.monotonic() - start, f"could not start python: {exc}", how.sandbox, how.mechanism)
+            timed_out = _wait(proc, limits.wall_s)
         returncode = proc.returncode
-        stdout_tail = _tail(out_path, 256)
         stderr_tail = _tail(err_path, 2000)
-    reason = "timeout" if timed_out else _reason(returncode, stdout_tail, token)
-    return SandboxResult(reason == "passed", reason, returncode, time.monotonic() - start, stderr_tail)
+    reason = "timeout" if timed_out else _reason(_signal_of(returncode, how), returncode, stderr_tail)
+    return SandboxResult(reason == "passed", reason, returncode, time.monotonic() - start, stderr_tail, how.sandbox, how.mechanism)
+
+
+def _start(how: Isolation, root: str, limits: Limits, out, err) -> subprocess.Popen:
+    """Start the bootstrap, inside the namespaces when ``how`` has a kernel mechanism."""
+    # the audit hook allows writes in the working directory only (TMPDIR points there), even where
+    # the kernel layer also gives a private /tmp: the inner layer stays the same under both
+    settings = {k: getattr(limits, k) for k in ("cpu_s", "memory_bytes", "file_bytes", "open_files")}
+    if how.isolated:
+        inside_root, workdir, script = isolation.ROOT_INSIDE, isolation.WORK_INSIDE, isolation.BOOTSTRAP_INSIDE
+    else:
+        inside_root, workdir, script = root, os.path.join(root, "work"), str(CHILD_SCRIPT)
+    argv = [isolation.interpreter(), "-I", "-S", "-B", script, "--child", inside_root, format_settings(settings)]
+    launch = Launch(os.path.join(root, "program.py"), str(CHILD_SCRIPT), os.path.join(root, "mnt"), limits.scratch_bytes)
+    return subprocess.Popen(
+        isolation.wrap(how, launch, argv),
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=err,
+        cwd=os.path.join(root, "work"),
+        env=minimal_env(workdir),
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 def pool_size(n_programs: int, max_workers: int | None = None) -> int:
@@ -134,26 +156,21 @@ def pool_size(n_programs: int, max_workers: int | None = None) -> int:
     return max(1, min(max_workers or cpu_workers(), cpu_workers(), n_programs))
 
 
-def run_programs(sources: list[str], limits: Limits = Limits(), max_workers: int | None = None) -> list[SandboxResult]:
+def run_programs(sources: list[str], limits: Limits = Limits(), max_workers: int | None = None, how: Isolation | None = None) -> list[SandboxResult]:
     """Run many programs on a small thread pool (each waits on its subprocess), in input order."""
+    how = how or isolation.current()
     workers = pool_size(len(sources), max_workers)
     if workers == 1:
-        return [run_program(s, limits) for s in sources]
+        return [run_program(s, limits, how) for s in sources]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medmoe-sandbox") as pool:
-        return list(pool.map(lambda s: run_program(s, limits), sources))
+        return list(pool.map(lambda s: run_program(s, limits, how), sources))
 
 
 # -- parent helpers -------------------------------------------------------------------------
 
 
-def _feed_and_wait(proc: subprocess.Popen, token: str, wall_s: float) -> bool:
-    """Send the pass token on stdin, wait; on timeout kill the whole process group."""
-    try:
-        assert proc.stdin is not None
-        proc.stdin.write((token + "\n").encode())
-        proc.stdin.close()
-    except (BrokenPipeError, OSError):
-        pass
+def _wait(proc: subprocess.Popen, wall_s: float) -> bool:
+    """Wait for the program; on timeout kill the whole process group (the namespace goes with it)."""
     try:
         proc.wait(timeout=wall_s)
         timed_out = False
@@ -178,22 +195,33 @@ def _tail(path: str, n: int) -> str:
         return fh.read().decode("utf-8", errors="replace")
 
 
-def _reason(returncode: int | None, stdout_tail: str, token: str) -> str:
+def _signal_of(returncode: int | None, how: Isolation) -> int | None:
+    """The signal that ended the program: bwrap and the unshare script report it as 128 + N."""
+    if returncode is None:
+        return None
+    if returncode < 0:
+        return -returncode
+    if how.isolated and 128 < returncode < 128 + 65:
+        return returncode - 128
+    return None
+
+
+def _reason(sig: int | None, returncode: int | None, stderr_tail: str) -> str:
+    """Why the program ended. Only status 0 is a pass; the rest only explains the failure."""
     if returncode == 0:
-        return "passed" if stdout_tail.rstrip().endswith(token) else "exited_early"
+        return "passed"
     if returncode is None:
         return "error"
-    if returncode < 0:
-        sig = -returncode
+    if sig is not None:
         if sig == signal.SIGXCPU:
             return "timeout"
         if sig == signal.SIGXFSZ:
             return "output_limit"
-        return "killed"
+        return "blocked" if sig == signal.SIGABRT and BLOCKED_MARKER in stderr_tail else "killed"
     return {
         EXIT_EARLY: "exited_early",
         EXIT_MEMORY: "memory",
-        EXIT_BLOCKED: "blocked",
         EXIT_BOOTSTRAP: "error",
         EXIT_OUTPUT: "output_limit",
+        120: "output_limit",  # the interpreter could not flush stdout at exit
     }.get(returncode, "failed")

@@ -1,0 +1,135 @@
+"""The kernel layer on its own: a plain interpreter (no bootstrap, no audit hook) in the namespaces.
+
+These show that each mechanism stops the attacks without help from the inner layer: the program
+here could do anything Python allows, yet it cannot see the evaluator's files, reach the host's
+loopback, signal host processes or leave processes behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sandbox_layers import kernel  # noqa: F401  (fixture)
+from test_sandbox_hostile import _processes_with, home_secret, listener, victim  # noqa: F401  (fixtures)
+
+from medmoe_lm_eval.benchmarks import isolation
+from medmoe_lm_eval.benchmarks.isolation import Isolation, Launch
+
+
+def _run_bare(mechanism: str, tmp_path: Path, code: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    """Run ``code`` with a plain ``python -I -S`` inside the namespaces of ``mechanism``."""
+    program, mnt = tmp_path / "program.py", tmp_path / "mnt"
+    program.write_text("")
+    mnt.mkdir(exist_ok=True)
+    launch = Launch(str(program), str(program), str(mnt), 8 << 20)
+    argv = isolation.wrap(Isolation(mechanism), launch, [isolation.interpreter(), "-I", "-S", "-c", code])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={"PATH": os.defpath}, cwd=tmp_path)
+
+
+def test_view_holds_only_python_and_libraries(kernel, tmp_path, home_secret):  # noqa: F811
+    path, secret = home_secret
+    code = (
+        f"import os, sys\nprint(sorted(os.listdir('/')))\nprint(sorted(os.listdir({str(path.parent)!r})) if os.path.isdir({str(path.parent)!r}) else [])\n"
+        f"print(os.path.exists({str(path)!r}), os.path.exists({str(Path.cwd())!r}), os.path.exists('/etc'))\n"
+        "print(os.getcwd())\nprint([l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0])\n"
+    )
+    out = _run_bare(kernel, tmp_path, code).stdout.splitlines()
+    assert set(eval(out[0])) <= {"sandbox", "tmp", "proc", "dev", "usr", "lib", "lib64", "lib32", "root", "bin", "opt", "home"}
+    assert path.name not in out[1] and secret not in "".join(out)
+    assert out[2:] == ["False False False", isolation.WORK_INSIDE, "0000000000000000"]  # and no capability
+
+
+def test_writes_outside_the_private_dirs_fail(kernel, tmp_path):  # noqa: F811
+    target = tmp_path / "escape.txt"
+    code = (
+        "import os\nfails = 0\n"
+        f"for p in ['/usr/lib/escape', '/sandbox/escape', '/escape', {str(target)!r}]:\n"
+        "    try:\n        open(p, 'w').write('x')\n    except OSError:\n        fails += 1\n"
+        "open('/tmp/ok', 'w').write('x'); open('ok', 'w').write('x')\nprint(fails)\n"
+    )
+    proc = _run_bare(kernel, tmp_path, code)
+    assert proc.stdout.strip() == "4", proc.stderr
+    assert not target.exists()
+
+
+def test_host_loopback_is_unreachable(kernel, tmp_path, listener):  # noqa: F811
+    port, accepted = listener
+    code = f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'leak')\n    print('connected')\nexcept OSError as e:\n    print('refused', e)\n"
+    proc = _run_bare(kernel, tmp_path, code)
+    assert proc.stdout.startswith("refused"), proc.stdout + proc.stderr
+    assert accepted == []
+
+
+def test_host_processes_cannot_be_signalled(kernel, tmp_path, victim):  # noqa: F811
+    code = (
+        f"import os, signal\ntry:\n    os.kill({victim.pid}, signal.SIGKILL)\n    print('sent')\nexcept ProcessLookupError:\n    print('no such process')\n"
+        "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+    )
+    out = _run_bare(kernel, tmp_path, code).stdout.splitlines()
+    assert out[0] == "no such process"
+    assert max(eval(out[1])) < 100  # only the namespace's own few processes
+    assert victim.poll() is None
+
+
+def test_forks_die_with_the_program(kernel, tmp_path):  # noqa: F811
+    marker = uuid.uuid4().hex
+    code = f"import os, sys\nif os.fork() == 0:\n    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(30)', {marker!r}])\nimport time\ntime.sleep(0.3)\n"
+    _run_bare(kernel, tmp_path, code)
+    time.sleep(0.2)
+    assert not _processes_with(marker)
+
+
+def test_everything_dies_with_the_evaluator(kernel, tmp_path):  # noqa: F811
+    marker = uuid.uuid4().hex
+    program, mnt = tmp_path / "program.py", tmp_path / "mnt"
+    program.write_text("")
+    mnt.mkdir()
+    code = f"import time\ntime.sleep(30)  # {marker}"
+    inner = isolation.wrap(Isolation(kernel), Launch(str(program), str(program), str(mnt), 1 << 20), [isolation.interpreter(), "-I", "-S", "-c", code])
+    evaluator = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run(sys.argv[1:])", *inner], env={"PATH": os.defpath})
+    deadline = time.monotonic() + 10
+    while not _processes_with(f"# {marker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_with(f"# {marker}"), "the sandboxed program never started"
+    evaluator.send_signal(signal.SIGKILL)
+    evaluator.wait()
+    deadline = time.monotonic() + 5
+    while _processes_with(f"# {marker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _processes_with(f"# {marker}")
+
+
+# -- choosing the mechanism ----------------------------------------------------------------------
+
+
+def test_setting_is_checked(monkeypatch):
+    monkeypatch.setenv(isolation.ENV_VAR, "bwarp")
+    with pytest.raises(ValueError, match="MEDMOE_SANDBOX='bwarp' is not one of auto, bwrap, unshare, off"):
+        isolation.current()
+    monkeypatch.setenv(isolation.ENV_VAR, "off")
+    assert isolation.current() == Isolation("none") and isolation.current().sandbox == "rlimits+audit"
+
+
+def test_auto_falls_back_to_unshare_then_inner_layer_injected(monkeypatch, caplog):
+    """Which mechanisms work is injected; the order of preference is what is tested."""
+    monkeypatch.setenv(isolation.ENV_VAR, "auto")
+    monkeypatch.setattr(isolation, "works", lambda m: m == "unshare")
+    assert isolation.current() == Isolation("unshare") and isolation.current().sandbox == "namespaces"
+    monkeypatch.setattr(isolation, "works", lambda m: False)
+    isolation._warn_inner_only.cache_clear()
+    assert isolation.current() == Isolation("none")
+    assert "no kernel isolation for generated code" in caplog.text
+
+
+def test_asking_for_a_mechanism_that_cannot_run_is_an_error_injected(monkeypatch):
+    monkeypatch.setenv(isolation.ENV_VAR, "bwrap")
+    monkeypatch.setattr(isolation, "works", lambda m: False)
+    with pytest.raises(RuntimeError, match="MEDMOE_SANDBOX=bwrap but bwrap cannot start a sandbox here"):
+        isolation.current()
