@@ -145,7 +145,7 @@ def _run(tasks: dict[str, float] | None = None, interval_ms: float = 10, device:
 
 def _assert_cpu_figures(report: dict) -> None:
     assert report["memory"]["peak_rss_bytes"] > 0
-    assert report["total"]["requests"] > 0 and report["total"]["latency_ms"]["p50"] > 0
+    assert report["total"]["requests"] > 0 and report["total"]["batch_latency_ms"]["p50"] > 0
 
 
 # -- NVML cannot be used: the CPU figures remain and the error is named ------------------------------
@@ -158,7 +158,8 @@ def test_no_library_fake_nvml(monkeypatch):
     assert report["device"] == "cuda:0" and report["memory"]["gpu"] is None
     assert "pynvml is not importable" in report["memory"]["gpu_error"]
     assert report["energy"]["joules"] is None
-    assert report["energy"]["reason"].startswith("nvml: pynvml is not importable") and "rapl:" in report["energy"]["reason"]
+    # a GPU expert's energy is the GPU's: without NVML it is unknown, never read from RAPL instead
+    assert report["energy"]["reason"].startswith("nvml: pynvml is not importable") and report["energy"]["source"] is None
     assert report["hardware"]["gpu_name"] is None
 
 

@@ -9,7 +9,7 @@ not in ``__init__``, so a mixture can validate every expert first and keep only 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,6 +18,24 @@ if TYPE_CHECKING:
 
 class BackendError(RuntimeError):
     """A backend failed in a way the user can act on; the message names the expert."""
+
+
+def pieces_until(chunks: Iterable[str], until: Sequence[str]) -> Iterator[str]:
+    """New text of a growing answer, cut before the first stop string (then the stream ends).
+
+    Stop strings can straddle two chunks, so each chunk is checked against the text so far.
+    """
+    text = ""
+    for chunk in chunks:
+        combined = text + chunk
+        hits = [combined.find(stop) for stop in until if stop and stop in combined]
+        if hits:
+            if min(hits) > len(text):
+                yield combined[len(text) : min(hits)]
+            return
+        text = combined
+        if chunk:
+            yield chunk
 
 
 class Backend(abc.ABC):
@@ -51,16 +69,27 @@ class Backend(abc.ABC):
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Greedy continuation of each ``(context, gen_kwargs)`` request."""
 
-    def stream(self, prompt: str, max_new_tokens: int = 128, until: list[str] | None = None) -> Iterator[str]:
-        """Greedy answer to one prompt, piece by piece (for ``medmoe ask``).
+    # -- single-stream serving (the profiler's probe, ``medmoe ask``) ---------------------------
+    #: whether :meth:`stream` yields text as tokens are produced; the default yields it at once
+    streams: bool = False
 
-        The default yields the whole answer at once through :meth:`generate_until`; backends
-        that can stream tokens override it.
+    def stream(self, prompt: str, gen_kwargs: dict[str, Any]) -> Iterator[str]:
+        """The answer to one prompt, piece by piece, under lm-eval's ``generate_until`` kwargs
+        (``until``, ``max_gen_toks``, ``do_sample``, ``temperature``).
+
+        The default yields the whole answer at once through :meth:`generate_until`, so the
+        time to its first piece is the time to the whole answer; backends that can stream
+        override it and set ``streams = True``, and the profile says which did.
         """
         from lm_eval.api.instance import Instance
 
-        request = Instance("generate_until", {}, (prompt, {"until": until or [], "max_gen_toks": max_new_tokens, "do_sample": False}), 0)
+        request = Instance("generate_until", {}, (prompt, dict(gen_kwargs)), 0)
         yield from self.generate_until([request])
+
+    def compute_device(self) -> str:
+        """Where this expert computes (``cuda:N``, ``cpu``, ``remote``): the device whose counters
+        its energy and memory are read from. A backend that ignores its device overrides it."""
+        return self.device or "cpu"
 
     def fit_prompt(self, prompt: str, max_new_tokens: int) -> tuple[str, bool]:
         """Keep the end of a prompt that does not fit the window (what lm-eval's HFLM does)."""
