@@ -23,19 +23,24 @@ class BackendError(RuntimeError):
 def pieces_until(chunks: Iterable[str], until: Sequence[str]) -> Iterator[str]:
     """New text of a growing answer, cut before the first stop string (then the stream ends).
 
-    Stop strings can straddle two chunks, so each chunk is checked against the text so far.
+    A stop string can straddle two chunks, so the tail that could still begin one is held back
+    until the next chunk decides: what is yielded is exactly ``cut_at_stops`` of the whole text.
     """
-    text = ""
+    stops = [s for s in until if s]
+    text, shown = "", 0
     for chunk in chunks:
-        combined = text + chunk
-        hits = [combined.find(stop) for stop in until if stop and stop in combined]
+        text += chunk
+        hits = [text.find(stop) for stop in stops if stop in text]
         if hits:
-            if min(hits) > len(text):
-                yield combined[len(text) : min(hits)]
+            if min(hits) > shown:
+                yield text[shown : min(hits)]
             return
-        text = combined
-        if chunk:
-            yield chunk
+        hold = max((k for stop in stops for k in range(1, len(stop)) if text.endswith(stop[:k])), default=0)
+        if len(text) - hold > shown:
+            yield text[shown : len(text) - hold]
+            shown = len(text) - hold
+    if len(text) > shown:
+        yield text[shown:]
 
 
 class Backend(abc.ABC):
