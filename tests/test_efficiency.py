@@ -108,7 +108,7 @@ def test_probe_prompts_take_one_warmup_and_the_tasks_own_prompts():
     assert [p[:2] for p in picked] == [(0, "Q0"), (1, "Q1"), (2, "Q2")] and picked[0][2] == {"until": ["\n"], "max_gen_toks": 5}
     options = [Instance("loglikelihood", {}, ("Question: Q?\nAnswer:", f" {c}"), c, ("mc", 7, 1)) for c in "ABCD"]
     (only,) = probe_prompts("loglikelihood", options, 4)["mc"]  # four options, one document, one prompt
-    assert only[:2] == (7, "Question: Q?\nAnswer:") and only[2]["max_gen_toks"] == 32
+    assert only[:2] == (7, "Question: Q?\nAnswer:") and only[2]["max_gen_toks"] == 16
     assert probe_prompts("loglikelihood_rolling", [Instance("loglikelihood_rolling", {}, ("text",), 0, ("p", 0, 1))], 4) == {}
     assert parse_prompts(None) == 4 and parse_prompts("0") == 0
     with pytest.raises(ConfigError, match="probe"):

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 #: prompts measured per task by default (after one warm-up): a few seconds on a real model
 DEFAULT_PROMPTS = 4
 #: what a free-text answer to a multiple-choice question may run to
-MC_GEN_KWARGS: dict[str, Any] = {"until": ["\n\n", "\nQuestion:"], "max_gen_toks": 32, "do_sample": False}
+MC_GEN_KWARGS: dict[str, Any] = {"until": ["\n\n", "\nQuestion:"], "max_gen_toks": 16, "do_sample": False}
 
 
 def parse_prompts(value: int | str | None, default: int = DEFAULT_PROMPTS) -> int:

@@ -170,7 +170,7 @@ def _energy_section(parts: Sequence[RankProfile], requests: int) -> dict[str, An
 
 def _served(parts: Sequence[RankProfile]) -> dict[str, Any] | None:
     """Unique requests and documents summed over ranks (each serves its own share)."""
-    served = [p.profile.get("served") for p in parts if p.profile.get("served")]
+    served: list[dict[str, Any]] = [p.profile["served"] for p in parts if p.profile.get("served")]
     if not served:
         return None
     return {

@@ -134,8 +134,8 @@ def _tasks(prof: Profiler, records: list[BatchRecord], batch_j: dict[int, float 
         entry["truncated"] = sum(n for (t, _), n in prof._truncated.items() if (t or "(none)") == task)
         entry["experts"] = {e: Throughput.from_records(rs).to_dict() for e, rs in group_by(recs, "expert").items()}
         out[task] = entry
-    for (task, _), n in prof._truncated.items():  # truncation noted for a task never tracked
-        out.setdefault(task or "(none)", {**Throughput.from_records([]).to_dict(), "energy_j": None, "truncated": n, "experts": {}})
+    for (name, _), n in prof._truncated.items():  # truncation noted for a task never tracked
+        out.setdefault(name or "(none)", {**Throughput.from_records([]).to_dict(), "energy_j": None, "truncated": n, "experts": {}})
     return out
 
 
@@ -191,11 +191,11 @@ def _memory_report(prof: Profiler, used: list[str]) -> dict[str, Any]:
     """Peak RSS for CPU work, NVML (and torch) peaks for the GPUs experts ran on, never a GPU
     figure for a run whose experts all ran on the CPU."""
     gpus = [prof._meters[k] for k in used if k.startswith("cuda") and isinstance(prof._meters.get(k), NvmlMeter)]
-    peaks = [m.memory() for m in gpus if m.memory()]
+    peaks: list[dict[str, Any]] = [mem for m in gpus if (mem := m.memory()) is not None]
     gpu: dict[str, Any] | None = None
     torch_peaks = prof._torch_peaks if device_of_run(prof) in used else None
     if peaks or torch_peaks:
-        top = max(peaks, key=lambda p: p["nvml_peak_used_bytes"]) if peaks else {}
+        top: dict[str, Any] = max(peaks, key=lambda p: p["nvml_peak_used_bytes"]) if peaks else {}
         gpu = {
             "nvml_peak_used_bytes": top.get("nvml_peak_used_bytes"),
             "nvml_scope": top.get("nvml_scope"),

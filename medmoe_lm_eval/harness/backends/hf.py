@@ -90,10 +90,13 @@ class HFBackend(Backend):
         from medmoe_lm_eval.harness.backends import _requests as rq
         from medmoe_lm_eval.harness.backends.base import pieces_until
 
-        tokenizer, model = self.lm.tokenizer, self.lm.model
+        lm = self.lm
+        if lm is None:
+            raise BackendError(f"expert '{self.spec.name}': stream() before load()")
+        tokenizer, model = lm.tokenizer, lm.model
         settings = rq.gen_settings(gen_kwargs, None)
-        budget = rq.context_budget(self.lm.max_length, settings.max_gen_toks, self.spec.name)
-        ids = torch.tensor([self.lm.tok_encode(prompt)[-budget:]], device=model.device)
+        budget = rq.context_budget(lm.max_length, settings.max_gen_toks, self.spec.name)
+        ids = torch.tensor([lm.tok_encode(prompt)[-budget:]], device=model.device)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         sampling = {"do_sample": True, "temperature": settings.temperature} if settings.temperature > 0 else {"do_sample": False}
         kwargs = {
