@@ -128,3 +128,32 @@ def test_single_stream_summary_by_hand():
     assert s["tpot_ms"]["n"] == 2 and s["tpot_ms"]["p50"] == pytest.approx(30.0)
     assert s["router_ms"]["p50"] == pytest.approx(2.0) and s["output_tokens"] == 17 and s["energy_per_request_j"] == pytest.approx(1.0)
     assert summarise([StreamSample("t", "e", 0.0, 0.2, 0.2, 3, streamed=False)], 1)["streamed"] is False
+
+
+def test_a_failing_probe_is_noted_and_never_fails_the_run_injected():
+    """A backend whose streaming path raises: the probe records why in the profile's notes."""
+    from medmoe_lm_eval.harness.probe import ServingProbe
+    from medmoe_lm_eval.profiling.profiler import Profiler
+
+    class Route:
+        top = "e"
+
+    class Router:
+        def route(self, texts, tasks, keys):
+            return [Route() for _ in texts]
+
+    class Broken:
+        streams = True
+
+        def stream(self, prompt, gen_kwargs):
+            raise RuntimeError("server closed the stream")
+            yield ""  # pragma: no cover - makes this a generator
+
+    from lm_eval.api.instance import Instance
+
+    prof = Profiler(interval_ms=20)
+    probe = ServingProbe(Router(), lambda name: Broken(), prof, prompts=2)
+    probe.served("generate_until", [Instance("generate_until", {}, ("Q", {"until": ["\n"]}), 0, ("t", 0, 1))])
+    report = prof.report()
+    assert report["single_stream"] is None and report["served"]["requests"] == 1
+    assert "single-stream probe of t failed: RuntimeError: server closed the stream" in report["sampler"]["notes"]

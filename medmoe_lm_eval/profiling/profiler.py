@@ -251,6 +251,11 @@ class Profiler:
         if self.enabled:
             self._streams[task] = (list(samples), int(warmup))
 
+    def note(self, message: str) -> None:
+        """Something the profile should say (a figure that could not be measured, and why)."""
+        if self.enabled:
+            self._notes.append(message)
+
     def add_router_time(self, seconds: float, n_queries: int) -> None:
         """Time the router took to score ``n_queries`` queries in one call."""
         if self.enabled and n_queries > 0:
