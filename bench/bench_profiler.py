@@ -8,7 +8,11 @@ Three measurements, each printed as a table:
 3. lm-eval end to end: ``lm_eval.simple_evaluate(model="medmoe", model_args={"adapter": ...,
    "profile": True/False})`` on a small task suite (multiple choice, generation and rolling
    loglikelihood built from the bundled samples, or ``--tasks`` with ``--include-path``),
-   interleaving on and off; the target is a wall ratio <= 1.02 with identical metrics.
+   interleaving on and off; the target is a wall ratio <= 1.02 with identical metrics. The
+   serving probe is off here (``probe=0``), so this is the profiler's own cost.
+4. The serving probe (single-stream latency, ``probe=N`` prompts per task after a warm-up): the
+   same lm-eval run with ``probe=4`` vs ``probe=0``, its added wall time per run and per task,
+   and the single-stream figures it measured (TTFT, TPOT, E2E p50/p95).
 
 Run: ``python bench/bench_profiler.py 2>/dev/null`` (about two minutes on two cores; ``--quick``
 for less; stderr carries lm-eval's progress bars). On a machine shared with other work, trust
@@ -203,7 +207,7 @@ def bench_lmeval(adapter: Path, include_path: Path, tasks: list[str], limit: int
         t0, c0 = time.perf_counter(), time.process_time()
         out = lm_eval.simple_evaluate(
             model="medmoe",
-            model_args={"adapter": str(adapter), "profile": profile},
+            model_args={"adapter": str(adapter), "profile": profile, "probe": 0},
             tasks=tasks,
             task_manager=manager,
             limit=limit,
@@ -229,6 +233,61 @@ def bench_lmeval(adapter: Path, include_path: Path, tasks: list[str], limit: int
         "sampler_cpu_s": (profile or {}).get("sampler", {}).get("cpu_s"),
         "profile_wall_s": (profile or {}).get("wall_s"),
     }
+
+
+# -- 4. the serving probe ------------------------------------------------------------------------------
+
+
+def bench_probe(adapter: Path, include_path: Path, tasks: list[str], limit: int | None, repeats: int, prompts: int = 4) -> dict[str, Any]:
+    """Wall time of a profiled lm-eval run with the probe on (``prompts``) and off, interleaved."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from medmoe_lm_eval._lmeval_hook import register
+
+    register()
+    manager = TaskManager(include_path=str(include_path))
+
+    def once(n: int) -> tuple[float, dict[str, Any]]:
+        t0 = time.perf_counter()
+        out = lm_eval.simple_evaluate(
+            model="medmoe", model_args={"adapter": str(adapter), "probe": n}, tasks=tasks, task_manager=manager, limit=limit, device="cpu", log_samples=False
+        )
+        return time.perf_counter() - t0, out["config"]["medmoe_profile"]
+
+    once(prompts)  # warm-up
+    walls: dict[int, list[float]] = {prompts: [], 0: []}
+    stream: dict[str, Any] = {}
+    for i in range(repeats):
+        for n in (prompts, 0) if i % 2 == 0 else (0, prompts):
+            wall, profile = once(n)
+            walls[n].append(wall)
+            stream = profile.get("single_stream") or stream
+    added = min(walls[prompts]) - min(walls[0])
+    return {
+        "prompts": prompts,
+        "wall_on_s": min(walls[prompts]),
+        "wall_off_s": min(walls[0]),
+        "added_s": added,
+        "probed_tasks": len(stream),
+        "single_stream": stream,
+    }
+
+
+def _print_probe(r: dict[str, Any]) -> None:
+    table = Table(title=f"Serving probe: {r['prompts']} prompts per task after 1 warm-up (best of runs)", title_justify="left")
+    for col in ("probe on s", "probe off s", "added s", "added s per probed task"):
+        table.add_column(col, justify="right")
+    per_task = r["added_s"] / r["probed_tasks"] if r["probed_tasks"] else float("nan")
+    table.add_row(f"{r['wall_on_s']:.2f}", f"{r['wall_off_s']:.2f}", f"{r['added_s']:.2f}", f"{per_task:.2f}")
+    console.print(table)
+    figures = Table(title="Single-stream latency measured by the probe (ms)", title_justify="left")
+    for col in ("task", "streamed", "TTFT p50", "TPOT p50", "E2E p50", "E2E p95", "router p50"):
+        figures.add_column(col, justify="right")
+    for task, s in sorted(r["single_stream"].items()):
+        cells = (s["ttft_ms"]["p50"], s["tpot_ms"]["p50"], s["e2e_ms"]["p50"], s["e2e_ms"]["p95"], s["router_ms"]["p50"])
+        figures.add_row(task, str(s["streamed"]), *("-" if v is None else f"{v:.2f}" for v in cells))
+    console.print(figures)
 
 
 # -- output -------------------------------------------------------------------------------------------
@@ -332,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
             limit = max(4, args.limit // 4) if args.quick else args.limit
             figures["lmeval"] = bench_lmeval(write_adapter(root, model_dir), include, tasks, limit, repeats)
             _print_lmeval(figures["lmeval"], tasks, limit)
+            figures["probe"] = bench_probe(write_adapter(root, model_dir), include, tasks, limit, repeats)
+            _print_probe(figures["probe"])
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0

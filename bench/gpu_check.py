@@ -167,7 +167,9 @@ def check_harness(root: Path, model_dir: Path, limit: int) -> tuple[list[Check],
     worst = max((abs(gpu[k] - cpu[k]) / max(abs(cpu[k]), 1e-12) for k in cpu), default=math.inf)
     profile = runs["cuda:0"]["config"]["medmoe_profile"]
     energy, memory = profile["energy"], profile["memory"]["gpu"] or {}
-    hardware, lat = profile["hardware"], profile["total"]["latency_ms"]
+    hardware, lat = profile["hardware"], profile["total"]["batch_latency_ms"]
+    idle = (energy.get("devices") or {}).get("cuda:0") or {}
+    streams = list((profile.get("single_stream") or {}).values())
     figures = {"metrics_cuda": gpu, "metrics_cpu": cpu, "max_rel_diff": worst, "profile_cuda": profile}
     return [
         Check(
@@ -185,6 +187,16 @@ def check_harness(root: Path, model_dir: Path, limit: int) -> tuple[list[Check],
             "profile GPU peak memory (NVML and torch)",
             (memory.get("nvml_peak_used_bytes") or 0) > 0 and (memory.get("torch_max_allocated_bytes") or 0) > 0,
             f"nvml {memory.get('nvml_peak_used_bytes')} B ({memory.get('nvml_scope')}), torch {memory.get('torch_max_allocated_bytes')} B",
+        ),
+        Check(
+            "idle power of the GPU measured by NVML before the run and subtracted",
+            (idle.get("idle_w") or 0) > 0 and idle.get("batches_j") is not None and idle["batches_j"] <= (idle.get("batches_gross_j") or 0),
+            f"idle {idle.get('idle_w')} W ({idle.get('idle_source')}), batches {idle.get('batches_j')} J net of {idle.get('batches_gross_j')} J",
+        ),
+        Check(
+            "single-stream latency through the transformers streamer on the GPU",
+            bool(streams) and all(s["streamed"] and s["ttft_ms"]["p50"] <= s["e2e_ms"]["p50"] for s in streams),
+            "; ".join(f"TTFT {s['ttft_ms']['p50']:.1f} ms, E2E {s['e2e_ms']['p50']:.1f} ms" for s in streams) or "no probe",
         ),
         Check(
             "p50 <= p95 <= max batch latency",

@@ -153,7 +153,7 @@ def test_damaged_gguf_is_one_line_error(f32_gguf, tmp_path, damage):
 
 def test_stream_yields_the_same_answer_piece_by_piece(backend):
     prompt = "The patient presented with"
-    pieces = list(backend.stream(prompt, max_new_tokens=12, until=["\n"]))
+    pieces = list(backend.stream(prompt, {"until": ["\n"], "max_gen_toks": 12}))
     assert len(pieces) > 1
     assert "".join(pieces) == backend.generate_until(gen_requests([prompt], ["\n"], 12))[0]
 

@@ -271,9 +271,9 @@ def test_merged_profile_sums_counts_keeps_ranks_and_bounds_latency():
     assert merged["wall_s"] == max(a["wall_s"], b["wall_s"])
     assert merged["total"]["wall_s"] == max(a["total"]["wall_s"], b["total"]["wall_s"])
     assert merged["total"]["requests_per_s"] == pytest.approx(9 / merged["total"]["wall_s"])
-    latency = merged["total"]["latency_ms"]
-    assert latency["n"] == 3 and latency["p95"] == max(a["total"]["latency_ms"]["p95"], b["total"]["latency_ms"]["p95"])
-    assert latency["mean"] == pytest.approx((a["total"]["latency_ms"]["mean"] * 2 + b["total"]["latency_ms"]["mean"]) / 3)
+    latency = merged["total"]["batch_latency_ms"]
+    assert latency["n"] == 3 and latency["p95"] == max(a["total"]["batch_latency_ms"]["p95"], b["total"]["batch_latency_ms"]["p95"])
+    assert latency["mean"] == pytest.approx((a["total"]["batch_latency_ms"]["mean"] * 2 + b["total"]["batch_latency_ms"]["mean"]) / 3)
     assert merged["router"]["queries"] == 9
     assert [r["profile"] for r in merged["data_parallel"]["ranks"]] == [a, b]
     assert merge.merge_profiles(parts[:1]) == a  # one rank: its own profile, untouched

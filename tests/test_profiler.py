@@ -21,10 +21,11 @@ import pytest
 from rich.console import Console
 
 from medmoe_lm_eval.profiling import ProfileError, energy
-from medmoe_lm_eval.profiling.energy import CounterIntegrator, EnergySeries, PowerIntegrator, counter_delta, energy_per_correct
+from medmoe_lm_eval.profiling.energy import CounterIntegrator, EnergySeries, PowerIntegrator, counter_delta
 from medmoe_lm_eval.profiling.profiler import Profiler
 from medmoe_lm_eval.profiling.render import load_profile, render_profile, show_profile
 from medmoe_lm_eval.profiling.sampler import Sampler
+from medmoe_lm_eval.profiling.served import cache_share, energy_per_correct
 from medmoe_lm_eval.profiling.stats import BatchRecord, Latency, Throughput, busy_seconds
 
 MED = [
@@ -129,11 +130,11 @@ def test_latency_and_throughput_are_positive_and_ordered(profiled):
     report, counted = profiled
     groups = [report["total"], *report["request_types"].values(), *report["tasks"].values(), report["experts"]["bio"]]
     for stats in groups:
-        lat = stats["latency_ms"]
+        lat = stats["batch_latency_ms"]
         assert 0 < lat["p50"] <= lat["p95"] <= lat["max"]
         assert stats["wall_s"] > 0 and stats["requests_per_s"] > 0 and stats["prompt_tokens_per_s"] > 0
         assert stats["requests_per_s"] == pytest.approx(stats["requests"] / stats["wall_s"])
-    assert report["total"]["latency_ms"]["n"] == counted["batches"]
+    assert report["total"]["batch_latency_ms"]["n"] == counted["batches"]
     assert report["total"]["requests"] == len(MED) + len(LAW) + 2
     assert report["request_types"]["generate_until"]["generated_tokens_per_s"] > 0
     # sequential batches: the per-task busy times add up to the total, which fits in the run
@@ -156,7 +157,7 @@ def test_memory_hardware_and_sampler_figures(profiled):
     import torch
     import transformers
 
-    assert report["schema"] == 1 and report["enabled"] is True and report["device"] == "cpu"
+    assert report["schema"] == 2 and report["enabled"] is True and report["device"] == "cpu"
     assert report["memory"]["peak_rss_bytes"] > 50 * 2**20  # torch alone is bigger than that
     assert report["memory"]["gpu"] is None and report["memory"]["gpu_error"] is None
     hw, sw = report["hardware"], report["software"]
@@ -310,7 +311,7 @@ def test_failed_batch_is_counted_not_timed():
     prof.stop()
     report = prof.report()
     assert report["failed_batches"] == 1 and report["total"]["requests"] == 0
-    assert report["total"]["latency_ms"] == {"p50": None, "p95": None, "max": None, "mean": None, "n": 0}
+    assert report["total"]["batch_latency_ms"] == {"p50": None, "p95": None, "max": None, "mean": None, "n": 0}
 
 
 def test_sampler_records_errors_from_an_injected_failing_reading():
@@ -437,13 +438,18 @@ def test_rapl_absent_is_reported_as_null_with_reason(tmp_path, monkeypatch):
 # -- functions for the leaderboard and the CLI -------------------------------------------------------------
 
 
-def test_energy_per_correct():
-    profile = {"enabled": True, "tasks": {"med": {"energy_j": 12.0}, "law": {"energy_j": None}}}
-    assert energy_per_correct(profile, "med", 4) == pytest.approx(3.0)
-    assert energy_per_correct(profile, "med", 0) is None
-    assert energy_per_correct(profile, "law", 4) is None
-    assert energy_per_correct(profile, "code", 4) is None
-    assert energy_per_correct({"enabled": False}, "med", 4) is None
+def test_energy_per_correct_counts_only_the_documents_served_now():
+    """12 J spent on the 4 documents served now, accuracy 0.5: 12 / (0.5 * 4) = 6 J, not 12 / (0.5 * 8)."""
+    served = {"requests": 16, "tasks": {}, "cache": {"attached": True, "file": "c.db"}}
+    profile = {"enabled": True, "served": served, "tasks": {"med": {"energy_j": 12.0, "docs": 4}, "law": {"energy_j": None, "docs": 2}}}
+    assert energy_per_correct(profile, "med", 0.5, 8) == pytest.approx(6.0)
+    assert cache_share(profile, "med", 8) == pytest.approx(0.5) and cache_share(profile, "code", 8) == pytest.approx(1.0)
+    old = {"enabled": True, "tasks": {"med": {"energy_j": 12.0}}}  # a schema-1 profile: no document counts
+    assert energy_per_correct(old, "med", 0.5, 8) == pytest.approx(3.0) and cache_share(old, "med", 8) is None
+    assert energy_per_correct(profile, "med", 0.0, 8) is None
+    assert energy_per_correct(profile, "law", 0.5, 8) is None
+    assert energy_per_correct(profile, "code", 0.5, 8) is None
+    assert energy_per_correct({"enabled": False}, "med", 0.5, 8) is None
 
 
 def _print(path, width: int = 200) -> str:
@@ -551,8 +557,13 @@ def test_lm_eval_run_profile_on_and_off_gives_identical_metrics(tiny_model_dir, 
     assert prof["total"]["requests"] == 6 * 4 + 6  # four choices per question, one generation each
     assert set(prof["tasks"]) == set(_E2E_TASKS) and prof["experts"]["bio"]["loads"] == 1
     assert prof["request_types"]["generate_until"]["generated_tokens"] > 0
+    for task, stream in prof["single_stream"].items():  # the serving probe: 4 prompts per task after a warm-up
+        assert task in _E2E_TASKS and stream["prompts"] == 4 and stream["warmup"] == 1 and stream["streamed"] is True
+        assert stream["ttft_ms"]["p50"] <= stream["e2e_ms"]["p50"] <= stream["e2e_ms"]["p95"] and stream["router_ms"]["n"] == 4
+    assert set(prof["single_stream"]) == set(_E2E_TASKS)
     (written,) = (tmp_path / "logs_True").glob("profile_*.json")
     assert load_profile(written) == json.loads(json.dumps(prof))
     results = tmp_path / "results_x.json"
     results.write_text(json.dumps({"results": runs[True]["results"], "config": runs[True]["config"]}, default=str))
-    assert "prof_e2e_mcqa" in _print(results)
+    printed = _print(results)
+    assert "prof_e2e_mcqa" in printed and "Single-stream latency" in printed and "expert calls" in printed

@@ -145,7 +145,7 @@ def _run(tasks: dict[str, float] | None = None, interval_ms: float = 10, device:
 
 def _assert_cpu_figures(report: dict) -> None:
     assert report["memory"]["peak_rss_bytes"] > 0
-    assert report["total"]["requests"] > 0 and report["total"]["latency_ms"]["p50"] > 0
+    assert report["total"]["requests"] > 0 and report["total"]["batch_latency_ms"]["p50"] > 0
 
 
 # -- NVML cannot be used: the CPU figures remain and the error is named ------------------------------
@@ -158,7 +158,8 @@ def test_no_library_fake_nvml(monkeypatch):
     assert report["device"] == "cuda:0" and report["memory"]["gpu"] is None
     assert "pynvml is not importable" in report["memory"]["gpu_error"]
     assert report["energy"]["joules"] is None
-    assert report["energy"]["reason"].startswith("nvml: pynvml is not importable") and "rapl:" in report["energy"]["reason"]
+    # a GPU expert's energy is the GPU's: without NVML it is unknown, never read from RAPL instead
+    assert report["energy"]["reason"].startswith("nvml: pynvml is not importable") and report["energy"]["source"] is None
     assert report["hardware"]["gpu_name"] is None
 
 
@@ -294,3 +295,106 @@ def test_cuda_visible_devices_picks_the_nvml_gpu_fake_nvml(monkeypatch):
     assert nvml.calls["handle"] == [3]  # cuda:1 is NVML's GPU 3
     assert nvml_index("cuda:0", {"CUDA_VISIBLE_DEVICES": "GPU-8f6c"}) == "GPU-8f6c"
     assert nvml_index("cuda", {}) == 0
+
+
+# -- each expert on its own device; idle power -------------------------------------------------------
+
+
+def _rapl_zone(root, max_uj: int = 2**40):
+    zone = root / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "max_energy_range_uj").write_text(f"{max_uj}\n")
+    (zone / "energy_uj").write_text("0\n")
+    return zone / "energy_uj"
+
+
+def test_each_expert_is_charged_to_its_own_device_fake_nvml(tmp_path, monkeypatch):
+    """A GPU expert's joules and memory from NVML; a CPU-only one's (a GGUF file with n_gpu_layers: 0
+    on a GPU host) from RAPL and RSS: the 300 W the GPU draws meanwhile is not charged to it."""
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(watts=300.0, processes=lambda: [Proc(os.getpid(), 2 * GiB)]))
+    counter = _rapl_zone(tmp_path / "powercap")
+    monkeypatch.setattr(energy, "POWERCAP_ROOT", tmp_path / "powercap")
+    prof = Profiler(interval_ms=5, device="cuda:0")
+    prof.start()
+    for name, device in (("gpu-expert", "cuda:0"), ("cpu-expert", "cpu")):
+        with prof.expert_load(name, device=device):
+            pass
+    with prof.track(expert="gpu-expert", request_type="loglikelihood", task="t", n_requests=4, prompt_tokens=40):
+        _busy(0.1)
+    uj = 0
+    with prof.track(expert="cpu-expert", request_type="loglikelihood", task="t", n_requests=2, prompt_tokens=20):
+        for _ in range(20):  # RAPL moves 20 x 5 mJ = 0.1 J while the CPU expert works
+            uj += 5_000
+            counter.write_text(f"{uj}\n")
+            time.sleep(0.005)
+    prof.stop()
+    report = prof.report()
+    gpu, cpu = report["experts"]["gpu-expert"], report["experts"]["cpu-expert"]
+    assert (gpu["device"], gpu["energy_source"], gpu["memory_source"]) == ("cuda:0", "nvml_energy_counter", "nvml")
+    assert (cpu["device"], cpu["energy_source"], cpu["memory_source"]) == ("cpu", "rapl", "rss")
+    assert cpu["energy_j"] == pytest.approx(0.1, abs=0.011)
+    assert gpu["energy_j"] == pytest.approx(300.0 * gpu["wall_s"], abs=300.0 * 0.045)
+    assert report["tasks"]["t"]["energy_j"] == pytest.approx(gpu["energy_j"] + cpu["energy_j"])
+    assert report["tasks"]["t"]["energy_devices"] == ["cpu", "cuda:0"] and report["energy"]["source"] == "nvml_energy_counter+rapl"
+    per_device = report["memory"]["per_device"]
+    assert per_device["cuda:0"]["nvml_peak_used_bytes"] == 2 * GiB and per_device["cpu"]["source"] == "rss"
+
+
+def test_cpu_only_expert_on_a_gpu_host_reads_no_gpu_counter_fake_nvml(monkeypatch):
+    """Only a CPU expert ran: no GPU memory or energy in its figures, though NVML reads fine (RAPL is absent here)."""
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(watts=300.0, processes=lambda: [Proc(os.getpid(), 2 * GiB)]))
+    prof = Profiler(interval_ms=10, device="cuda:0")
+    prof.start()
+    with prof.expert_load("gguf-cpu", device="cpu"):
+        pass
+    with prof.track(expert="gguf-cpu", request_type="loglikelihood", task="t", n_requests=3, prompt_tokens=30):
+        _busy(0.1)
+    prof.stop()
+    report = prof.report()
+    assert report["memory"]["gpu"] is None and list(report["memory"]["per_device"]) == ["cpu"]
+    assert report["energy"]["joules"] is None and report["energy"]["source"] is None and report["energy"]["reason"].startswith("rapl:")
+    assert report["tasks"]["t"]["energy_j"] is None and report["experts"]["gguf-cpu"]["energy_source"] is None
+
+
+def _switching_counter(watts: float) -> tuple[Callable[[], int], Callable[[float], None]]:
+    """An energy counter (mJ) integrating the current draw exactly, and a switch for that draw."""
+    import threading
+
+    lock = threading.Lock()
+    state = {"watts": watts, "t": time.perf_counter(), "mj": 0.0}
+
+    def read() -> int:
+        with lock:
+            now = time.perf_counter()
+            state["mj"] += state["watts"] * (now - state["t"]) * 1000.0
+            state["t"] = now
+            return int(state["mj"])
+
+    def switch(new_watts: float) -> None:
+        read()
+        state["watts"] = new_watts
+
+    return read, switch
+
+
+def test_idle_power_is_measured_before_the_run_and_subtracted_fake_nvml(monkeypatch):
+    """Idle 50 W, 200 W while working: a batch of d seconds costs 200 d J gross and (200 - 50) d J net."""
+    read, switch = _switching_counter(50.0)
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(energy=read))
+    prof = Profiler(interval_ms=10, device="cuda:0", idle_s=0.3)
+    prof.start()  # measures 0.3 s of idle draw first
+    switch(200.0)
+    time.sleep(0.03)  # samples on both sides of the switch stay out of the batch's window
+    with prof.track(expert="e", request_type="loglikelihood", task="t", n_requests=5, prompt_tokens=50):
+        _busy(0.2)
+    prof.stop()
+    report = prof.report()
+    device = report["energy"]["devices"]["cuda:0"]
+    seconds = report["tasks"]["t"]["wall_s"]
+    assert device["idle_w"] == pytest.approx(50.0, rel=0.01) and device["idle_source"] == "nvml_counter" and device["idle_s"] >= 0.3
+    assert device["batches_gross_j"] == pytest.approx(200.0 * seconds, rel=0.02)
+    assert report["tasks"]["t"]["energy_j"] == pytest.approx(150.0 * seconds, rel=0.02)
+    assert report["energy"]["per_request_j"] == pytest.approx(150.0 * seconds / 5, rel=0.02) and report["energy"]["idle_w"] == device["idle_w"]
+    unmeasured = _run({"t": 0.05})["energy"]["devices"]["cuda:0"]  # idle_s=0: nothing measured, nothing subtracted
+    assert unmeasured["idle_w"] is None and unmeasured["batches_j"] == unmeasured["batches_gross_j"]

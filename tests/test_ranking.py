@@ -62,7 +62,7 @@ def test_weighted_score_and_hard_limit_hand_computed(three):
     assert "fails peak memory ≤ 8.00 GB (10.00 GB)" in table.loc["C", "why"]
     assert table.loc["A", "why"].startswith("meets peak memory ≤ 8.00 GB (4.00 GB)")
     assert "carried by accuracy (0.50 of 0.89)" in table.loc["A", "why"]
-    assert "carried by latency p50 (0.30 of 0.75)" in table.loc["B", "why"]
+    assert "carried by single-stream latency p50 (0.30 of 0.75)" in table.loc["B", "why"]
     assert list(rank_use_case(three, case).table["candidate"]) == ["A", "B", "C"]  # eligible first
 
 
@@ -92,8 +92,8 @@ def test_missing_figure_counts_as_worst_and_fails_its_limit(three):
     table = rank_use_case(frame, _case({"accuracy": 0.5, "latency": 0.5}, ["latency <= 1 s"])).table.set_index("candidate")
     assert table.loc["Plain", "score"] == pytest.approx(0.5)  # best accuracy, latency counted 0
     assert not table.loc["Plain", "meets_limits"]
-    assert "latency p50 ≤ 1.00 s (not measured)" in table.loc["Plain", "why"]
-    assert "no latency p50 measured (counted as worst)" in table.loc["Plain", "why"]
+    assert "single-stream latency p50 ≤ 1.00 s (not measured)" in table.loc["Plain", "why"]
+    assert "no single-stream latency p50 measured (counted as worst)" in table.loc["Plain", "why"]
 
 
 def test_a_figure_nobody_measured_is_left_out_and_said_once(three):

@@ -140,7 +140,8 @@ def test_profile_read_from_profile_file_or_reported_missing(board_results, tmp_p
     _write(tmp_path / "b" / "results_2026-03-01T00-00-00.json", missing)
     res = load_results(tmp_path)
     rows = res.frame.set_index(["candidate", "task", "metric"])
-    assert rows.loc[("from-file", "lbfx_bio", "acc"), "latency_ms_p50"] == pytest.approx(profile["tasks"]["lbfx_bio"]["latency_ms"]["p50"])
+    assert rows.loc[("from-file", "lbfx_bio", "acc"), "batch_latency_ms_p50"] == pytest.approx(profile["tasks"]["lbfx_bio"]["batch_latency_ms"]["p50"])
+    assert rows.loc[("from-file", "lbfx_bio", "acc"), "latency_ms_p50"] == pytest.approx(profile["single_stream"]["lbfx_bio"]["e2e_ms"]["p50"])
     assert math.isnan(rows.loc[("no-profile", "lbfx_bio", "acc"), "latency_ms_p50"])
     assert [i.message for i in res.warnings] == ["medmoe run without a profile: efficiency columns left empty"]
 

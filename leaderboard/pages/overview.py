@@ -25,7 +25,7 @@ st.dataframe(
     column_config={
         "win_rate": st.column_config.ProgressColumn("mean win rate", min_value=0.0, max_value=1.0, format="%.2f"),
         "accuracy": st.column_config.NumberColumn("accuracy", format="%.3f"),
-        "latency_ms": st.column_config.NumberColumn("latency p50 (ms)", format="%.1f"),
+        "latency_ms": st.column_config.NumberColumn("single-stream latency p50 (ms)", format="%.1f"),
         "generated_tokens_per_s": st.column_config.NumberColumn("gen. tokens/s", format="%.1f"),
         "peak_memory_gb": st.column_config.NumberColumn("peak memory (GB)", format="%.2f"),
         "energy_per_correct_j": st.column_config.NumberColumn("J per correct", format="%.3g"),
@@ -43,7 +43,7 @@ st.dataframe(
     column_config={
         "value": st.column_config.NumberColumn("value", format="%.4f"),
         "stderr": st.column_config.NumberColumn("± stderr", format="%.4f"),
-        "latency_ms_p50": st.column_config.NumberColumn("latency p50 (ms)", format="%.1f"),
+        "latency_ms_p50": st.column_config.NumberColumn("single-stream latency p50 (ms)", format="%.1f"),
         "generated_tokens_per_s": st.column_config.NumberColumn("gen. tokens/s", format="%.1f"),
         "requests_per_s": st.column_config.NumberColumn("requests/s", format="%.2f"),
         "peak_memory_gb": st.column_config.NumberColumn("peak memory (GB)", format="%.3f"),

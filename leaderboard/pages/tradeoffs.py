@@ -8,7 +8,7 @@ import streamlit as st
 from medmoe_lm_eval.analysis.ranking import candidate_figures, pareto_front
 
 AXES = {
-    "latency_ms": ("Latency", "latency p50 per batch (ms)"),
+    "latency_ms": ("Latency", "single-stream latency p50, end to end (ms)"),
     "peak_memory_gb": ("Memory", "peak memory (GB)"),
     "energy_per_correct_j": ("Energy", "energy per correct answer (J)"),
 }

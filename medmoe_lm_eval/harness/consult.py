@@ -96,7 +96,7 @@ class Consultant:
                 f"question truncated to its last {kept} tokens: expert '{answer.expert}' has a {backend.max_length}-token window and {new_tokens} are kept for the answer"
             )
         started = time.perf_counter()
-        for piece in backend.stream(prompt, new_tokens, STOPS):
+        for piece in backend.stream(prompt, {"until": STOPS, "max_gen_toks": new_tokens, "do_sample": False}):
             answer.text += piece
             answer.generation_s = time.perf_counter() - started
             yield piece, answer

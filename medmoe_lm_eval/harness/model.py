@@ -8,7 +8,6 @@ and mixtures are measured by the same code and the same profiler.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ from medmoe_lm_eval.harness.backends.base import Backend, BackendError
 from medmoe_lm_eval.harness.config import AdapterConfig, ConfigError, dump_adapter, load_adapter
 from medmoe_lm_eval.harness.fusion import fuse_loglikelihood, fuse_rolling
 from medmoe_lm_eval.harness.pool import ExpertPool
+from medmoe_lm_eval.harness.probe import ServingProbe, parse_prompts
 from medmoe_lm_eval.harness.routing.router import Route, Router
 from medmoe_lm_eval.harness.routing_log import RoutingLog, RoutingRecord, truncate_text
 from medmoe_lm_eval.jsonio import write_json_exclusive
@@ -37,9 +37,7 @@ from medmoe_lm_eval.profiling.profiler import Profiler
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
 
-log = logging.getLogger(__name__)
-
-MODEL_ARGS = ("adapter", "device", "batch_size", "max_batch_size", "log_dir", "profile", "max_resident", "model")
+MODEL_ARGS = ("adapter", "device", "batch_size", "max_batch_size", "log_dir", "profile", "max_resident", "model", "probe")
 
 #: what the router reads for each request type (lm-eval's ``Instance.args`` shapes)
 ROUTING_TEXT: dict[str, Callable[[tuple], str]] = {
@@ -99,6 +97,7 @@ class MedMoELM(LM):
         profile: bool | str | None = None,
         max_resident: int | None = None,
         model: str | None = None,
+        probe: int | str | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -116,8 +115,9 @@ class MedMoELM(LM):
         self.stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S-%f")
         self.log_dir = self._log_dir(log_dir, model)
         enabled = self.cfg.profile.enabled if profile is None else _as_bool(profile)
-        self.profiler = Profiler(interval_ms=self.cfg.profile.interval_ms, device=device or "auto", enabled=enabled)
+        self.profiler = Profiler(interval_ms=self.cfg.profile.interval_ms, device=device or "auto", enabled=enabled, idle_s=self.cfg.profile.idle_s)
         self.pool = ExpertPool(self.cfg.experts, self.profiler, max_resident or self.cfg.memory.max_resident, device)
+        self.probe = ServingProbe(self.router, self._backend, self.profiler, parse_prompts(probe, self.cfg.profile.probe_prompts) if self.rank == 0 else 0)
         self._batch_override = self._parse_batch_size(batch_size)
         self.routing = RoutingLog(self._log_path("routing", "jsonl")) if self.rank == 0 else distributed.BufferedRoutingLog()
         self.profiler.start()
@@ -191,6 +191,7 @@ class MedMoELM(LM):
                             final[i] = self._fuse(rtype, routes[i], partial[i])
                             self.cache_hook.add_partial(rtype, requests[i].args, final[i])
                     bar.update(len(chunk))
+        self.probe.served(rtype, requests)  # counts the unique requests served, then probes new tasks
         return final
 
     def _route(self, rtype: str, requests: list[Instance]) -> list[Route]:
@@ -318,6 +319,7 @@ class MedMoELM(LM):
         self.pool.note_memory()
         self.profiler.stop()
         self.routing.close()
+        self.probe.note_cache(self.cache_hook)
         profile = self._merged_profile()
         profile_path = self._log_path("profile", "json")
         if profile_path is not None and profile.get("enabled", True):

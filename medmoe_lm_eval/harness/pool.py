@@ -50,7 +50,7 @@ class ExpertPool:
             self.release(next(iter(self.resident)))
         spec = self.specs[name]
         backend = make_backend(spec, device=self.device_for(spec))
-        with self.profiler.expert_load(name):
+        with self.profiler.expert_load(name, device=backend.compute_device()):
             backend.load()
         self.load_counts[name] += 1
         self.infos[name] = backend.info()

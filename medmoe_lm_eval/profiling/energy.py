@@ -13,7 +13,6 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 #: Where Linux exposes RAPL. A module attribute so a copy of the tree can be pointed at instead.
 POWERCAP_ROOT = Path("/sys/class/powercap")
@@ -193,16 +192,3 @@ class Rapl:
 
     def describe(self) -> str:
         return "+".join(z.name for z in self.zones)
-
-
-def energy_per_correct(profile: dict[str, Any], task: str, n_correct: float) -> float | None:
-    """Joules per correct answer on ``task``: its batches' energy over ``n_correct``.
-
-    ``n_correct`` is accuracy times the number of documents; ``None`` when energy was not
-    measured, the task is not in the profile, or nothing was answered correctly.
-    """
-    entry = (profile.get("tasks") or {}).get(task) if profile.get("enabled", True) else None
-    joules = entry.get("energy_j") if entry else None
-    if joules is None or not n_correct or n_correct <= 0:
-        return None
-    return float(joules) / float(n_correct)

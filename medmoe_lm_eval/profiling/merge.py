@@ -73,7 +73,8 @@ def merge_throughput(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         wall_s=float(_max(p.get("wall_s") for p in parts) or 0.0),
         prompt_tokens=sum(int(p.get("prompt_tokens") or 0) for p in parts),
         generated_tokens=sum(int(p.get("generated_tokens") or 0) for p in parts),
-        latency=merge_latency([p.get("latency_ms") or {} for p in parts]),
+        latency=merge_latency([p.get("batch_latency_ms") or p.get("latency_ms") or {} for p in parts]),
+        expert_calls=sum(int(p.get("expert_calls", p.get("requests")) or 0) for p in parts),
     ).to_dict()
 
 
@@ -93,6 +94,8 @@ def _task_entry(entries: list[dict[str, Any]], domains: list[tuple[str, str]]) -
     out = merge_throughput(entries)
     out["energy_j"] = _energy([e.get("energy_j") for e in entries], domains)
     out["truncated"] = sum(int(e.get("truncated") or 0) for e in entries)
+    out["docs"] = _sum(e.get("docs") for e in entries)  # ranks serve disjoint documents
+    out["energy_devices"] = sorted({d for e in entries for d in e.get("energy_devices") or []})
     experts: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         for name, figures in (entry.get("experts") or {}).items():
@@ -156,9 +159,23 @@ def _energy_section(parts: Sequence[RankProfile], requests: int) -> dict[str, An
         "source": ",".join(dict.fromkeys(str(e["source"]) for e in energies if e.get("source"))) or None,
         "reason": "; ".join(dict.fromkeys(str(e["reason"]) for e in energies if e.get("reason"))) or None,
         "batches_j": batches_j,
+        "batches_gross_j": _energy([e.get("batches_gross_j") for e in energies], domains),
         "per_request_j": batches_j / requests if batches_j is not None and requests else None,
+        "idle_w": _energy([e.get("idle_w") for e in energies], domains),
         "mean_power_w": _energy([e.get("mean_power_w") for e in energies], domains),
+        "devices": {f"rank{p.rank}/{k}": v for p, e in zip(parts, energies) for k, v in (e.get("devices") or {}).items()},
         "rapl_zones": next((e.get("rapl_zones") for e in energies if e.get("rapl_zones")), None),
+    }
+
+
+def _served(parts: Sequence[RankProfile]) -> dict[str, Any] | None:
+    """Unique requests and documents summed over ranks (each serves its own share)."""
+    served: list[dict[str, Any]] = [p.profile["served"] for p in parts if p.profile.get("served")]
+    if not served:
+        return None
+    return {
+        "requests": sum(int(s.get("requests") or 0) for s in served),
+        "cache": next((s.get("cache") for s in served if (s.get("cache") or {}).get("attached")), served[0].get("cache")),
     }
 
 
@@ -210,6 +227,7 @@ def merge_profiles(parts: Sequence[RankProfile]) -> dict[str, Any]:
             "request_types": _keyed(parts, "request_types", lambda entries, _: merge_throughput(entries)),
             "tasks": _keyed(parts, "tasks", _task_entry),
             "experts": _keyed(parts, "experts", _expert_entry),
+            "served": _served(parts),
             "router": _router(parts),
             "memory": _memory(parts),
             "energy": _energy_section(parts, int(total["requests"])),

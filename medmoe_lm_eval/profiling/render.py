@@ -68,9 +68,10 @@ def _joules(value: Any) -> str:
 
 
 def _stat_cells(stats: dict[str, Any]) -> list[str]:
-    lat = stats.get("latency_ms") or {}
+    lat = stats.get("batch_latency_ms") or stats.get("latency_ms") or {}  # schema 1 named the batch latency latency_ms
     return [
         _num(stats.get("requests")),
+        _num(stats.get("expert_calls", stats.get("requests"))),
         _num(stats.get("wall_s"), 2),
         _num(stats.get("requests_per_s")),
         _num(stats.get("prompt_tokens_per_s")),
@@ -81,7 +82,7 @@ def _stat_cells(stats: dict[str, Any]) -> list[str]:
     ]
 
 
-_STAT_COLUMNS = ("requests", "busy s", "req/s", "prompt tok/s", "gen tok/s", "p50 ms", "p95 ms", "max ms")
+_STAT_COLUMNS = ("requests", "expert calls", "busy s", "req/s", "prompt tok/s", "gen tok/s", "batch p50 ms", "batch p95 ms", "batch max ms")
 
 
 def _table(title: str, first: str, extra: tuple[str, ...] = ()) -> Table:
@@ -123,7 +124,7 @@ def _overview(p: dict[str, Any]) -> Table:
 
 
 def _throughput(p: dict[str, Any]) -> Table:
-    table = _table("Throughput and batch latency", "scope")
+    table = _table("Throughput and batch latency (a batch is one backend call on up to batch_size documents)", "scope")
     table.add_row("total", *_stat_cells(p.get("total") or {}), style="bold")
     for rtype, stats in (p.get("request_types") or {}).items():
         table.add_row(rtype, *_stat_cells(stats))
@@ -131,20 +132,38 @@ def _throughput(p: dict[str, Any]) -> Table:
 
 
 def _tasks(p: dict[str, Any]) -> Table:
-    table = _table("Tasks", "task", ("energy J", "J/request", "truncated"))
+    table = _table("Tasks (requests: unique, served in this run)", "task", ("docs", "energy J", "J/request", "on", "truncated"))
     for task, stats in sorted((p.get("tasks") or {}).items()):
         energy, n = stats.get("energy_j"), stats.get("requests")
         per = energy / n if energy is not None and n else None
-        table.add_row(task, *_stat_cells(stats), _joules(energy), _joules(per), _num(stats.get("truncated", 0)))
+        on = ",".join(stats.get("energy_devices") or []) or MISSING
+        table.add_row(task, *_stat_cells(stats), _num(stats.get("docs")), _joules(energy), _joules(per), on, _num(stats.get("truncated", 0)))
+    return table
+
+
+def _single_stream(p: dict[str, Any]) -> Table | None:
+    """The serving probe: one request at a time, router included (MLPerf single-stream)."""
+    probe = p.get("single_stream")
+    if not probe:
+        return None
+    table = Table(title="Single-stream latency (one request at a time, after warm-up; ms)", title_justify="left", header_style="bold")
+    table.add_column("task", style="cyan", no_wrap=True)
+    for col in ("prompts", "streamed", "TTFT p50", "TTFT p95", "TPOT p50", "E2E p50", "E2E p95", "router p50", "J/request"):
+        table.add_column(col, justify="right")
+    for task, s in sorted(probe.items()):
+        ttft, tpot, e2e, router = (s.get(k) or {} for k in ("ttft_ms", "tpot_ms", "e2e_ms", "router_ms"))
+        streamed = "yes" if s.get("streamed") else "no (TTFT = E2E)"
+        cells = (ttft.get("p50"), ttft.get("p95"), tpot.get("p50"), e2e.get("p50"), e2e.get("p95"))
+        table.add_row(task, _num(s.get("prompts")), streamed, *(_num(v) for v in cells), _num(router.get("p50"), 3), _joules(s.get("energy_per_request_j")))
     return table
 
 
 def _experts(p: dict[str, Any]) -> Table:
-    table = _table("Experts", "expert", ("loads", "load s", "energy J", "truncated"))
+    table = _table("Experts (requests: this expert's calls)", "expert", ("device", "loads", "load s", "energy J", "source", "truncated"))
     for name, stats in (p.get("experts") or {}).items():
-        table.add_row(
-            name, *_stat_cells(stats), _num(stats.get("loads")), _num(stats.get("load_s"), 2), _joules(stats.get("energy_j")), _num(stats.get("truncated", 0))
-        )
+        loads = (_num(stats.get("loads")), _num(stats.get("load_s"), 2))
+        energy = (_joules(stats.get("energy_j")), str(stats.get("energy_source") or MISSING))
+        table.add_row(name, *_stat_cells(stats), str(stats.get("device") or MISSING), *loads, *energy, _num(stats.get("truncated", 0)))
     return table
 
 
@@ -166,15 +185,44 @@ def _resources(p: dict[str, Any]) -> Table:
     rows.append(
         ("energy", f"{_joules(joules)} J from {energy.get('source')}" if joules is not None else f"not measured: {energy.get('reason') or 'no source'}")
     )
+    rows += _device_energy_rows(energy)
     if joules is not None:
-        rows += [("energy in batches", f"{_joules(energy.get('batches_j'))} J"), ("energy per request", f"{_joules(energy.get('per_request_j'))} J")]
+        rows += [
+            ("energy in batches", f"{_joules(energy.get('batches_j'))} J net of idle ({_joules(energy.get('batches_gross_j'))} J gross)"),
+            ("energy per request", f"{_joules(energy.get('per_request_j'))} J (unique requests served in this run)"),
+        ]
         if energy.get("mean_power_w") is not None:
             rows.append(("mean power", f"{_num(energy['mean_power_w'])} W"))
         if energy.get("reason"):
             rows.append(("energy note", energy["reason"]))
+    rows += _served_rows(p)
     rows.append(("router", f"{_num(router.get('queries', 0))} queries, {_num(router.get('total_s'), 3)} s, median {_num(router.get('median_ms'), 3)} ms/query"))
     rows.append(("sampler", f"{_num(sampler.get('samples'))} samples every {_num(sampler.get('interval_ms'), 0)} ms, {_num(sampler.get('cpu_s'), 3)} s CPU"))
     return _key_values("Memory, energy, router", rows)
+
+
+def _device_energy_rows(energy: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for device, d in (energy.get("devices") or {}).items():
+        idle = (
+            f"idle {_num(d.get('idle_w'))} W ({d.get('idle_source')}, {_num(d.get('idle_s'), 1)} s)" if d.get("idle_w") is not None else "idle not subtracted"
+        )
+        got = f"{_joules(d.get('joules'))} J from {d.get('source')}; {idle}" if d.get("source") else f"not measured: {d.get('reason')}"
+        rows.append((f"energy on {device}", got))
+    return rows
+
+
+def _served_rows(p: dict[str, Any]) -> list[tuple[str, str]]:
+    served = p.get("served")
+    if not served:
+        return []
+    cache = served.get("cache") or {}
+    where = (
+        f"lm-eval cache attached ({cache.get('file') or '?'}): cached requests are not counted"
+        if cache.get("attached")
+        else "no cache: every request served now"
+    )
+    return [("served", f"{_num(served.get('requests'))} unique requests; {where}")]
 
 
 def _problems(p: dict[str, Any]) -> Text | None:
@@ -185,7 +233,7 @@ def _problems(p: dict[str, Any]) -> Text | None:
     return Text("\n".join(lines), style="yellow") if lines else None
 
 
-_SECTIONS: tuple[Callable[[dict[str, Any]], RenderableType | None], ...] = (_overview, _throughput, _tasks, _experts, _resources, _problems)
+_SECTIONS: tuple[Callable[[dict[str, Any]], RenderableType | None], ...] = (_overview, _throughput, _tasks, _single_stream, _experts, _resources, _problems)
 
 
 def render_profile(profile: dict[str, Any]) -> list[RenderableType]:

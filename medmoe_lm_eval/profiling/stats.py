@@ -19,11 +19,12 @@ class BatchRecord:
     expert: str
     request_type: str
     task: str | None
-    n_requests: int
+    n_requests: int  #: expert calls in this batch (requests sent to this expert)
     prompt_tokens: int
     generated_tokens: int = 0
     start_s: float = 0.0  #: ``time.perf_counter()`` when the call began
     end_s: float = 0.0  #: ``time.perf_counter()`` when it returned (after a CUDA sync on GPU)
+    device: str = "cpu"  #: where the expert ran (``cuda:0``, ``cpu``, ``remote``): whose counters its energy comes from
 
     @property
     def seconds(self) -> float:
@@ -80,34 +81,48 @@ def _rate(amount: float, seconds: float) -> float | None:
 
 @dataclass(frozen=True)
 class Throughput:
-    """Requests and tokens over the time a group of batches kept the backend busy (seconds)."""
+    """Requests and tokens over the time a group of batches kept the backend busy (seconds).
+
+    ``requests`` counts unique lm-eval requests; ``expert_calls`` counts what the experts were
+    sent. A top-2 mixture with a shared expert sends one request to up to three experts, so the
+    two differ by that factor and only ``requests`` is comparable with a single model.
+    ``latency`` is per *batch* (one backend call on up to ``batch_size`` documents), never
+    per request: single-stream latency is measured by the serving probe.
+    """
 
     requests: int
     wall_s: float
     prompt_tokens: int
     generated_tokens: int
     latency: Latency
+    expert_calls: int | None = None  #: ``None``: the same as ``requests`` (one expert per request)
 
     @classmethod
-    def from_records(cls, records: Sequence[BatchRecord]) -> Throughput:
+    def from_records(cls, records: Sequence[BatchRecord], requests: int | None = None) -> Throughput:
+        """``requests``: the unique requests behind ``records`` when known; else every call counts as one."""
+        calls = sum(r.n_requests for r in records)
         return cls(
-            requests=sum(r.n_requests for r in records),
+            requests=calls if requests is None else int(requests),
             wall_s=busy_seconds((r.start_s, r.end_s) for r in records),
             prompt_tokens=sum(r.prompt_tokens for r in records),
             generated_tokens=sum(r.generated_tokens for r in records),
             latency=Latency.from_seconds([r.seconds for r in records]),
+            expert_calls=calls,
         )
 
     def to_dict(self) -> dict[str, Any]:
+        calls = self.requests if self.expert_calls is None else self.expert_calls
         return {
             "requests": self.requests,
+            "expert_calls": calls,
             "wall_s": self.wall_s,
             "requests_per_s": _rate(self.requests, self.wall_s),
+            "expert_calls_per_s": _rate(calls, self.wall_s),
             "prompt_tokens": self.prompt_tokens,
             "generated_tokens": self.generated_tokens,
             "prompt_tokens_per_s": _rate(self.prompt_tokens, self.wall_s),
             "generated_tokens_per_s": _rate(self.generated_tokens, self.wall_s),
-            "latency_ms": self.latency.to_dict(),
+            "batch_latency_ms": self.latency.to_dict(),
         }
 
 

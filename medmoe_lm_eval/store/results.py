@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from medmoe_lm_eval.benchmarks.metric_directions import direction, main_metric
+from medmoe_lm_eval.profiling.figures import task_figures
 from medmoe_lm_eval.store.files import _load_json, _run_date, as_dict, find_result_files, number
 from medmoe_lm_eval.store.records import FRAME_COLUMNS, KIND_BY_LABEL_PREFIX, ReadIssue, ResultsSet, RunInfo
 
@@ -113,13 +114,14 @@ def _peak_memory(profile: Mapping[str, Any]) -> float:
 def energy_per_correct(profile: Mapping[str, Any] | None, task: str, accuracy: float, n_samples: float) -> float:
     """Joules per correct answer on ``task`` (the profiler's own helper), NaN when unmeasurable.
 
-    The number of correct answers is the task's main accuracy metric times its sample count.
+    The number of correct answers is the task's main accuracy metric times the documents served
+    in this run (all of them unless ``--use_cache`` answered some from its cache).
     """
     if not profile or math.isnan(accuracy) or math.isnan(n_samples):
         return math.nan
-    from medmoe_lm_eval.profiling.energy import energy_per_correct as per_correct
+    from medmoe_lm_eval.profiling.served import energy_per_correct as per_correct
 
-    value = per_correct(dict(profile), task, accuracy * n_samples)
+    value = per_correct(dict(profile), task, accuracy, n_samples)
     return math.nan if value is None else float(value)
 
 
@@ -240,9 +242,7 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
     data = ctx.data
     hib = as_dict(as_dict(data.get("higher_is_better")).get(task))
     groups = set(as_dict(data.get("group_subtasks"))) | set(as_dict(data.get("groups")))
-    stats = as_dict(ctx.profile_tasks.get(task))
     n_samples = number(as_dict(as_dict(data.get("n-samples")).get(task)).get("effective"))
-    energy = number(stats.get("energy_j"))
     metrics: dict[tuple[str, str], dict[str, float]] = {}
     for key, value in scores.items():
         if "," not in key:
@@ -255,18 +255,15 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
     main_value = next((v.get("value", math.nan) for (m, f), v in metrics.items() if m == main and f == "none"), None)
     if main_value is None:
         main_value = next((v.get("value", math.nan) for (m, _), v in metrics.items() if m == main), math.nan)
-    latency = as_dict(stats.get("latency_ms"))
     common = dict(ctx.shared)
     common.update(
         task=task, domain=_task_domain(ctx, task), is_group=task in groups, n_samples=n_samples,
         num_fewshot=number(as_dict(data.get("n-shot")).get(task)),
         task_version=str(as_dict(data.get("versions")).get(task, "")) or None,
         task_hash=as_dict(data.get("task_hashes")).get(task),
-        latency_ms_p50=number(latency.get("p50")), latency_ms_p95=number(latency.get("p95")),
-        requests_per_s=number(stats.get("requests_per_s")),
-        generated_tokens_per_s=number(stats.get("generated_tokens_per_s")), energy_j=energy,
         energy_per_correct_j=energy_per_correct(ctx.profile, task, number(main_value), n_samples),
     )  # fmt: skip
+    common.update(task_figures(ctx.profile, task, n_samples))  # efficiency figures: see profiling.figures
     rows = []
     for (name, filt), slot in metrics.items():
         if "value" not in slot or math.isnan(slot["value"]):

@@ -9,7 +9,7 @@ not in ``__init__``, so a mixture can validate every expert first and keep only 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,6 +18,29 @@ if TYPE_CHECKING:
 
 class BackendError(RuntimeError):
     """A backend failed in a way the user can act on; the message names the expert."""
+
+
+def pieces_until(chunks: Iterable[str], until: Sequence[str]) -> Iterator[str]:
+    """New text of a growing answer, cut before the first stop string (then the stream ends).
+
+    A stop string can straddle two chunks, so the tail that could still begin one is held back
+    until the next chunk decides: what is yielded is exactly ``cut_at_stops`` of the whole text.
+    """
+    stops = [s for s in until if s]
+    text, shown = "", 0
+    for chunk in chunks:
+        text += chunk
+        hits = [text.find(stop) for stop in stops if stop in text]
+        if hits:
+            if min(hits) > shown:
+                yield text[shown : min(hits)]
+            return
+        hold = max((k for stop in stops for k in range(1, len(stop)) if text.endswith(stop[:k])), default=0)
+        if len(text) - hold > shown:
+            yield text[shown : len(text) - hold]
+            shown = len(text) - hold
+    if len(text) > shown:
+        yield text[shown:]
 
 
 class Backend(abc.ABC):
@@ -51,16 +74,27 @@ class Backend(abc.ABC):
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Greedy continuation of each ``(context, gen_kwargs)`` request."""
 
-    def stream(self, prompt: str, max_new_tokens: int = 128, until: list[str] | None = None) -> Iterator[str]:
-        """Greedy answer to one prompt, piece by piece (for ``medmoe ask``).
+    # -- single-stream serving (the profiler's probe, ``medmoe ask``) ---------------------------
+    #: whether :meth:`stream` yields text as tokens are produced; the default yields it at once
+    streams: bool = False
 
-        The default yields the whole answer at once through :meth:`generate_until`; backends
-        that can stream tokens override it.
+    def stream(self, prompt: str, gen_kwargs: dict[str, Any]) -> Iterator[str]:
+        """The answer to one prompt, piece by piece, under lm-eval's ``generate_until`` kwargs
+        (``until``, ``max_gen_toks``, ``do_sample``, ``temperature``).
+
+        The default yields the whole answer at once through :meth:`generate_until`, so the
+        time to its first piece is the time to the whole answer; backends that can stream
+        override it and set ``streams = True``, and the profile says which did.
         """
         from lm_eval.api.instance import Instance
 
-        request = Instance("generate_until", {}, (prompt, {"until": until or [], "max_gen_toks": max_new_tokens, "do_sample": False}), 0)
+        request = Instance("generate_until", {}, (prompt, dict(gen_kwargs)), 0)
         yield from self.generate_until([request])
+
+    def compute_device(self) -> str:
+        """Where this expert computes (``cuda:N``, ``cpu``, ``remote``): the device whose counters
+        its energy and memory are read from. A backend that ignores its device overrides it."""
+        return self.device or "cpu"
 
     def fit_prompt(self, prompt: str, max_new_tokens: int) -> tuple[str, bool]:
         """Keep the end of a prompt that does not fit the window (what lm-eval's HFLM does)."""

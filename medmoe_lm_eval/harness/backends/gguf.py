@@ -261,15 +261,25 @@ class GGUFBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(self.codec.encode(text, add_special=False))
 
-    def stream(self, prompt: str, max_new_tokens: int = 128, until: list[str] | None = None) -> Iterator[str]:
-        """Greedy answer piece by piece (``medmoe ask``): new text as each token decodes."""
-        settings = rq.GenSettings(until=[u for u in (until or []) if u], max_gen_toks=max_new_tokens, temperature=0.0)
-        budget = rq.context_budget(self.max_length, max_new_tokens, self.spec.name)
+    streams = True
+
+    def stream(self, prompt: str, gen_kwargs: dict[str, Any]) -> Iterator[str]:
+        """New text as each token decodes, under the request's ``generate_until`` kwargs."""
+        settings = rq.gen_settings(gen_kwargs, self._eos_text())
+        budget = rq.context_budget(self.max_length, settings.max_gen_toks, self.spec.name)
         shown = ""
         for text in self._tokens_text(self.codec.encode(prompt)[-budget:], settings):
             piece, shown = text[len(shown) :], text
             if piece:
                 yield piece
+
+    def compute_device(self) -> str:
+        """The CPU when no layer is offloaded (``n_gpu_layers: 0``, or a llama.cpp built
+        without GPU support), even on a GPU host: its energy and memory are the CPU's."""
+        import llama_cpp
+
+        offloads = self._gpu_layers() != 0 and bool(llama_cpp.llama_supports_gpu_offload())
+        return (self.device or "cpu") if offloads else "cpu"
 
     def info(self) -> dict[str, Any]:
         import llama_cpp

@@ -73,36 +73,68 @@ class HFBackend(Backend):
     def generate_until(self, requests: list[Instance]) -> list[str]:
         return self.lm.generate_until(requests, disable_tqdm=True)
 
-    def stream(self, prompt: str, max_new_tokens: int = 128, until: list[str] | None = None) -> Iterator[str]:
-        """Tokens as transformers produces them (``TextIteratorStreamer`` on a worker thread)."""
+    streams = True
+
+    def stream(self, prompt: str, gen_kwargs: dict[str, Any]) -> Iterator[str]:
+        """Tokens as transformers produces them (``TextIteratorStreamer`` on a worker thread).
+
+        The prompt is left-truncated to the window like ``HFLM`` does; generation is greedy
+        unless ``do_sample`` asks otherwise, and stops at EOS, ``max_gen_toks`` or a stop string.
+        """
         import threading
 
         import torch
+        from lm_eval.models.utils_hf import stop_sequences_criteria
         from transformers import TextIteratorStreamer
 
-        tokenizer, model = self.lm.tokenizer, self.lm.model
-        ids = torch.tensor([self.lm.tok_encode(prompt)], device=model.device)
+        from medmoe_lm_eval.harness.backends import _requests as rq
+        from medmoe_lm_eval.harness.backends.base import pieces_until
+
+        lm = self.lm
+        if lm is None:
+            raise BackendError(f"expert '{self.spec.name}': stream() before load()")
+        tokenizer, model = lm.tokenizer, lm.model
+        settings = rq.gen_settings(gen_kwargs, None)
+        budget = rq.context_budget(lm.max_length, settings.max_gen_toks, self.spec.name)
+        ids = torch.tensor([lm.tok_encode(prompt)[-budget:]], device=model.device)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        sampling = {"do_sample": True, "temperature": settings.temperature} if settings.temperature > 0 else {"do_sample": False}
         kwargs = {
             "input_ids": ids,
             "attention_mask": torch.ones_like(ids),
-            "max_new_tokens": max_new_tokens,
-            "do_sample": False,
+            "max_new_tokens": settings.max_gen_toks,
             "streamer": streamer,
             "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+            **sampling,
         }
-        worker = threading.Thread(target=lambda: model.generate(**kwargs), daemon=True)
+        if settings.until:  # stop generating at a stop string, as HFLM does, not only stop showing
+            kwargs["stopping_criteria"] = stop_sequences_criteria(tokenizer, settings.until, ids.shape[1], 1)
+        failed: list[BaseException] = []
+
+        def generate() -> None:
+            try:
+                model.generate(**kwargs)
+            except BaseException as exc:  # surfaced below; the streamer must end either way
+                failed.append(exc)
+                streamer.end()
+
+        ended = [False]
+
+        def pieces() -> Iterator[str]:
+            yield from streamer
+            ended[0] = True  # the streamer blocks if asked again after its end
+
+        worker = threading.Thread(target=generate, daemon=True)
         worker.start()
-        text = ""
-        for piece in streamer:
-            combined = text + piece
-            hits = [combined.find(stop) for stop in until or [] if stop and stop in combined]
-            if hits:
-                yield combined[len(text) : min(hits)]
-                break
-            text = combined
-            yield piece
-        worker.join()
+        try:
+            yield from pieces_until(pieces(), settings.until)
+        finally:
+            if not ended[0]:  # stopped at a stop string: drain so generate() finishes first
+                for _ in streamer:
+                    pass
+            worker.join()
+        if failed:
+            raise BackendError(f"expert '{self.spec.name}': streaming generation failed: {type(failed[0]).__name__}: {failed[0]}") from failed[0]
 
     def count_tokens(self, text: str) -> int:
         return len(self.lm.tok_encode(text))

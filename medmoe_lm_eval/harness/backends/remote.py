@@ -25,7 +25,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -338,6 +338,37 @@ class RemoteBackend(Backend):
         if not isinstance(text, str):
             raise BackendError(f"expert '{self.spec.name}': {self.base_url}/v1/completions: choices[0].text is not a string")
         return rq.cut_at_stops(text, settings.until)
+
+    # -- single-stream serving ---------------------------------------------------------------
+    streams = True
+
+    def stream(self, prompt: str, gen_kwargs: dict[str, Any]) -> Iterator[str]:
+        """The answer as the server sends it: ``stream: true``, server-sent events (OpenAI's format).
+
+        Each ``data:`` line carries ``choices[0].text``; ``data: [DONE]`` ends it. The stop
+        strings go to the server (OpenAI allows four) and are cut here as well. No retries once
+        the answer has started: a half-streamed answer cannot be resent without repeating it.
+        """
+        from medmoe_lm_eval.harness.backends.base import pieces_until
+        from medmoe_lm_eval.harness.backends.remote_stream import streamed_texts
+
+        settings = rq.gen_settings(gen_kwargs, self.codec.eos_text)
+        payload: dict[str, Any] = {"model": self.spec.model, "prompt": self._fitted(prompt, settings), "max_tokens": settings.max_gen_toks}
+        payload |= {"temperature": settings.temperature, "stream": True}
+        if settings.until:
+            payload["stop"] = settings.until[:4]
+        assert self._session is not None, "load() first"
+        events = streamed_texts(self._session, f"{self.base_url}/v1/completions", payload, self._headers(), float(self.spec.timeout_s), self.spec.name)
+        yield from pieces_until(events, settings.until)
+
+    def _fitted(self, context: str, settings: rq.GenSettings) -> str:
+        """``context`` left-cut to the tokens that fit next to ``max_gen_toks`` new ones."""
+        budget = rq.context_budget(self.max_length, settings.max_gen_toks, self.spec.name)
+        ids = self.codec.encode(context)
+        if len(ids) <= budget:
+            return context
+        keep = ids[-(budget - 1) :]
+        return self.codec.decode(keep[1:] if keep and keep[0] == self.codec.prefix_id else keep)
 
     # -- reporting -------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:

@@ -1,0 +1,59 @@
+"""The efficiency figures of one task, flat, as the results store puts them in its frame.
+
+Each name means one thing. ``latency_ms_p50``/``_p95`` are single-stream end-to-end latency
+(the serving probe: one request at a time, router included), with ``ttft_ms_p50`` and
+``tpot_ms_p50`` beside them; ``batch_latency_ms_p50``/``_p95`` are per backend call on a batch
+of documents and never stand in for a request's latency (a schema-1 profile, which had only
+those, gets no single-stream figures). ``requests_per_s`` counts unique lm-eval requests served
+in this run; ``expert_calls`` what the experts were sent; ``cache_share`` the share of the
+task's documents answered from lm-eval's cache.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from medmoe_lm_eval.profiling.served import cache_share
+
+#: the frame columns :func:`task_figures` fills, in display order
+TASK_FIGURES: tuple[str, ...] = (
+    "latency_ms_p50", "latency_ms_p95", "ttft_ms_p50", "tpot_ms_p50", "batch_latency_ms_p50", "batch_latency_ms_p95",
+    "requests_per_s", "generated_tokens_per_s", "requests_served", "expert_calls", "cache_share", "energy_j", "energy_source",
+)  # fmt: skip
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def task_figures(profile: Mapping[str, Any] | None, task: str, n_docs: float) -> dict[str, Any]:
+    """The :data:`TASK_FIGURES` of ``task`` (NaN, or ``None`` for text, where not measured)."""
+    profile = _map(profile)
+    stats = _map(_map(profile.get("tasks")).get(task))
+    stream = _map(_map(profile.get("single_stream")).get(task))
+    batch = _map(stats.get("batch_latency_ms") or stats.get("latency_ms"))  # schema 1: latency_ms was per batch
+    e2e, ttft, tpot = (_map(stream.get(k)) for k in ("e2e_ms", "ttft_ms", "tpot_ms"))
+    devices = _map(_map(profile.get("energy")).get("devices"))
+    sources = [str(_map(devices.get(d)).get("source")) for d in stats.get("energy_devices") or [] if _map(devices.get(d)).get("source")]
+    share = cache_share(profile, task, n_docs) if profile else None
+    return {
+        "latency_ms_p50": _num(e2e.get("p50")),
+        "latency_ms_p95": _num(e2e.get("p95")),
+        "ttft_ms_p50": _num(ttft.get("p50")) if stream.get("streamed") else math.nan,
+        "tpot_ms_p50": _num(tpot.get("p50")),
+        "batch_latency_ms_p50": _num(batch.get("p50")),
+        "batch_latency_ms_p95": _num(batch.get("p95")),
+        "requests_per_s": _num(stats.get("requests_per_s")),
+        "generated_tokens_per_s": _num(stats.get("generated_tokens_per_s")),
+        "requests_served": _num(stats.get("requests", 0)) if profile.get("served") is not None or stats else math.nan,
+        "expert_calls": _num(stats.get("expert_calls", stats.get("requests"))),
+        "cache_share": math.nan if share is None else share,
+        "energy_j": _num(stats.get("energy_j")),
+        "energy_source": "+".join(dict.fromkeys(sources)) or None,
+    }
