@@ -57,7 +57,11 @@ def overview_table(frame: pd.DataFrame, all_metrics: bool = False) -> pd.DataFra
 
 
 def candidate_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per candidate: kind, tasks, mean main-metric accuracy and HELM mean win rate."""
+    """One row per candidate: kind, tasks, HELM mean win rate over tasks, lowest task score, efficiency.
+
+    The win rate compares candidates only on tasks they share (per task, among those that ran it);
+    the use-case rankings add rank intervals and restrict to tasks every ranked candidate ran.
+    """
     figures = candidate_figures(frame)
     if figures.empty:
         return figures.reset_index()
@@ -121,26 +125,54 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def rank_range(low: Any, high: Any) -> str:
+    """``"1"`` or ``"1–3"``: the 2.5-97.5% rank interval; ``"—"`` when unranked."""
+    if pd.isna(low) or pd.isna(high):
+        return "—"
+    return str(int(low)) if int(low) == int(high) else f"{int(low)}–{int(high)}"
+
+
 def ranking_display(ranking: Ranking) -> pd.DataFrame:
-    """A ranking with readable figures: rank, candidate, kind, score, the weighted figures, why."""
+    """A ranking with readable figures: rank, its interval, tie mark, candidate, score, figures, why."""
     table = ranking.table
     if table.empty:
-        return pd.DataFrame(columns=["rank", "candidate", "kind", "score", "why"])
-    shown = ["accuracy", *[k for k in ranking.use_case.weights if k != "accuracy"]]
-    shown += [lim.figure for lim in ranking.use_case.limits if lim.figure not in shown]
+        return pd.DataFrame(columns=["rank", "rank range", "tied", "candidate", "kind", "score", "why"])
+    shown = [k for k in ranking.use_case.weights if k != "accuracy"]
+    shown += [lim.figure for lim in ranking.use_case.limits if lim.figure not in shown and lim.figure != "accuracy"]
     out = pd.DataFrame(
         {
             "rank": table["rank"].map(lambda r: "—" if pd.isna(r) else str(int(r))),
+            "rank range": [rank_range(lo, hi) for lo, hi in zip(table["rank_low"], table["rank_high"], strict=True)],
+            "tied": table["tied_with_leader"].map(lambda t: "= leader" if bool(t) else ""),
             "candidate": table["candidate"],
             "kind": table["kind"],
             "score": table["score"].round(3),
         }
     )
+    for task in ranking.quality.columns:
+        out[f"{task} (quality)"] = table["candidate"].map(ranking.quality[task]).map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")
     for key in shown:
         fig = FIGURES[key]
         out[fig.label] = table[fig.column].map(lambda v, f=fig: format_value(f, None if pd.isna(v) else float(v)))
     out["tasks"] = table["tasks"]
+    out["items"] = table["n_items"]
     out["why"] = table["why"]
+    return out
+
+
+def ranking_json(ranking: Ranking) -> list[dict[str, Any]]:
+    """``medmoe rank --json``: best first, one object per candidate (ranked, then the rest)."""
+    out = []
+    for row in ranking.table.itertuples(index=False):
+        ranked = not pd.isna(row.rank)
+        out.append({
+            "candidate": row.candidate, "rank": int(row.rank) if ranked else None,
+            "rank_low": int(row.rank_low) if ranked else None, "rank_high": int(row.rank_high) if ranked else None,
+            "score": None if pd.isna(row.score) else round(float(row.score), 6), "tied_with_leader": bool(row.tied_with_leader),
+            "tasks": list(row.task_list), "n_items": int(row.n_items), "excluded_reason": row.excluded_reason if not ranked else None,
+            "meets_limits": bool(row.meets_limits), "why": row.why,
+            "quality": {t: round(float(v), 6) for t, v in ranking.quality.loc[row.candidate].items() if pd.notna(v)} if row.candidate in ranking.quality.index else {},
+        })  # fmt: skip
     return out
 
 
