@@ -213,7 +213,7 @@ def rank_use_case(frame: pd.DataFrame, use_case: UseCase, items: pd.DataFrame | 
         scope = ", ".join(use_case.domains or use_case.tasks) or "any task"
         empty = pd.DataFrame(columns=["rank", "rank_low", "rank_high", "tied_with_leader", "candidate", "score", "meets_limits", "why", "excluded_reason"])
         return Ranking(use_case, empty, f"No results cover {use_case.name} ({scope}): run candidates on those tasks first.")
-    coverage = choose_coverage({c: set(g["task"]) for c, g in best.groupby("candidate")})
+    coverage = choose_coverage({str(c): set(g["task"]) for c, g in best.groupby("candidate")})
     figures = candidate_figures(best[best["task"].isin(coverage.tasks)]).reindex(list(coverage.ranked))
     quality = _quality(best, items, coverage.ranked, coverage.tasks)
     weights, notes = _measured_weights(use_case, figures)
@@ -302,11 +302,15 @@ def _measured_weights(use_case: UseCase, figures: pd.DataFrame) -> tuple[dict[st
     return (weights or dict(use_case.weights)), notes
 
 
-def rank_results(results: ResultsSet, use_case: UseCase, n_boot: int = N_BOOT) -> Ranking:
-    """:func:`rank_use_case` over a results folder, with the per-item records of its runs."""
-    tasks = scope_frame(results.frame, use_case)["task"].unique().tolist()
-    items, issues = load_items(results, tasks=tasks)
-    ranking = rank_use_case(results.frame, use_case, items, n_boot)
+def rank_results(results: ResultsSet, use_case: UseCase, n_boot: int = N_BOOT, frame: pd.DataFrame | None = None) -> Ranking:
+    """:func:`rank_use_case` over a results folder, with the per-item records of its runs.
+
+    ``frame`` narrows the board's rows (the app's sidebar filters); default: all of them.
+    """
+    rows = results.frame if frame is None else frame
+    tasks = scope_frame(rows, use_case)["task"].unique().tolist()
+    items, issues = load_items(results, candidates=rows["candidate"].unique().tolist(), tasks=tasks)
+    ranking = rank_use_case(rows, use_case, items, n_boot)
     ranked = ranking.coverage.ranked if ranking.coverage else ()
     counted = ranking.coverage.tasks if ranking.coverage else ()
     without = missing_samples(results, ranked, counted)

@@ -62,9 +62,9 @@ def _hardware_text(profile: Mapping[str, Any] | None, data: Mapping[str, Any]) -
     env = data.get("pretty_env_info")
     if not isinstance(env, str):
         return None
-    gpu = re.search(r"GPU models and configuration:\s*(.+)", env)
-    cpu = re.search(r"Model name:\s*(.+)", env)
-    parts = [m.group(1).strip() for m in (cpu, gpu) if m and "Could not collect" not in m.group(1)]
+    gpu_match = re.search(r"GPU models and configuration:\s*(.+)", env)
+    cpu_match = re.search(r"Model name:\s*(.+)", env)
+    parts = [m.group(1).strip() for m in (cpu_match, gpu_match) if m and "Could not collect" not in m.group(1)]
     return " / ".join(parts) or None
 
 
