@@ -187,7 +187,7 @@ def _key_columns(ctx: _RunContext, task: str) -> dict[str, Any]:
     return {
         "data_source": key.source_kind, "data_origin": key.source_origin, "limit": key.limit if key.limit is not None else math.nan,
         "rows_fingerprint": key.rows_fingerprint, "run_key": digest, "variant": "",
-        "samples_file": str(sample_file) if sample_file.is_file() else None,
+        "samples_file": sample_file if os.path.isfile(sample_file) else None,
         "n_choices": _n_choices(as_dict(as_dict(ctx.data.get("configs")).get(task))),
     }  # fmt: skip
 

@@ -36,11 +36,15 @@ _NOT_METRICS = frozenset({"doc_id", "doc", "target", "arguments", "resps", "filt
 RUN_PROPERTY_METRICS = frozenset({"sandbox_isolated"})
 
 
-def samples_path(results_file: str | Path, task: str) -> Path:
-    """Where lm-eval puts ``task``'s per-sample log for ``results_file`` (it may not exist)."""
-    path = Path(results_file)
-    stamp = path.stem.rsplit("_", 1)[-1] if "_" in path.stem else ""
-    return path.parent / f"samples_{task}_{stamp}.jsonl"
+def samples_path(results_file: str | Path, task: str) -> str:
+    """Where lm-eval puts ``task``'s per-sample log for ``results_file`` (it may not exist).
+
+    Plain string operations: the store calls this once per task of every results file it reads.
+    """
+    folder, name = os.path.split(os.fspath(results_file))
+    stem = name[:-5] if name.endswith(".json") else name
+    stamp = stem.rsplit("_", 1)[-1] if "_" in stem else ""
+    return os.path.join(folder, f"samples_{task}_{stamp}.jsonl")
 
 
 def _option_loglikelihoods(filtered: Any) -> tuple[float, ...] | None:
