@@ -57,13 +57,13 @@ def win_rate_scores(quality: np.ndarray) -> np.ndarray:
     if n_c < 2:
         return np.ones(quality.shape[:-1])
     # average rank among the candidates = 1 + others beaten + half the ties (sorting: O(C log C))
-    beats = stats.rankdata(quality, method="average", axis=-2) - 1.0
+    beats = stats.rankdata(np.nan_to_num(quality, nan=-np.inf), method="average", axis=-2) - 1.0  # a missing score beats nobody
     return (beats / (n_c - 1)).mean(axis=-1)
 
 
 def ranks(scores: np.ndarray) -> np.ndarray:
     """Competition ranks (1 = best, ties share the better rank) along the last axis."""
-    return stats.rankdata(-np.asarray(scores, dtype=float), method="min", axis=-1).astype(int)
+    return stats.rankdata(-np.nan_to_num(np.asarray(scores, dtype=float), nan=-np.inf), method="min", axis=-1).astype(int)
 
 
 def rank_intervals(
