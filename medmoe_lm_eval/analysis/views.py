@@ -162,8 +162,11 @@ def rank_range(low: Any, high: Any) -> str:
     return str(int(low)) if int(low) == int(high) else f"{int(low)}–{int(high)}"
 
 
-def ranking_display(ranking: Ranking) -> pd.DataFrame:
-    """A ranking with readable figures: rank, its interval, tie mark, candidate, score, figures, why."""
+def ranking_display(ranking: Ranking, max_task_columns: int | None = None) -> pd.DataFrame:
+    """A ranking with readable figures: rank, its interval, tie mark, candidate, score, figures, why.
+
+    One quality column per counted task, unless there are more than ``max_task_columns`` (a terminal).
+    """
     table = ranking.table
     if table.empty:
         return pd.DataFrame(columns=["rank", "rank range", "tied", "candidate", "kind", "score", "why"])
@@ -179,7 +182,8 @@ def ranking_display(ranking: Ranking) -> pd.DataFrame:
             "score": table["score"].round(3),
         }
     )
-    for task in ranking.quality.columns:
+    per_task = max_task_columns is None or len(ranking.quality.columns) <= max_task_columns
+    for task in ranking.quality.columns if per_task else ():
         out[f"{task} (quality)"] = table["candidate"].map(ranking.quality[task]).map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")
     for key in shown:
         fig = FIGURES[key]

@@ -275,12 +275,14 @@ def ranking_renderables(ranking: Ranking, top: int = 0) -> list:
     limits = "; ".join(lim.describe() for lim in case.limits) or "none"
     caption = f"hard limits: {limits}. Score: {ranking.method}; rank range = 2.5-97.5% over bootstrap draws of the items; '= leader': not told apart from #1."
     table = Table(title=Text(f"{case.name} ({case.slug})"), caption=Text(caption))
-    display = ranking_display(ranking)
+    display = ranking_display(ranking, max_task_columns=3)
     if top > 0:
         display = display.head(top)
     for column in display.columns:
         table.add_column(column, overflow="fold", justify="right" if column in ("rank", "rank range", "score", "tasks", "items") else "left")
     for row in display.itertuples(index=False):
-        table.add_row(*(Text(str(v)) for v in row))
+        table.add_row(*(Text("—" if isinstance(v, float) and pd.isna(v) else str(v)) for v in row))
     extra = [Text(ranking.message, style="bold yellow")] if ranking.message else []
+    if ranking.coverage is not None and ranking.coverage.tasks:
+        extra.append(Text(f"counted tasks: {', '.join(ranking.coverage.tasks)}", style="dim"))
     return [table, *extra, *(Text(note, style="dim") for note in ranking.notes), Text("")]
