@@ -221,7 +221,8 @@ def test_empty_or_missing_folder_says_so_on_every_page(monkeypatch, tmp_path, ki
 
 
 def test_the_app_modules_never_import_torch(board_results):
-    """What the pages import (board_ui, store, analysis, cli.board) reads a real folder without torch."""
+    """What the pages import (board_ui, store, analysis, cli.board) reads a real folder, ranks with
+    intervals and compares with paired tests without torch."""
     import subprocess
     import sys
 
@@ -229,6 +230,10 @@ def test_the_app_modules_never_import_torch(board_results):
         "import sys; sys.path.insert(0, sys.argv[1]); import board_ui, medmoe_lm_eval.cli.board;"
         "from medmoe_lm_eval.store.results import load_results; from medmoe_lm_eval.analysis.views import overview_table, summary_display;"
         "r = load_results(sys.argv[2]); assert not r.frame.empty; summary_display(r.frame); overview_table(r.frame);"
+        "from medmoe_lm_eval.analysis.comparison import compare; from medmoe_lm_eval.analysis.ranking import rank_results;"
+        "from medmoe_lm_eval.analysis.use_cases import load_use_cases; from medmoe_lm_eval.analysis.tradeoffs import task_points;"
+        "from medmoe_lm_eval.store.samples import load_items; compare(r, 'tiny-bio', 'moe-oracle'); [rank_results(r, c) for c in load_use_cases()[0].values()];"
+        "task_points(r.frame, load_items(r)[0], 'lbfx_bio');"
         "print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(leaderboard_dir()), str(board_results.root)], capture_output=True, text=True, timeout=120)
