@@ -1,11 +1,15 @@
-"""Leaderboard speed: reading many results files, and the app's first render with many candidates.
+"""Leaderboard speed: reading many results files, the rank-interval bootstrap, and the app's first render.
 
-Targets: 1,000 results files into the tidy frame in <= 2 s; the Streamlit app's first render (in
-``AppTest``) with 200 candidates x 9 tasks in <= 3 s.
+Targets: 1,000 results files into the tidy frame in <= 2 s; a use-case ranking with rank intervals
+(1,000 bootstrap draws of the items) for 20 candidates x 9 tasks x 500 items in <= 5 s; the
+Streamlit app's first render (in ``AppTest``) with 200 candidates x 9 tasks in <= 3 s.
 
 The files are copies of real ones: the script first runs lm-eval on tiny models (the test suite's
 ``results_fixtures``; about half a minute) or takes ``--source`` (a folder of real results), then
 writes copies under new candidate names, dates and task names. Prints the figures; asserts nothing.
+
+The bootstrap runs on per-item scores drawn here (0/1 outcomes, a different accuracy per
+candidate), in the item-frame layout the store reads from lm-eval's per-sample logs.
 
     python bench/bench_leaderboard.py [--files 1000] [--candidates 200] [--tasks 9] [--source DIR]
 """
@@ -106,6 +110,44 @@ def time_reading(folder: Path, repeats: int) -> tuple[list[float], int, int]:
     return times, len(find_result_files(folder)), rows
 
 
+def bootstrap_inputs(n_candidates: int, n_tasks: int, n_items: int):
+    """A tidy frame and an item frame for ``n_candidates`` x ``n_tasks`` x ``n_items`` 0/1 outcomes."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    skill = np.linspace(0.3, 0.7, n_candidates)
+    frames, items = [], []
+    for t in range(n_tasks):
+        hardness = rng.normal(0, 0.1, n_items)
+        outcomes = (rng.uniform(size=(n_items, n_candidates)) < np.clip(skill[None, :] + hardness[:, None], 0, 1)).astype(float)
+        for c in range(n_candidates):
+            name, task = f"cand-{c:02d}", f"task{t}"
+            frames.append({"candidate": name, "task": task, "domain": "biomedical", "metric": "acc", "filter": "none", "value": outcomes[:, c].mean(),
+                           "stderr": outcomes[:, c].std(ddof=1) / np.sqrt(n_items), "is_group": False, "kind": "full", "n_choices": 4.0,
+                           "latency_ms_p50": 10.0 + c, "peak_memory_bytes": 1e9, "energy_per_correct_j": np.nan, "generated_tokens_per_s": np.nan,
+                           "requests_per_s": 5.0, "num_parameters": 1e6})  # fmt: skip
+            items.append(pd.DataFrame({"candidate": name, "run_id": name, "task": task, "doc_id": np.arange(n_items), "doc_hash": [f"h{i}" for i in range(n_items)],
+                                       "metric": "acc", "score": outcomes[:, c], "n_choices": 4.0, "option_ll": None}))  # fmt: skip
+    return pd.DataFrame(frames), pd.concat(items, ignore_index=True)
+
+
+def time_bootstrap(n_candidates: int, n_tasks: int, n_items: int, repeats: int) -> tuple[list[float], int]:
+    """Seconds for one use-case ranking with rank intervals (lining up items, 1,000 draws, ranks)."""
+    from medmoe_lm_eval.analysis.ranking import rank_use_case
+    from medmoe_lm_eval.analysis.use_cases import UseCase
+
+    frame, items = bootstrap_inputs(n_candidates, n_tasks, n_items)
+    case = UseCase(slug="bench", name="Bench", weights={"accuracy": 0.7, "latency": 0.3})
+    times, tied = [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        ranking = rank_use_case(frame, case, items)
+        times.append(time.perf_counter() - started)
+        tied = int(ranking.table["tied_with_leader"].sum())
+    return times, tied
+
+
 def time_first_render(folder: Path) -> dict[str, float]:
     """AppTest: the first run of the app (cold cache: reads the folder), then each page."""
     from streamlit.testing.v1 import AppTest
@@ -133,7 +175,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--source", type=Path, help="a folder of real results (default: run lm-eval on tiny models first)")
+    parser.add_argument("--items", type=int, default=500, help="items per task for the bootstrap figure")
+    parser.add_argument("--boot-candidates", type=int, default=20, help="candidates for the bootstrap figure")
     args = parser.parse_args()
+    times, tied = time_bootstrap(args.boot_candidates, args.tasks, args.items, args.repeats)
+    print(
+        f"rank intervals, {args.boot_candidates} candidates x {args.tasks} tasks x {args.items} items, 1000 bootstrap draws: "
+        f"median {statistics.median(times):.2f} s, best {min(times):.2f} s (target <= 5 s); {tied} tied with the leader"
+    )
     with tempfile.TemporaryDirectory(prefix="bench_board_") as tmp:
         work = Path(tmp)
         source = args.source or build_source(work / "source")

@@ -176,12 +176,16 @@ def kind_scale() -> alt.Scale:
 
 
 def tradeoff_chart(points: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> alt.Chart:
-    """Accuracy (y) against a cost (x), coloured by kind, Pareto front joined by a line."""
+    """Quality (y, with its 95% interval as an error bar) against a cost (x), coloured by kind,
+    Pareto front joined by a line. Layers: front, points, labels, error bars."""
     base = alt.Chart(points)
     scale = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
     enc_x = alt.X(f"{x}:Q", title=x_title, scale=scale)
-    enc_y = alt.Y("accuracy:Q", title="accuracy (mean of main metric)", scale=alt.Scale(zero=False))
-    tooltip = ["candidate:N", "kind:N", alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip(f"{x}:Q", format=".4g"), "pareto:N"]
+    enc_y = alt.Y("quality:Q", title="task quality (main metric, chance-corrected)", scale=alt.Scale(zero=False))
+    tooltip = [
+        "candidate:N", "kind:N", "metric:N", alt.Tooltip("quality:Q", format=".3f"), alt.Tooltip("ci_low:Q", title="95% low", format=".3f"),
+        alt.Tooltip("ci_high:Q", title="95% high", format=".3f"), "n_items:Q", "data:N", alt.Tooltip(f"{x}:Q", format=".4g"), "pareto:N",
+    ]  # fmt: skip
     dots = base.mark_point(filled=True, opacity=0.85).encode(
         x=enc_x, y=enc_y, color=alt.Color("kind:N", scale=kind_scale(), title="kind"),
         shape=alt.Shape("pareto:N", scale=alt.Scale(domain=["on front", "dominated"], range=["diamond", "circle"]), title="Pareto"),
@@ -189,7 +193,10 @@ def tradeoff_chart(points: pd.DataFrame, x: str, x_title: str, log_x: bool = Fal
     )  # fmt: skip
     labels = base.mark_text(align="left", dx=7, dy=-6, fontSize=11).encode(x=enc_x, y=enc_y, text="candidate:N")
     front = base.transform_filter(alt.datum.pareto == "on front").mark_line(strokeDash=[4, 3], color="#444").encode(x=enc_x, y=enc_y, order=f"{x}:Q")
-    return (front + dots + labels).properties(height=360)
+    bars = base.mark_rule(strokeWidth=1.5, opacity=0.7).encode(
+        x=enc_x, y="ci_low:Q", y2="ci_high:Q", color=alt.Color("kind:N", scale=kind_scale(), legend=None)
+    )
+    return (front + dots + labels + bars).properties(height=360)
 
 
 def heatmap(frame: pd.DataFrame, x: str, y: str, value: str, title: str, fmt: str = ".0%") -> alt.Chart:

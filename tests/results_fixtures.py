@@ -121,16 +121,23 @@ def write_adapters(folder: Path, experts: dict[str, Path]) -> dict[str, Path]:
     return paths
 
 
-def _evaluate(out: Path, manager, model: str, model_args: dict[str, str], tasks: tuple[str, ...] = tuple(TASK_DOMAINS)) -> None:
-    """One lm-eval run, saved by lm-eval's own ``EvaluationTracker`` exactly as its CLI does."""
+def _evaluate(
+    out: Path, manager, model: str, model_args: dict[str, str], tasks: tuple[str, ...] = tuple(TASK_DOMAINS), limit: int = LIMIT, log_samples: bool = True
+) -> None:
+    """One lm-eval run, saved by lm-eval's own ``EvaluationTracker`` exactly as its CLI does
+    (``--log_samples``: the results file, then one ``samples_<task>_<date>.jsonl`` per task)."""
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
     tracker = EvaluationTracker(output_path=str(out))
     results = simple_evaluate(
-        model=model, model_args=model_args, tasks=list(tasks), limit=LIMIT, device="cpu", task_manager=manager, evaluation_tracker=tracker
-    )
-    tracker.save_results_aggregated(results=results, samples=None)
+        model=model, model_args=model_args, tasks=list(tasks), limit=limit, device="cpu", task_manager=manager,
+        evaluation_tracker=tracker, log_samples=log_samples,
+    )  # fmt: skip
+    samples = results.pop("samples", None) if log_samples else None
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task in results["configs"] if samples else ():
+        tracker.save_results_samples(task_name=task, samples=samples[task])
 
 
 def _medmoe_args(adapter: Path, out: Path) -> dict[str, str]:

@@ -128,24 +128,35 @@ def test_use_cases_rank_and_say_when_nothing_qualifies(monkeypatch, board_result
     plain = table.set_index("candidate").loc["model"]
     assert plain["rank"] == "—" and "peak memory ≤ 8.00 GB (not measured)" in plain["why"]
     assert all(w.startswith("meets peak memory") for w in ranked["why"])
+    assert all(lo <= int(r) for r, lo in zip(ranked["rank"], ranked["rank range"].str.split("–").str[0].astype(int), strict=True))
+    assert set(table["tied"]) <= {"= leader", ""} and (table.loc[table["rank"] == "—", "rank range"] == "—").all()
     at.selectbox(key="use_case").set_value("impossible").run()
     assert any(w.value.startswith("No candidate meets every limit of Impossible") for w in at.warning)
     assert (_frame(at, "ranking_table")["rank"] == "—").all()
 
 
-def test_tradeoff_charts_mark_the_pareto_front(monkeypatch, board_results):
+def test_tradeoff_charts_mark_the_pareto_front_with_error_bars(monkeypatch, board_results):
     at = _app(monkeypatch, board_results.root)
     at.switch_page("pages/tradeoffs.py").run()
     _no_errors(at)
+    at.selectbox(key="tradeoff_task").set_value("lbfx_bio").run()
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 2  # latency and memory (energy only where NVML or RAPL measured it)
     spec = json.loads(charts[0].proto.spec)
     colour = spec["layer"][1]["encoding"]["color"]
     assert colour["field"] == "kind" and colour["scale"]["domain"] == ["full", "AWQ", "GPTQ", "GGUF", "MoE", "other"]
+    bars = spec["layer"][3]
+    assert bars["mark"]["type"] == "rule" and bars["encoding"]["y"]["field"] == "ci_low" and bars["encoding"]["y2"]["field"] == "ci_high"
     data = _chart_data(charts[0])
     assert {"moe-oracle", "tiny-bio", board_results.html_name} <= set(data["candidate"])
     assert "model" not in set(data["candidate"])  # plain run: no latency, listed below the chart
     assert (data["pareto"] == "on front").any()
+    assert ((data["ci_low"] <= data["quality"]) & (data["quality"] <= data["ci_high"])).all()
+    n_items = data.set_index("candidate")["n_items"]
+    assert n_items["tiny-bio"] == 6 and n_items["tiny-bio-gptq-synthetic"] == 0  # a copied results file has no samples: stderr bars
+    # one task's own metric, chance-corrected: 4 options, so quality = (acc - 1/4) / (3/4) from the results file
+    bio = load_results(board_results.root).frame.query("candidate == 'tiny-bio' and task == 'lbfx_bio' and metric == 'acc'")["value"].iloc[0]
+    assert data.set_index("candidate").loc["tiny-bio", "quality"] == pytest.approx((bio - 0.25) / 0.75)
     assert any("Not shown (no latency measured)" in c.value for c in at.caption)
 
 
@@ -168,16 +179,26 @@ def test_routing_page_shows_shares_confusion_regret_and_misroutes(monkeypatch, b
     assert any("No misrouted requests" in i.value for i in at.info)
 
 
-def test_compare_page_deltas_and_escaped_names(monkeypatch, board_results):
+def test_compare_page_paired_statistics_badges_and_escaped_names(monkeypatch, board_results):
+    from medmoe_lm_eval.analysis.comparison import compare
+
     at = _app(monkeypatch, board_results.root)
     at.switch_page("pages/compare.py").run()
     at.selectbox(key="compare_a").set_value("tiny-bio").run()
     at.selectbox(key="compare_b").set_value(board_results.html_name).run()
     _no_errors(at)
-    table = _frame(at, "compare_table")
-    acc = table[(table["task"] == "lbfx_bio") & (table["metric"] == "acc")].iloc[0]
-    assert acc["delta"] == pytest.approx(acc[board_results.html_name] - acc["tiny-bio"])
-    assert {"latency_ms_p50", "peak_memory_bytes"} <= set(table["metric"])
+    table = _frame(at, "compare_table").set_index("task")
+    assert set(table.index) == {"lbfx_bio", "lbfx_law", "lbfx_code"} and set(table["metric"]) == {"acc"}
+    for task, row in table.iterrows():
+        assert row["delta"] == pytest.approx(row["b"] - row["a"]) and row["n_paired"] == 6  # the fixture's runs keep their samples
+        assert row["ci_low"] <= row["delta"] <= row["ci_high"] and row["test"] == "exact McNemar"
+        assert (row["verdict"] == "no significant difference") == (row["ci_low"] <= 0 <= row["ci_high"]), task
+    same = compare(load_results(board_results.root), "tiny-bio", board_results.html_name).table().set_index("task")
+    pd.testing.assert_series_equal(table["delta"], same["delta"], check_names=False)  # the numbers of `medmoe compare`
+    assert any("no significant difference" in i.value for i in at.info)
+    efficiency = next(d.value for d in at.dataframe if "difference" in d.value.columns)
+    assert {"latency_ms_p50", "peak_memory_bytes"} <= set(efficiency["metric"])
+    assert any("badge[local directory]" in m.value for m in at.markdown)  # the fixture tasks read local JSONL files
     heads = [m.value for m in at.markdown if m.value.startswith("**")]
     assert "**tiny\\-bio**" in heads
     assert any("\\<script\\>" in h for h in heads) and not any("<script>" in h for h in heads)
@@ -200,7 +221,8 @@ def test_empty_or_missing_folder_says_so_on_every_page(monkeypatch, tmp_path, ki
 
 
 def test_the_app_modules_never_import_torch(board_results):
-    """What the pages import (board_ui, store, analysis, cli.board) reads a real folder without torch."""
+    """What the pages import (board_ui, store, analysis, cli.board) reads a real folder, ranks with
+    intervals and compares with paired tests without torch."""
     import subprocess
     import sys
 
@@ -208,6 +230,10 @@ def test_the_app_modules_never_import_torch(board_results):
         "import sys; sys.path.insert(0, sys.argv[1]); import board_ui, medmoe_lm_eval.cli.board;"
         "from medmoe_lm_eval.store.results import load_results; from medmoe_lm_eval.analysis.views import overview_table, summary_display;"
         "r = load_results(sys.argv[2]); assert not r.frame.empty; summary_display(r.frame); overview_table(r.frame);"
+        "from medmoe_lm_eval.analysis.comparison import compare; from medmoe_lm_eval.analysis.ranking import rank_results;"
+        "from medmoe_lm_eval.analysis.use_cases import load_use_cases; from medmoe_lm_eval.analysis.tradeoffs import task_points;"
+        "from medmoe_lm_eval.store.samples import load_items; compare(r, 'tiny-bio', 'moe-oracle'); [rank_results(r, c) for c in load_use_cases()[0].values()];"
+        "task_points(r.frame, load_items(r)[0], 'lbfx_bio');"
         "print(sorted(m for m in ('torch', 'transformers', 'lm_eval') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(leaderboard_dir()), str(board_results.root)], capture_output=True, text=True, timeout=120)

@@ -1,4 +1,4 @@
-"""Ranking with hand-computed answers: normalisation, weights, limits, ties, win rates, Pareto."""
+"""Ranking with hand-computed answers: win rates, weights, limits, ties, intervals, coverage, Pareto."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medmoe_lm_eval.analysis.ranking import main_metric_rows, normalise, pareto_front, rank_use_case, win_rates
+from medmoe_lm_eval.analysis.ranking import figure_win_rate, main_metric_rows, pareto_front, rank_use_case, win_rates
 from medmoe_lm_eval.analysis.use_cases import Limit, UseCase, load_use_cases
 from medmoe_lm_eval.benchmarks.metric_directions import direction
 
@@ -40,29 +40,31 @@ def _case(weights: dict, limits=(), **kw) -> UseCase:
     return UseCase(slug="t", name="Test case", weights=weights, limits=list(limits), **kw)
 
 
-def test_normalise_min_max_both_directions_and_edge_cases():
+def test_figure_win_rates_both_directions_and_edge_cases():
     s = pd.Series([10.0, 20.0, 30.0, np.nan])
-    assert normalise(s, True).tolist()[:3] == [0.0, 0.5, 1.0]
-    assert normalise(s, False).tolist()[:3] == [1.0, 0.5, 0.0]
-    assert math.isnan(normalise(s, True).iloc[3])
-    assert normalise(pd.Series([7.0, 7.0]), False).tolist() == [1.0, 1.0]  # all equal: all best
-    with_inf = normalise(pd.Series([1.0, 3.0, np.inf]), False)  # no correct answer: infinite J/correct
-    assert with_inf.tolist() == [1.0, 0.0, 0.0]
+    assert figure_win_rate(s, True).tolist() == pytest.approx([1 / 3, 2 / 3, 1.0, 0.0])  # missing: below all
+    assert figure_win_rate(s, False).tolist() == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
+    assert figure_win_rate(pd.Series([7.0, 7.0]), False).tolist() == [0.5, 0.5]  # a tie: half credit each
+    with_inf = figure_win_rate(pd.Series([1.0, 3.0, np.inf]), False)  # no correct answer: infinite J/correct
+    assert with_inf.tolist() == [1.0, 0.5, 0.0]
 
 
 def test_weighted_score_and_hard_limit_hand_computed(three):
-    # acc: A 1, B .5, C 0; latency (lower): A (300-100)/250 = .8, B 1, C 0; memory: A 6/8 = .75, B 1, C 0
-    case = _case({"accuracy": 0.5, "latency": 0.3, "memory": 0.2}, ["memory <= 8 GB"])
+    # win rates among A, B, C (each beats a share of the 2 others):
+    # acc A 1, B .5, C 0; latency (lower) B 1, A .5, C 0; memory B 1, A .5, C 0
+    case = _case({"accuracy": 0.6, "latency": 0.2, "memory": 0.2}, ["memory <= 8 GB"])
     table = rank_use_case(three, case).table.set_index("candidate")
-    assert table.loc["A", "score"] == pytest.approx(0.5 + 0.24 + 0.15)
-    assert table.loc["B", "score"] == pytest.approx(0.25 + 0.3 + 0.2)
+    assert table.loc["A", "score"] == pytest.approx(0.6 + 0.1 + 0.1)
+    assert table.loc["B", "score"] == pytest.approx(0.3 + 0.2 + 0.2)
     assert table.loc["C", "score"] == pytest.approx(0.0)
     assert table.loc["A", "rank"] == 1 and table.loc["B", "rank"] == 2
+    assert (table.loc["A", "rank_low"], table.loc["A", "rank_high"]) == (1, 1)  # no stderr, no items: fixed
     assert not table.loc["C", "meets_limits"] and math.isnan(table.loc["C", "rank"])
     assert "fails peak memory ≤ 8.00 GB (10.00 GB)" in table.loc["C", "why"]
+    assert table.loc["C", "excluded_reason"] == "fails peak memory ≤ 8.00 GB (10.00 GB)" and table.loc["A", "excluded_reason"] is None
     assert table.loc["A", "why"].startswith("meets peak memory ≤ 8.00 GB (4.00 GB)")
-    assert "carried by accuracy (0.50 of 0.89)" in table.loc["A", "why"]
-    assert "carried by single-stream latency p50 (0.30 of 0.75)" in table.loc["B", "why"]
+    assert "carried by accuracy (0.60 of 0.80)" in table.loc["A", "why"]
+    assert "carried by accuracy (0.30 of 0.70)" in table.loc["B", "why"]
     assert list(rank_use_case(three, case).table["candidate"]) == ["A", "B", "C"]  # eligible first
 
 
@@ -70,7 +72,25 @@ def test_weights_are_relative(three):
     a = rank_use_case(three, _case({"accuracy": 1, "latency": 1})).table.set_index("candidate")["score"]
     b = rank_use_case(three, _case({"accuracy": 5, "latency": 5})).table.set_index("candidate")["score"]
     pd.testing.assert_series_equal(a, b)
-    assert a["A"] == pytest.approx((1.0 + 0.8) / 2)
+    assert a["A"] == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_a_gap_inside_the_noise_is_a_tie_not_a_rank_difference():
+    """About 0.22 vs 0.225 on 200 questions: min-max scaling made that 0 vs 1; the intervals overlap."""
+    rng = np.random.default_rng(11)
+    a = (rng.uniform(size=200) < 0.22).astype(float)
+    b = a.copy()
+    b[np.flatnonzero(a == 0)[0]] = 1.0  # one question more right
+    items = pd.DataFrame(
+        [{"candidate": c, "run_id": c, "task": "t1", "doc_id": i, "doc_hash": f"h{i}", "metric": "acc", "score": s, "n_choices": 4.0, "option_ll": None}
+         for c, col in (("A", a), ("B", b)) for i, s in enumerate(col)]
+    )  # fmt: skip
+    frame = pd.DataFrame([_row("A", value=a.mean(), n_choices=4.0), _row("B", value=b.mean(), n_choices=4.0)])
+    table = rank_use_case(frame, _case({"accuracy": 1}), items=items).table.set_index("candidate")
+    assert table.loc["B", "rank"] == 1 and table.loc["A", "rank"] == 2  # the point estimate orders them
+    assert (table.loc["A", "rank_low"], table.loc["A", "rank_high"]) == (1, 2)
+    assert table.loc["A", "tied_with_leader"] and table.loc["B", "tied_with_leader"]
+    assert table.loc["A", "n_items"] == 200
 
 
 def test_ties_share_a_rank():
@@ -83,14 +103,15 @@ def test_ties_share_a_rank():
 def test_no_candidate_meets_the_limits_is_said_plainly(three):
     ranking = rank_use_case(three, _case({"accuracy": 1}, ["accuracy >= 0.95"]))
     assert ranking.eligible.empty
-    assert ranking.message.startswith("No candidate meets every limit of Test case (accuracy ≥ 0.950)")
+    assert ranking.message.startswith("No candidate meets every limit of Test case (accuracy ≥ 0.950 on every task)")
     assert ranking.table["rank"].isna().all()
 
 
 def test_missing_figure_counts_as_worst_and_fails_its_limit(three):
     frame = pd.concat([three, pd.DataFrame([_row("Plain", value=0.9)])], ignore_index=True)
     table = rank_use_case(frame, _case({"accuracy": 0.5, "latency": 0.5}, ["latency <= 1 s"])).table.set_index("candidate")
-    assert table.loc["Plain", "score"] == pytest.approx(0.5)  # best accuracy, latency counted 0
+    # win rates among 4: Plain beats all 3 on accuracy (1), nobody on latency (unmeasured: 0)
+    assert table.loc["Plain", "score"] == pytest.approx(0.5)
     assert not table.loc["Plain", "meets_limits"]
     assert "single-stream latency p50 ≤ 1.00 s (not measured)" in table.loc["Plain", "why"]
     assert "no single-stream latency p50 measured (counted as worst)" in table.loc["Plain", "why"]
@@ -100,7 +121,7 @@ def test_a_figure_nobody_measured_is_left_out_and_said_once(three):
     # energy is NaN for all three: the score is accuracy and latency alone (weights 0.5 / 0.5)
     ranking = rank_use_case(three, _case({"accuracy": 1, "latency": 1, "energy": 2}))
     table = ranking.table.set_index("candidate")
-    assert table.loc["A", "score"] == pytest.approx((1.0 + 0.8) / 2)
+    assert table.loc["A", "score"] == pytest.approx((1.0 + 0.5) / 2)
     assert ranking.notes == ["energy per correct answer was measured for no candidate here, so its weight (2) is left out"]
     assert "energy" not in table.loc["A", "why"]
 
@@ -113,7 +134,7 @@ def test_domain_scope_and_empty_scope():
     assert nothing.table.empty and "No results cover Test case (code)" in nothing.message
 
 
-def test_accuracy_is_mean_of_main_metric_over_tasks():
+def test_main_metric_per_task_never_mixed():
     frame = pd.DataFrame(
         [
             _row("A", task="t1", value=0.6),

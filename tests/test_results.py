@@ -272,7 +272,7 @@ def test_export_html_and_markdown_escape_names(board_results, tmp_path):
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert all(c.name in page for c in cases.values()) and "Warnings while reading results" in page
     md = export_board(res, cases, tmp_path / "board.md").read_text(encoding="utf-8")
-    assert "<script>" not in md and "&lt;b&gt;Médecin" in md and "| rank | candidate |" in md
+    assert "<script>" not in md and "&lt;b&gt;Médecin" in md and "| rank | rank range | tied | candidate |" in md
     assert main(["leaderboard", "--results", str(board_results.root), "--export", str(tmp_path / "b.txt")]) == 2
     assert main(["leaderboard", "--results", str(board_results.root), "--export", str(tmp_path / "c.html")]) == 0
 
@@ -285,3 +285,115 @@ def test_leaderboard_refuses_a_missing_folder_and_binds_localhost(tmp_path, caps
     assert command[command.index("--server.headless") + 1] == "true"
     assert command[command.index("--browser.gatherUsageStats") + 1] == "false"
     assert Path(command[command.index("run") + 1]).name == "app.py"
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparability keys, data sources, per-item records
+
+
+def _bio_copy(board_results, tmp_path: Path, name: str, stamp: str, change=None) -> Path:
+    """A copy of tiny-bio's newest real run (with its per-sample logs) under ``tmp_path/name``."""
+    src = sorted((board_results.root / "tiny-bio").glob("results_*.json"))[-1]
+    data = json.loads(src.read_text(encoding="utf-8"))
+    if change:
+        change(data)
+    target = _write(tmp_path / name / f"results_{stamp}.json", data)
+    for task in data["results"]:
+        old = src.parent / f"samples_{task}_{src.stem.removeprefix('results_')}.jsonl"
+        shutil.copy(old, target.parent / f"samples_{task}_{stamp}.jsonl")
+    return target
+
+
+def test_runs_under_other_keys_are_shown_apart_with_the_reason(board_results, tmp_path):
+    _bio_copy(board_results, tmp_path, "full", "2026-03-01T00-00-00.000000")
+
+    def smoke(data):
+        data["config"]["limit"] = 5.0
+        for counts in data["n-samples"].values():
+            counts["effective"] = 5
+
+    def bundled(data):
+        for config in data["configs"].values():
+            config["metadata"].update(benchmark="medmcqa", medmoe_data="bundled")
+
+    _bio_copy(board_results, tmp_path, "smoke", "2026-03-02T00-00-00.000000", smoke)  # newer, but limited
+    _bio_copy(board_results, tmp_path, "sample", "2026-03-03T00-00-00.000000", bundled)  # newer, on the bundled sample
+    res = load_results(tmp_path)
+    assert set(res.frame["run_id"]) == {"full/results_2026-03-01T00-00-00.000000.json"}
+    assert set(res.frame["data_source"]) == {"dir"}
+    why = res.apart.drop_duplicates("run_id").set_index("run_id")["variant"]
+    assert why["smoke/results_2026-03-02T00-00-00.000000.json"] == "limit 5"
+    assert why["sample/results_2026-03-03T00-00-00.000000.json"] == "bundled sample"
+    notes = [i.message for i in res.issues if i.file == "tiny-bio"]
+    assert notes == ["runs under another comparability key are shown apart, not merged (lbfx_bio: bundled sample; lbfx_bio: limit 5; lbfx_code: bundled sample; "
+                     "lbfx_code: limit 5; lbfx_law: bundled sample; lbfx_law: limit 5)"]  # fmt: skip
+    assert not any("mixes runs" in i.message for i in res.issues)  # the sample run is not on the board: nothing mixed
+
+
+def test_a_board_mixing_sample_and_full_runs_warns_once(board_results, tmp_path):
+    _bio_copy(board_results, tmp_path, "full", "2026-03-01T00-00-00.000000")
+
+    def other_sampled(data):
+        data["config"]["medmoe"]["candidate"] = "bio-on-sample"
+        data["config"]["medmoe"]["adapter"]["sha256"] = "0" * 64
+        for config in data["configs"].values():
+            config["metadata"].update(benchmark="lawse", medmoe_data="bundled")  # the bundled Law-StackExchange rows are synthetic
+
+    _bio_copy(board_results, tmp_path, "other", "2026-03-02T00-00-00.000000", other_sampled)
+    res = load_results(tmp_path)
+    mixed = [i for i in res.warnings if "mixes runs" in i.message]
+    assert len(mixed) == 1 and "(1 candidate(s)) with runs on full data (1)" in mixed[0].message
+    assert set(res.frame.loc[res.frame["candidate"] == "bio-on-sample", "data_source"]) == {"synthetic"}
+    table = overview_table(res.frame)
+    assert set(table.loc[table["candidate"] == "bio-on-sample", "data"]) == {"synthetic"}
+    assert set(table.loc[table["candidate"] == "tiny-bio", "data"]) == {"local directory"}
+
+
+def test_sandbox_mechanism_is_a_badge_not_a_metric(board_results, tmp_path):
+    def isolated(value: float):
+        def change(data):
+            data["config"]["medmoe"]["candidate"] = f"sandboxed-{value:g}"
+            data["results"]["lbfx_code"]["sandbox_isolated,none"] = value
+            data["results"]["lbfx_code"]["sandbox_isolated_stderr,none"] = 0.0
+
+        return change
+
+    _bio_copy(board_results, tmp_path, "ns", "2026-03-01T00-00-00.000000", isolated(1.0))
+    _bio_copy(board_results, tmp_path, "rl", "2026-03-02T00-00-00.000000", isolated(0.0))
+    res = load_results(tmp_path)
+    assert "sandbox_isolated" not in set(res.history["metric"])  # never a score, so never ranked
+    code = res.frame[res.frame["task"] == "lbfx_code"].drop_duplicates("candidate").set_index("candidate")["sandbox"]
+    assert code["sandboxed-1"] == "namespaces" and code["sandboxed-0"] == "rlimits+audit"
+    table = overview_table(res.frame)
+    assert set(table.loc[table["task"] == "lbfx_code", "sandbox"]) == {"sandbox: namespaces", "sandbox: rlimits+audit"}
+    assert set(table.loc[table["task"] == "lbfx_bio", "sandbox"]) == {""}
+
+
+def test_per_item_records_from_real_samples_and_bad_lines(board_results, tmp_path):
+    from medmoe_lm_eval.store.samples import load_items, missing_samples, read_samples
+
+    res = load_results(board_results.root)
+    items, issues = load_items(res, ["tiny-bio"], ["lbfx_bio"])
+    assert issues == [] and len(items) == 2 * 6 and set(items["metric"]) == {"acc", "acc_norm"}  # 6 documents, 2 metrics each
+    assert items["doc_hash"].str.len().eq(64).all() and items["option_ll"].map(len).eq(4).all() and items["n_choices"].eq(4).all()
+    acc = items[items["metric"] == "acc"]
+    frame_acc = res.frame.query("candidate == 'tiny-bio' and task == 'lbfx_bio' and metric == 'acc'")["value"].iloc[0]
+    assert acc["score"].mean() == pytest.approx(frame_acc)  # the per-item scores average to lm-eval's figure
+    assert ("tiny-bio-gptq-synthetic", "lbfx_bio") in missing_samples(res)  # a copied results file without its logs
+    path = Path(res.frame.query("candidate == 'tiny-bio' and task == 'lbfx_bio'")["samples_file"].iloc[0])
+    broken = tmp_path / "samples_x.jsonl"
+    broken.write_text(path.read_text(encoding="utf-8") + '{"doc_id": 1}\nnot json\n', encoding="utf-8")
+    found: list = []
+    again = read_samples(broken, "lbfx_bio", "r", found)
+    assert len(again) == len(items) and [i.message for i in found] == ["2 malformed per-sample line(s) skipped"]
+
+
+def test_a_run_without_samples_still_ranks_with_a_note(board_results, capsys):
+    assert main(["rank", "--results", str(board_results.root), "--use-case", "research", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_name = {r["candidate"]: r for r in rows}
+    assert by_name["tiny-bio-gptq-synthetic"]["rank"] is not None and by_name["tiny-bio"]["n_items"] == 3 * 6
+    assert by_name["tiny-bio-gptq-synthetic"]["n_items"] == 0
+    assert by_name[board_results.project_candidate]["rank"] is None and "did not run" in by_name[board_results.project_candidate]["excluded_reason"]
+    assert main(["rank", "--results", str(board_results.root), "--use-case", "research"]) == 0
+    assert "paired comparisons need --log_samples" in capsys.readouterr().out

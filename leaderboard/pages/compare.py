@@ -1,11 +1,12 @@
-"""Compare: two candidates side by side per task, with deltas, their configs and profiles."""
+"""Compare: two candidates task by task with paired intervals and tests (the numbers of ``medmoe compare``), then efficiency, configs and profiles."""
 
 from __future__ import annotations
 
 import board_ui
 import streamlit as st
 
-from medmoe_lm_eval.analysis.views import compare_candidates, run_details
+from medmoe_lm_eval.analysis.comparison import compare
+from medmoe_lm_eval.analysis.views import compare_candidates, run_details, sandbox_badge, source_badge
 
 view = board_ui.current_view()
 st.title("Compare candidates")
@@ -19,11 +20,56 @@ b = right.selectbox("Candidate B", names, index=min(1, len(names) - 1), key="com
 if a == b:
     st.info("Pick two different candidates to see deltas.")
 
-table = compare_candidates(view.frame, a, b)
-st.caption("delta = B - A; 'better' follows each metric's direction (lower latency, memory and energy are better).")
-st.dataframe(
-    table, hide_index=True, width="stretch", column_config={"delta": st.column_config.NumberColumn("delta (B - A)", format="%.4g")}, key="compare_table"
+for column, name in zip((left, right), (a, b), strict=True):
+    rows = view.frame[view.frame["candidate"] == name]
+    badges = sorted({source_badge(s) for s in rows["data_source"]}) + sorted({sandbox_badge(s) for s in rows["sandbox"] if sandbox_badge(s)})
+    with column:
+        for badge in badges:
+            st.badge(badge, color="orange" if badge in ("bundled sample", "synthetic", "sandbox: rlimits+audit") else "blue")
+
+comparison = compare(view.results, a, b)
+st.subheader("Quality, task by task")
+st.caption(
+    "delta = B - A on the task's main metric, over the documents both answered (matched on doc_id and doc_hash), with its 95% paired "
+    "bootstrap interval; p: exact McNemar for right/wrong scores, paired permutation test otherwise; Holm-adjusted across these tasks. "
+    "Where the interval contains 0 the verdict is 'no significant difference'."
 )
+table = comparison.table()
+st.dataframe(
+    table[["task", "metric", "a", "b", "delta", "ci_low", "ci_high", "p_value", "p_holm", "n_paired", "test", "verdict", "note"]],
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "a": st.column_config.NumberColumn(f"A: {a}", format="%.4f"),
+        "b": st.column_config.NumberColumn(f"B: {b}", format="%.4f"),
+        "delta": st.column_config.NumberColumn("delta (B - A)", format="%.4f"),
+        "ci_low": st.column_config.NumberColumn("95% low", format="%.4f"),
+        "ci_high": st.column_config.NumberColumn("95% high", format="%.4f"),
+        "p_value": st.column_config.NumberColumn("p", format="%.3g"),
+        "p_holm": st.column_config.NumberColumn("p (Holm)", format="%.3g"),
+        "n_paired": st.column_config.NumberColumn("paired items"),
+    },
+    key="compare_table",
+)
+for row in comparison.tasks:
+    verdict = row.verdict(a, b)
+    text = f"{row.task}: {verdict} (delta {row.delta:+.4f}, 95% interval [{row.ci_low:.4f}, {row.ci_high:.4f}])"
+    (st.info if verdict == "no significant difference" else st.success if row.significant else st.caption)(board_ui.md(text))
+for side, tasks in ((a, comparison.only_a), (b, comparison.only_b)):
+    if tasks:
+        st.caption(board_ui.md(f"Only {side} ran: {', '.join(tasks)} (not compared)."))
+
+efficiency = compare_candidates(view.frame, a, b)
+efficiency = efficiency[efficiency["filter"] == ""].rename(columns={"delta": "difference"}).drop(columns=["filter", "better"])
+if not efficiency.empty:
+    st.subheader("Efficiency (single measurements, no interval)")
+    st.dataframe(
+        efficiency,
+        hide_index=True,
+        width="stretch",
+        column_config={"difference": st.column_config.NumberColumn("B - A", format="%.4g")},
+        key="efficiency_table",
+    )
 
 PROFILE_KEYS = ("device", "hardware", "total", "memory", "energy", "router", "experts")
 st.subheader("Runs: configs and profiles")

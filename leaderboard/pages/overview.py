@@ -1,11 +1,11 @@
-"""Overview: every candidate x task x metric, filterable and sortable, with a CSV download."""
+"""Overview: every candidate x task x metric, filterable and sortable, with data-source badges and a CSV download."""
 
 from __future__ import annotations
 
 import board_ui
 import streamlit as st
 
-from medmoe_lm_eval.analysis.views import overview_table, summary_display
+from medmoe_lm_eval.analysis.views import apart_table, overview_table, summary_display
 
 view = board_ui.current_view()
 st.title("Overview")
@@ -17,18 +17,23 @@ if board_ui.no_results_message(view):
     st.stop()
 
 st.subheader("Candidates")
-st.caption("Mean win rate (HELM): the share of other candidates each one beats on the tasks' main metrics, ties counting half.")
+st.caption(
+    "Mean win rate (HELM): per task, the share of other candidates that ran it which each one beats on the task's own main metric "
+    "(chance-corrected for multiple choice), ties counting half, averaged over its tasks. No uncertainty here: the Use cases page ranks "
+    "with intervals, the Compare page tests differences."
+)
 st.dataframe(
     summary_display(view.frame),
     hide_index=True,
     width="stretch",
     column_config={
         "win_rate": st.column_config.ProgressColumn("mean win rate", min_value=0.0, max_value=1.0, format="%.2f"),
-        "accuracy": st.column_config.NumberColumn("accuracy", format="%.3f"),
+        "lowest_task_score": st.column_config.NumberColumn("lowest task score", format="%.3f", help="the lowest main metric over its tasks"),
         "latency_ms": st.column_config.NumberColumn("single-stream latency p50 (ms)", format="%.1f"),
         "generated_tokens_per_s": st.column_config.NumberColumn("gen. tokens/s", format="%.1f"),
         "peak_memory_gb": st.column_config.NumberColumn("peak memory (GB)", format="%.2f"),
         "energy_per_correct_j": st.column_config.NumberColumn("J per correct", format="%.3g"),
+        "data": st.column_config.TextColumn("data source"),
     },
     key="summary_table",
 )
@@ -49,6 +54,9 @@ st.dataframe(
         "peak_memory_gb": st.column_config.NumberColumn("peak memory (GB)", format="%.3f"),
         "energy_j": st.column_config.NumberColumn("energy (J)", format="%.3g"),
         "energy_per_correct_j": st.column_config.NumberColumn("J per correct", format="%.3g"),
+        "data": st.column_config.TextColumn("data source", help="hub, local directory, bundled sample or synthetic rows"),
+        "sandbox": st.column_config.TextColumn("sandbox", help="how generated code ran: kernel namespaces, or resource limits and audit hooks only"),
+        "per_item": st.column_config.TextColumn("per-item log", help="paired comparisons need lm-eval's --log_samples"),
         "date": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
     },
     key="results_table",
@@ -60,3 +68,12 @@ st.download_button(
     mime="text/csv",
     key="download_csv",
 )
+
+apart = apart_table(view.results)
+apart = apart[apart["candidate"].isin(set(view.frame["candidate"]))]
+if not apart.empty:
+    st.subheader("Runs shown apart")
+    st.caption(
+        "Runs under another comparability key (limit, data source, adapter, task version, shots, generation settings): never merged with the rows above."
+    )
+    st.dataframe(apart, hide_index=True, width="stretch", key="apart_table")

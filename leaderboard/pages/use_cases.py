@@ -5,7 +5,7 @@ from __future__ import annotations
 import board_ui
 import streamlit as st
 
-from medmoe_lm_eval.analysis.ranking import rank_use_case
+from medmoe_lm_eval.analysis.ranking import rank_results
 from medmoe_lm_eval.analysis.use_cases import FIGURES
 from medmoe_lm_eval.analysis.views import ranking_display
 
@@ -26,7 +26,11 @@ limits = "; ".join(lim.describe() for lim in case.limits) or "none"
 scope = ", ".join(case.domains or case.tasks) or "all tasks"
 st.markdown(f"**Weights:** {board_ui.md(weights)}  \n**Hard limits:** {board_ui.md(limits)}  \n**Tasks counted:** {board_ui.md(scope)}")
 
-ranking = rank_use_case(view.frame, case)
+ranking = rank_results(view.results, case, frame=view.frame)
+if ranking.coverage is not None and ranking.coverage.tasks:
+    st.markdown(
+        f"**Counted tasks:** {board_ui.md(', '.join(ranking.coverage.tasks))} ({board_ui.md(ranking.coverage.describe(view.frame['candidate'].nunique()))})"
+    )
 if ranking.message:
     st.warning(ranking.message)
 for note in ranking.notes:
@@ -37,10 +41,15 @@ st.dataframe(
     width="stretch",
     column_config={
         "score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.3f"),
+        "rank range": st.column_config.TextColumn("rank range", help="2.5-97.5% of the ranks over bootstrap draws of the items, per task"),
+        "tied": st.column_config.TextColumn("tied", help="'= leader': its rank interval overlaps the leader's, so the data do not tell them apart"),
         "why": st.column_config.TextColumn("why", width="large"),
     },
     key="ranking_table",
 )
 st.caption(
-    "Score = weighted mean of figures min-max normalised across these candidates (1 = best, a missing figure counts 0). Candidates failing a hard limit are listed without a rank."
+    f"Score: {ranking.method}; each weighted efficiency figure is a win rate too (share of the other candidates beaten, "
+    "a missing figure ranks last). Rank range: 2.5-97.5% of the ranks over bootstrap draws of each task's items; '= leader' marks "
+    "candidates the data do not tell apart from the first. Quality columns: each task's main metric, chance-corrected for multiple choice. "
+    "Candidates failing a hard limit, or missing a counted task, are listed without a rank."
 )

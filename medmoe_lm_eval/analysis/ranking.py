@@ -1,63 +1,60 @@
-"""Ranking over the tidy results frame: one metric->direction table, win rates, use cases, Pareto.
+"""Use-case rankings with rank intervals, over the tidy results frame and its per-item records.
 
-Everything here takes and returns pandas objects and never reads files except the use-case YAML,
-so the Streamlit app, ``medmoe rank`` and the static export show the very same numbers.
+Everything here takes and returns pandas objects (reading no files except through the store), so
+the Streamlit app, ``medmoe rank`` and the static export show the very same numbers.
 
-* :data:`METRIC_DIRECTIONS` is the only place that says whether a figure is better high or low
-  (lm-eval's own ``higher_is_better`` fills in metrics it does not list).
-* :func:`win_rates` is HELM's aggregate: per column, the share of other candidates beaten (ties
-  count half); columns without a direction or with fewer than two values are skipped.
-* A use case (``leaderboard/use_cases.yaml``) is data: weights over min-max normalised figures
-  plus hard limits such as ``"memory <= 8 GB"``. Users add one by editing the YAML.
-* :func:`pareto_front` marks the candidates that no other candidate beats on every axis.
+How a use case scores a candidate (method :data:`METHOD`):
+
+* quality per task = the task's own main metric, chance-corrected for multiple choice
+  (:mod:`.quality`); only tasks every ranked candidate ran count (:mod:`.coverage`);
+* every weighted figure becomes a HELM-style win rate among the ranked candidates: the share of
+  the others it beats (ties count half; quality per task, averaged over tasks; a figure a candidate
+  lacks ranks below every measured one). Win rates replace min-max scaling, which turned 0.219 vs
+  0.225 into 0 vs 1;
+* score = the weighted mean of those win rates; the rank comes with its 2.5-97.5% interval from
+  bootstrapping the items per task (:mod:`.rank_intervals`), and a candidate whose interval
+  overlaps the leader's is marked as tied with it, never as worse.
+
+Hard limits (``"memory <= 8 GB"``) leave a candidate listed but unranked; ``accuracy`` limits hold
+only when every counted task's main metric meets them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from medmoe_lm_eval.analysis.use_cases import FIGURES, UseCase, format_value
-from medmoe_lm_eval.benchmarks.metric_directions import ACCURACY_METRICS, PERCENT_SCALE_METRICS
+from medmoe_lm_eval.analysis.coverage import Coverage, choose_coverage
+from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
+from medmoe_lm_eval.analysis.rank_intervals import N_BOOT, TaskDraws, rank_intervals, tied_with_leader, win_rate_scores
+from medmoe_lm_eval.analysis.use_cases import FIGURES, UseCase
+from medmoe_lm_eval.analysis.why import explain
+from medmoe_lm_eval.store.records import ResultsSet
+from medmoe_lm_eval.store.samples import load_items, missing_samples
 
-# ---------------------------------------------------------------------------------------------
-# The one metric -> direction table (True: higher is better).
+METHOD = "HELM mean win rate over per-task main metrics (chance-corrected for multiple choice)"
 
-
-def main_metric_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per candidate x task: its main accuracy metric (filter ``none`` preferred).
-
-    Group rows are dropped so an aggregate never counts twice. ``accuracy`` holds the value on a
-    0-1 scale.
-    """
-    if frame.empty:
-        return frame.assign(accuracy=pd.Series(dtype=float))
-    rows = frame[~frame["is_group"].astype(bool)] if "is_group" in frame else frame
-    rank = {m: i for i, m in enumerate(ACCURACY_METRICS)}
-    rows = rows[rows["metric"].isin(rank)].copy()
-    rows["_metric_rank"] = rows["metric"].map(rank)
-    rows["_filter_rank"] = (rows["filter"] != "none").astype(int)
-    rows = rows.sort_values(["candidate", "task", "_metric_rank", "_filter_rank", "filter"])
-    best = rows.drop_duplicates(["candidate", "task"], keep="first")
-    scale = np.where(best["metric"].isin(PERCENT_SCALE_METRICS), 100.0, 1.0)
-    best = best.assign(accuracy=best["value"].astype(float) / scale)
-    return best.drop(columns=["_metric_rank", "_filter_rank"]).reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# HELM-style win rates
+__all__ = [
+    "METHOD",
+    "Ranking",
+    "candidate_figures",
+    "figure_win_rate",
+    "main_metric_rows",
+    "pareto_front",
+    "rank_results",
+    "rank_use_case",
+    "scope_frame",
+    "win_rates",
+]
 
 
 def win_rates(table: pd.DataFrame, directions: Mapping[str, bool | None]) -> pd.Series:
-    """Mean win rate per row of ``table`` (rows: candidates, columns: figures).
-
-    For each column with a known direction and at least two values, a candidate scores the share
-    of the *other* candidates with a value that it beats, a tie counting half. A candidate's
-    result is the mean over the columns where it has a value (NaN if none).
-    """
+    """Mean win rate per row of ``table`` (rows: candidates, columns: figures), HELM's rules:
+    columns without a direction or with fewer than two values are skipped, ties count half, and a
+    candidate's result is the mean over the columns where it has a value."""
     scores: dict[str, pd.Series] = {}
     for column in table.columns:
         higher = directions.get(column)
@@ -65,8 +62,7 @@ def win_rates(table: pd.DataFrame, directions: Mapping[str, bool | None]) -> pd.
         if higher is None or len(values) < 2:
             continue
         signed = values if higher else -values
-        beats = signed.rank(method="average") - 1.0  # wins + half the ties, per candidate
-        scores[column] = beats / (len(values) - 1)
+        scores[column] = (signed.rank(method="average") - 1.0) / (len(values) - 1)
     if not scores:
         return pd.Series(np.nan, index=table.index, name="win_rate")
     return pd.DataFrame(scores).reindex(table.index).mean(axis=1).rename("win_rate")
@@ -77,12 +73,17 @@ def task_win_rates(frame: pd.DataFrame) -> pd.Series:
     best = main_metric_rows(frame)
     if best.empty:
         return pd.Series(dtype=float, name="win_rate")
-    wide = best.pivot_table(index="candidate", columns="task", values="accuracy", aggfunc="first")
+    wide = best.pivot_table(index="candidate", columns="task", values="quality", aggfunc="first")
     return win_rates(wide, {task: True for task in wide.columns})
 
 
-# ---------------------------------------------------------------------------------------------
-# Pareto front
+def figure_win_rate(values: pd.Series, higher_is_better: bool) -> pd.Series:
+    """Share of the other candidates each one beats on one figure (ties half; missing = below all)."""
+    if len(values) < 2:
+        return pd.Series(1.0, index=values.index)
+    numeric = pd.to_numeric(values, errors="coerce").astype(float)
+    signed = (numeric if higher_is_better else -numeric).fillna(-np.inf)
+    return (signed.rank(method="average") - 1.0) / (len(values) - 1)
 
 
 def pareto_front(points: pd.DataFrame, maximize: Sequence[str] = (), minimize: Sequence[str] = ()) -> pd.Series:
@@ -105,10 +106,6 @@ def pareto_front(points: pd.DataFrame, maximize: Sequence[str] = (), minimize: S
     return on_front
 
 
-# ---------------------------------------------------------------------------------------------
-# Use cases: figures, limits, weights
-
-
 def scope_frame(frame: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
     """The rows a use case looks at: its domains and tasks (all when it names none)."""
     rows = frame
@@ -119,33 +116,36 @@ def scope_frame(frame: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
     return rows
 
 
-def candidate_figures(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per candidate: the figures use cases weigh, from its main-metric rows.
+FIGURE_COLUMNS = [
+    "accuracy",
+    "latency_ms",
+    "ttft_ms",
+    "batch_latency_ms",
+    "peak_memory_bytes",
+    "energy_per_correct_j",
+    "generated_tokens_per_s",
+    "requests_per_s",
+    "num_parameters",
+    "tasks",
+    "kind",
+]
 
-    accuracy, latency, energy, throughput: mean over tasks; memory: the highest peak; plus
-    ``tasks`` (how many tasks the candidate ran) and its ``kind``.
+
+def candidate_figures(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per candidate: the figures use cases limit, from its main-metric rows.
+
+    ``accuracy`` is the *lowest* main metric over its tasks (an accuracy limit must hold on every
+    task; a mean would mix accuracy with ROUGE); latency, energy, throughput: mean over tasks;
+    memory: the highest peak; ``tasks``: how many tasks it ran.
     """
     best = main_metric_rows(frame)
-    columns = [
-        "accuracy",
-        "latency_ms",
-        "ttft_ms",
-        "batch_latency_ms",
-        "peak_memory_bytes",
-        "energy_per_correct_j",
-        "generated_tokens_per_s",
-        "requests_per_s",
-        "num_parameters",
-        "tasks",
-        "kind",
-    ]
     if best.empty:
-        return pd.DataFrame(columns=columns).rename_axis("candidate")
+        return pd.DataFrame(columns=FIGURE_COLUMNS).rename_axis("candidate")
     best = best.reindex(columns=list(dict.fromkeys([*best.columns, "ttft_ms_p50", "batch_latency_ms_p50"])))  # frames from before these figures
     grouped = best.groupby("candidate", sort=True)
     return pd.DataFrame(
         {
-            "accuracy": grouped["accuracy"].mean(),
+            "accuracy": grouped["accuracy"].min(),
             "latency_ms": grouped["latency_ms_p50"].mean(),  # single-stream E2E p50 (profiling.figures)
             "ttft_ms": grouped["ttft_ms_p50"].mean(),
             "batch_latency_ms": grouped["batch_latency_ms_p50"].mean(),
@@ -160,66 +160,139 @@ def candidate_figures(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def normalise(values: pd.Series, higher_is_better: bool) -> pd.Series:
-    """Min-max to [0, 1] with 1 = best. All equal -> 1 for all; missing -> NaN; infinities sit
-    at the matching end (infinite joules per correct answer, i.e. none correct, is the worst)."""
-    numeric = pd.to_numeric(values, errors="coerce").astype(float)
-    finite = numeric[np.isfinite(numeric)]
-    out = pd.Series(np.nan, index=numeric.index, dtype=float)
-    if not finite.empty:
-        lo, hi = float(finite.min()), float(finite.max())
-        span = (finite - lo) / (hi - lo) if hi > lo else pd.Series(1.0, index=finite.index)
-        out[finite.index] = span if higher_is_better or hi == lo else 1.0 - span
-    infinite = numeric[np.isinf(numeric)]
-    out[infinite.index] = ((infinite > 0) == higher_is_better).astype(float)
-    return out
-
-
 @dataclass
 class Ranking:
-    """A use case's ranking: ``table`` (eligible first), and a plain message when none qualifies."""
+    """A use case's ranking: ``table`` (ranked first, best first), per-task ``quality``, coverage."""
 
     use_case: UseCase
     table: pd.DataFrame
     message: str | None = None
     notes: list[str] = field(default_factory=list)
+    quality: pd.DataFrame = field(default_factory=pd.DataFrame)  #: candidates x counted tasks
+    coverage: Coverage | None = None
+    method: str = METHOD
 
     @property
     def eligible(self) -> pd.DataFrame:
         return self.table[self.table["meets_limits"]]
 
 
-def rank_use_case(frame: pd.DataFrame, use_case: UseCase) -> Ranking:
-    """Score every candidate for ``use_case`` and rank those that meet all hard limits.
+@dataclass(frozen=True)
+class _Quality:
+    point: pd.DataFrame  #: candidates x tasks
+    stderr: pd.DataFrame
+    draws: list[TaskDraws]
+    n_items: pd.Series
 
-    score = sum(w_f * n_f) / sum(w_f) with n_f the min-max normalised figure (best 1, worst 0; a
-    figure the candidate lacks counts 0). Equal scores share a rank. Candidates failing a limit
-    stay in the table, unranked, with the failed limit in ``why``.
+
+def _quality(best: pd.DataFrame, items: pd.DataFrame | None, ranked: Sequence[str], tasks: Sequence[str]) -> _Quality:
+    """Point quality per candidate x task (item means where items exist), spread, and item draws."""
+    rows = best[best["candidate"].isin(ranked) & best["task"].isin(tasks)]
+    point = rows.pivot_table(index="candidate", columns="task", values="quality", aggfunc="first").reindex(index=list(ranked), columns=list(tasks))
+    stderr = rows.pivot_table(index="candidate", columns="task", values="quality_stderr", aggfunc="first", dropna=False)
+    stderr = stderr.reindex(index=point.index, columns=point.columns)
+    draws: list[TaskDraws] = []
+    n_items = pd.Series(0, index=point.index)
+    matrices = task_matrices(items, rows) if items is not None else {}
+    for t_index, task in enumerate(tasks):
+        matrix = matrices.get(task)
+        if matrix is None:
+            continue
+        cols = [c for c in ranked if c in matrix.scores.columns]
+        scores = matrix.scores[cols].to_numpy(dtype=float)
+        point.loc[cols, task] = scores.mean(axis=0)
+        stderr.loc[cols, task] = np.nan
+        n_items[cols] += scores.shape[0]
+        draws.append(TaskDraws(t_index, np.array([point.index.get_loc(c) for c in cols]), scores))
+    return _Quality(point, stderr, draws, n_items)
+
+
+def rank_use_case(frame: pd.DataFrame, use_case: UseCase, items: pd.DataFrame | None = None, n_boot: int = N_BOOT) -> Ranking:
+    """Score, rank and interval every candidate for ``use_case`` (see the module docstring).
+
+    ``items`` is the per-item frame of ``store.samples.load_items``; without it (or for runs that
+    kept no per-sample log) task scores are resampled from lm-eval's standard errors.
     """
-    figures = candidate_figures(scope_frame(frame, use_case))
-    if figures.empty:
+    best = main_metric_rows(scope_frame(frame, use_case))
+    if best.empty:
         scope = ", ".join(use_case.domains or use_case.tasks) or "any task"
-        empty = pd.DataFrame(columns=["rank", "candidate", "score", "meets_limits", "why"])
+        empty = pd.DataFrame(columns=["rank", "rank_low", "rank_high", "tied_with_leader", "candidate", "score", "meets_limits", "why", "excluded_reason"])
         return Ranking(use_case, empty, f"No results cover {use_case.name} ({scope}): run candidates on those tasks first.")
+    coverage = choose_coverage({str(c): set(g["task"]) for c, g in best.groupby("candidate")})
+    figures = candidate_figures(best[best["task"].isin(coverage.tasks)]).reindex(list(coverage.ranked))
+    quality = _quality(best, items, coverage.ranked, coverage.tasks)
     weights, notes = _measured_weights(use_case, figures)
-    total = sum(weights.values())
-    parts = pd.DataFrame(index=figures.index)
-    for key, weight in weights.items():
-        fig = FIGURES[key]
-        parts[key] = normalise(figures[fig.column], fig.higher_is_better).fillna(0.0) * (weight / total)
-    table = figures.copy()
-    table["score"] = parts.sum(axis=1)
-    checks = {lim.text: figures[FIGURES[lim.figure].column].map(lim.holds) for lim in use_case.limits}
-    table["meets_limits"] = pd.DataFrame(checks, index=figures.index).all(axis=1) if checks else True
-    table["why"] = [_why(use_case, weights, figures.loc[c], parts.loc[c], bool(table.loc[c, "meets_limits"])) for c in figures.index]
-    table["rank"] = table["score"].where(table["meets_limits"]).rank(method="min", ascending=False)
-    table = table.reset_index().sort_values(["meets_limits", "score", "candidate"], ascending=[False, False, True], kind="stable")
-    table = table[["rank", "candidate", "score", "meets_limits", "why", *[c for c in figures.columns]]].reset_index(drop=True)
+    table = _scored_table(use_case, figures, quality, weights, n_boot)
+    table = pd.concat([table, _excluded_rows(best, coverage)], ignore_index=True)
+    table["excluded_reason"] = table["excluded_reason"].astype(object).where(table["excluded_reason"].notna(), None)
+    table = table.sort_values(["meets_limits", "score", "candidate"], ascending=[False, False, True], kind="stable", na_position="last").reset_index(drop=True)
+    if coverage.not_counted:
+        notes.append(f"not counted (not run by every ranked candidate): {', '.join(coverage.not_counted)}")
     message = None
     if not table["meets_limits"].any():
         limits = "; ".join(lim.describe() for lim in use_case.limits)
         message = f"No candidate meets every limit of {use_case.name} ({limits}). The table shows how close each came."
-    return Ranking(use_case, table, message, notes)
+    return Ranking(use_case, table, message, notes, quality.point, coverage)
+
+
+def _limit_checks(use_case: UseCase, figures: pd.DataFrame) -> pd.Series:
+    checks = {lim.text: figures[FIGURES[lim.figure].column].map(lim.holds) for lim in use_case.limits}
+    return pd.DataFrame(checks, index=figures.index).all(axis=1) if checks else pd.Series(True, index=figures.index)
+
+
+def _scored_table(use_case: UseCase, figures: pd.DataFrame, quality: _Quality, weights: dict[str, float], n_boot: int) -> pd.DataFrame:
+    total = sum(weights.values())
+    fixed = pd.DataFrame(index=figures.index)
+    for key, weight in weights.items():
+        if key != "accuracy":
+            fixed[key] = figure_win_rate(figures[FIGURES[key].column], FIGURES[key].higher_is_better) * (weight / total)
+    w_quality = weights.get("accuracy", 0.0) / total
+    meets = _limit_checks(use_case, figures)
+    eligible = meets.to_numpy()
+    fixed_sum = fixed.sum(axis=1).to_numpy()
+
+    def score(q: np.ndarray) -> np.ndarray:
+        return w_quality * win_rate_scores(q) + fixed_sum
+
+    point_q = quality.point.to_numpy(dtype=float)
+    table = figures.copy()
+    table["score"] = score(point_q)
+    parts = fixed.assign(accuracy=w_quality * win_rate_scores(point_q))
+    for column in ("rank", "rank_low", "rank_high"):
+        table[column] = np.nan
+    table["tied_with_leader"] = False
+    if eligible.any():
+        _rank_eligible(table, quality, eligible, score, n_boot)
+    table["meets_limits"] = meets
+    table["n_items"] = quality.n_items.reindex(figures.index).fillna(0).astype(int)
+    table["task_list"] = [list(quality.point.columns)] * len(table)
+    table["why"] = [explain(use_case, weights, figures.loc[c], parts.loc[c], bool(meets[c])) for c in figures.index]
+    table["excluded_reason"] = [None if meets[c] else table.loc[c, "why"].split("; ")[0] for c in figures.index]
+    return table.rename_axis("candidate").reset_index()
+
+
+def _rank_eligible(table: pd.DataFrame, quality: _Quality, eligible: np.ndarray, score: Callable[[np.ndarray], np.ndarray], n_boot: int) -> None:
+    """Point ranks, rank intervals and tie marks of the candidates that meet every limit.
+
+    Scores (win rates) are over every covered candidate, as shown in the table; only the eligible
+    ones are ranked, in the point estimate and in every bootstrap draw.
+    """
+    point = quality.point.to_numpy(dtype=float)
+    stderr = quality.stderr.to_numpy(dtype=float)
+    r, lo, hi = rank_intervals(point, stderr, quality.draws, score, n_boot, among=eligible)
+    idx = table.index[eligible]
+    table.loc[idx, "rank"], table.loc[idx, "rank_low"], table.loc[idx, "rank_high"] = r, lo, hi
+    table.loc[idx, "tied_with_leader"] = tied_with_leader(r, lo, hi)
+
+
+def _excluded_rows(best: pd.DataFrame, coverage: Coverage) -> pd.DataFrame:
+    rows = []
+    for cand, reason in coverage.excluded.items():
+        ran = sorted(best.loc[best["candidate"] == cand, "task"])
+        kind = best.loc[best["candidate"] == cand, "kind"]
+        rows.append({"candidate": cand, "kind": kind.iloc[0] if len(kind) else None, "tasks": len(ran), "task_list": ran, "score": np.nan, "meets_limits": False,
+                     "tied_with_leader": False, "n_items": 0, "why": f"not ranked: {reason}", "excluded_reason": reason})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _measured_weights(use_case: UseCase, figures: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
@@ -234,23 +307,22 @@ def _measured_weights(use_case: UseCase, figures: pd.DataFrame) -> tuple[dict[st
     return (weights or dict(use_case.weights)), notes
 
 
-def _why(use_case: UseCase, weights: Mapping[str, float], figures: pd.Series, parts: pd.Series, meets: bool) -> str:
-    """One short sentence: limits met or failed, then the figure that carried the score."""
-    phrases: list[str] = []
-    failed = [lim for lim in use_case.limits if not lim.holds(figures[FIGURES[lim.figure].column])]
-    shown = failed if not meets else list(use_case.limits)
-    for lim in shown:
-        fig = FIGURES[lim.figure]
-        measured = figures[fig.column]
-        status = "not measured" if pd.isna(measured) else format_value(fig, float(measured))
-        phrases.append(f"{lim.describe()} ({status})")
-    head = ("fails " if not meets else "meets ") + ", ".join(phrases) if phrases else "no hard limits"
-    missing = [FIGURES[k].label for k in weights if pd.isna(figures[FIGURES[k].column])]
-    if parts.sum() > 0:
-        top = str(parts.idxmax())
-        tail = f"carried by {FIGURES[top].label} ({parts[top]:.2f} of {parts.sum():.2f})"
-    else:
-        tail = "no weighted figure above the worst"
-    if missing:
-        tail += f"; no {', '.join(missing)} measured (counted as worst)"
-    return f"{head}; {tail}"
+def rank_results(results: ResultsSet, use_case: UseCase, n_boot: int = N_BOOT, frame: pd.DataFrame | None = None) -> Ranking:
+    """:func:`rank_use_case` over a results folder, with the per-item records of its runs.
+
+    ``frame`` narrows the board's rows (the app's sidebar filters); default: all of them.
+    """
+    rows = results.frame if frame is None else frame
+    tasks = scope_frame(rows, use_case)["task"].unique().tolist()
+    items, issues = load_items(results, candidates=rows["candidate"].unique().tolist(), tasks=tasks)
+    ranking = rank_use_case(rows, use_case, items, n_boot)
+    ranked = ranking.coverage.ranked if ranking.coverage else ()
+    counted = ranking.coverage.tasks if ranking.coverage else ()
+    without = missing_samples(results, ranked, counted)
+    if without:
+        ranking.notes.append(
+            f"{len(without)} run(s) kept no per-sample log ({', '.join(f'{c}/{t}' for c, t in without[:4])}{', ...' if len(without) > 4 else ''}): "
+            "their task scores are resampled from lm-eval's stderr; paired comparisons need --log_samples"
+        )
+    ranking.notes.extend(str(i) for i in issues)
+    return ranking

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from medmoe_lm_eval.analysis.ranking import main_metric_rows
+from medmoe_lm_eval.analysis.quality import main_metric_rows
 from medmoe_lm_eval.store.files import as_dict, number
 from medmoe_lm_eval.store.records import ResultsSet, RunInfo
 

@@ -127,8 +127,10 @@ class Limit(BaseModel):
         return value <= self.value if self.op == "<=" else value >= self.value
 
     def describe(self) -> str:
+        """``"peak memory ≤ 8.00 GB"``; accuracy limits say they hold per task (the lowest task counts)."""
         fig = FIGURES[self.figure]
-        return f"{fig.label} {'≤' if self.op == '<=' else '≥'} {format_value(fig, self.value)}"
+        tail = " on every task" if self.figure == "accuracy" else ""
+        return f"{fig.label} {'≤' if self.op == '<=' else '≥'} {format_value(fig, self.value)}{tail}"
 
 
 class UseCase(BaseModel):

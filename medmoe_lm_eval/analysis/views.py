@@ -18,6 +18,7 @@ from medmoe_lm_eval.analysis.use_cases import FIGURES, format_value
 from medmoe_lm_eval.benchmarks.metric_directions import ACCURACY_METRICS, METRIC_DIRECTIONS
 from medmoe_lm_eval.store.files import as_dict
 from medmoe_lm_eval.store.records import ResultsSet
+from medmoe_lm_eval.store.run_key import SOURCE_BADGE
 
 
 @dataclass(frozen=True)
@@ -44,27 +45,60 @@ def filter_options(frame: pd.DataFrame) -> dict[str, list[str]]:
     return {c: sorted(frame[c].fillna("unknown").astype(str).unique()) for c in ("domain", "task", "backend", "quantization", "kind")}
 
 
+def source_badge(kind: Any) -> str:
+    """The data-source badge of a row: ``hub``, ``bundled sample``, ``synthetic``, ``local directory``."""
+    return SOURCE_BADGE.get(str(kind), SOURCE_BADGE["unknown"]) if isinstance(kind, str) else SOURCE_BADGE["unknown"]
+
+
+def sandbox_badge(mechanism: Any) -> str:
+    """``sandbox: namespaces`` / ``sandbox: rlimits+audit`` for code tasks; empty elsewhere."""
+    return f"sandbox: {mechanism}" if isinstance(mechanism, str) and mechanism else ""
+
+
 def overview_table(frame: pd.DataFrame, all_metrics: bool = False) -> pd.DataFrame:
-    """Rows for the overview: accuracy-type metrics (or all) with efficiency and provenance."""
+    """Rows for the overview: accuracy-type metrics (or all) with efficiency, data source and provenance."""
     rows = frame if all_metrics else frame[frame["metric"].isin(ACCURACY_METRICS)]
     cols = [
         "candidate", "kind", "domain", "task", "metric", "filter", "value", "stderr", "latency_ms_p50",
         "generated_tokens_per_s", "requests_per_s", "peak_memory_bytes", "energy_j", "energy_per_correct_j",
-        "backend", "quantization", "n_samples", "date", "run_id",
+        "backend", "quantization", "n_samples", "data_source", "sandbox", "samples_file", "date", "run_id",
     ]  # fmt: skip
     table = rows[cols].sort_values(["task", "metric", "value"], ascending=[True, True, False]).reset_index(drop=True)
-    return table.assign(peak_memory_gb=table["peak_memory_bytes"] / 1e9).drop(columns=["peak_memory_bytes"])
+    table = table.assign(
+        peak_memory_gb=table["peak_memory_bytes"] / 1e9, data=table["data_source"].map(source_badge), sandbox=table["sandbox"].map(sandbox_badge),
+        per_item=table["samples_file"].notna().map({True: "yes", False: "no (--log_samples)"}),
+    )  # fmt: skip
+    return table.drop(columns=["peak_memory_bytes", "data_source", "samples_file"])
+
+
+def apart_table(results: ResultsSet) -> pd.DataFrame:
+    """Runs under another comparability key than the one on the board, with the reason."""
+    apart = results.apart
+    if apart.empty:
+        return pd.DataFrame(columns=["candidate", "task", "why apart", "data", "n_samples", "date", "run_id"])
+    rows = apart[apart["metric"].isin(ACCURACY_METRICS)].drop_duplicates(["candidate", "task", "run_id"])
+    return pd.DataFrame(
+        {"candidate": rows["candidate"], "task": rows["task"], "why apart": rows["variant"], "data": rows["data_source"].map(source_badge),
+         "n_samples": rows["n_samples"], "date": rows["date"].astype(str), "run_id": rows["run_id"]}
+    ).reset_index(drop=True)  # fmt: skip
 
 
 def candidate_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per candidate: kind, tasks, mean main-metric accuracy and HELM mean win rate."""
+    """One row per candidate: kind, tasks, HELM mean win rate over tasks, lowest task score, efficiency.
+
+    The win rate compares candidates only on tasks they share (per task, among those that ran it);
+    the use-case rankings add rank intervals and restrict to tasks every ranked candidate ran.
+    """
     figures = candidate_figures(frame)
     if figures.empty:
         return figures.reset_index()
     figures["win_rate"] = task_win_rates(frame).reindex(figures.index)
     figures["peak_memory_gb"] = figures["peak_memory_bytes"] / 1e9
-    cols = ["kind", "tasks", "win_rate", "accuracy", "latency_ms", "generated_tokens_per_s", "peak_memory_gb", "energy_per_correct_j"]
-    return figures[cols].reset_index().sort_values(["win_rate", "accuracy"], ascending=False, na_position="last").reset_index(drop=True)
+    badges = frame.groupby("candidate")["data_source"].agg(lambda s: ", ".join(sorted({source_badge(v) for v in s})))
+    figures["data"] = badges.reindex(figures.index)
+    figures = figures.rename(columns={"accuracy": "lowest_task_score"})
+    cols = ["kind", "tasks", "win_rate", "lowest_task_score", "latency_ms", "generated_tokens_per_s", "peak_memory_gb", "energy_per_correct_j", "data"]
+    return figures[cols].reset_index().sort_values(["win_rate", "lowest_task_score"], ascending=False, na_position="last").reset_index(drop=True)
 
 
 def compare_candidates(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
@@ -121,32 +155,66 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def ranking_display(ranking: Ranking) -> pd.DataFrame:
-    """A ranking with readable figures: rank, candidate, kind, score, the weighted figures, why."""
+def rank_range(low: Any, high: Any) -> str:
+    """``"1"`` or ``"1–3"``: the 2.5-97.5% rank interval; ``"—"`` when unranked."""
+    if pd.isna(low) or pd.isna(high):
+        return "—"
+    return str(int(low)) if int(low) == int(high) else f"{int(low)}–{int(high)}"
+
+
+def ranking_display(ranking: Ranking, max_task_columns: int | None = None) -> pd.DataFrame:
+    """A ranking with readable figures: rank, its interval, tie mark, candidate, score, figures, why.
+
+    One quality column per counted task, unless there are more than ``max_task_columns`` (a terminal).
+    """
     table = ranking.table
     if table.empty:
-        return pd.DataFrame(columns=["rank", "candidate", "kind", "score", "why"])
-    shown = ["accuracy", *[k for k in ranking.use_case.weights if k != "accuracy"]]
-    shown += [lim.figure for lim in ranking.use_case.limits if lim.figure not in shown]
+        return pd.DataFrame(columns=["rank", "rank range", "tied", "candidate", "kind", "score", "why"])
+    shown = [k for k in ranking.use_case.weights if k != "accuracy"]
+    shown += [lim.figure for lim in ranking.use_case.limits if lim.figure not in shown and lim.figure != "accuracy"]
     out = pd.DataFrame(
         {
             "rank": table["rank"].map(lambda r: "—" if pd.isna(r) else str(int(r))),
+            "rank range": [rank_range(lo, hi) for lo, hi in zip(table["rank_low"], table["rank_high"], strict=True)],
+            "tied": table["tied_with_leader"].map(lambda t: "= leader" if bool(t) else ""),
             "candidate": table["candidate"],
             "kind": table["kind"],
             "score": table["score"].round(3),
         }
     )
+    per_task = max_task_columns is None or len(ranking.quality.columns) <= max_task_columns
+    for task in ranking.quality.columns if per_task else ():
+        out[f"{task} (quality)"] = table["candidate"].map(ranking.quality[task]).map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")
     for key in shown:
         fig = FIGURES[key]
         out[fig.label] = table[fig.column].map(lambda v, f=fig: format_value(f, None if pd.isna(v) else float(v)))
     out["tasks"] = table["tasks"]
+    out["items"] = table["n_items"]
     out["why"] = table["why"]
     return out
 
 
+def ranking_json(ranking: Ranking) -> list[dict[str, Any]]:
+    """``medmoe rank --json``: best first, one object per candidate (ranked, then the rest)."""
+    out = []
+    for row in ranking.table.to_dict("records"):
+        ranked = not pd.isna(row["rank"])
+        name = row["candidate"]
+        quality = ranking.quality.loc[name] if name in ranking.quality.index else pd.Series(dtype=float)
+        out.append({
+            "candidate": name, "rank": int(row["rank"]) if ranked else None,
+            "rank_low": int(row["rank_low"]) if ranked else None, "rank_high": int(row["rank_high"]) if ranked else None,
+            "score": None if pd.isna(row["score"]) else round(float(row["score"]), 6), "tied_with_leader": bool(row["tied_with_leader"]),
+            "tasks": list(row["task_list"]), "n_items": int(row["n_items"]), "excluded_reason": None if ranked else row["excluded_reason"],
+            "meets_limits": bool(row["meets_limits"]), "why": row["why"],
+            "quality": {str(t): round(float(v), 6) for t, v in quality.items() if pd.notna(v)},
+        })  # fmt: skip
+    return out
+
+
 def summary_display(results_frame: pd.DataFrame) -> pd.DataFrame:
-    """The per-candidate summary (win rate, mean accuracy, efficiency), rounded for reading."""
+    """The per-candidate summary (win rate, lowest task score, efficiency), rounded for reading."""
     summary = candidate_summary(results_frame)
     if summary.empty:
         return summary
-    return summary.round({"win_rate": 3, "accuracy": 3, "latency_ms": 1, "generated_tokens_per_s": 1, "peak_memory_gb": 2, "energy_per_correct_j": 3})
+    return summary.round({"win_rate": 3, "lowest_task_score": 3, "latency_ms": 1, "generated_tokens_per_s": 1, "peak_memory_gb": 2, "energy_per_correct_j": 3})

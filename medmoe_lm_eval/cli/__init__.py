@@ -1,7 +1,7 @@
 """The ``medmoe`` command: one entry point, one small module behind each subcommand.
 
 Owns: argument parsing and terminal output of every subcommand (``eval``, ``ask``, ``quantize``,
-``train-router``/``eval-router``, ``leaderboard``/``rank``, ``profile``). May use: ``analysis``,
+``train-router``/``eval-router``, ``leaderboard``/``rank``, ``compare``, ``profile``). May use: ``analysis``,
 ``store`` and everything below; ``demo`` sits above it and is reached by name only.
 
 Subcommand modules are imported only when their command runs, so ``medmoe --help`` stays fast
@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "open the Streamlit leaderboard, or export it as HTML/Markdown",
     ),
     "rank": ("medmoe_lm_eval.cli.board", "add_rank_arguments", "run_rank", "rank candidates for a use case in the terminal"),
+    "compare": ("medmoe_lm_eval.cli.compare", "add_arguments", "run", "compare two candidates task by task: paired intervals and tests"),
     "profile": ("medmoe_lm_eval.cli.profile", "add_arguments", "run", "show the efficiency profile of a run"),
 }
 

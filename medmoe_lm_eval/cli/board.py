@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from medmoe_lm_eval.analysis.ranking import Ranking, rank_use_case
+from medmoe_lm_eval.analysis.ranking import Ranking, rank_results
 from medmoe_lm_eval.analysis.use_cases import UseCase, default_use_cases_path, load_use_cases
-from medmoe_lm_eval.analysis.views import overview_table, ranking_display, summary_display, utc_now
+from medmoe_lm_eval.analysis.views import overview_table, ranking_display, ranking_json, summary_display, utc_now
 from medmoe_lm_eval.paths import leaderboard_dir
 from medmoe_lm_eval.store.records import ResultsSet
 from medmoe_lm_eval.store.results import load_results
@@ -68,7 +68,7 @@ def _sections(results: ResultsSet, cases: dict[str, UseCase]) -> list[tuple[str,
     """(title, note, table) triples every export format renders the same way."""
     out: list[tuple[str, str | None, pd.DataFrame]] = [("Candidates (mean win rate over tasks)", None, summary_display(results.frame))]
     for case in cases.values():
-        ranking = rank_use_case(results.frame, case)
+        ranking = rank_results(results, case)
         limits = "; ".join(lim.describe() for lim in case.limits) or "none"
         note = " ".join(
             [f"{case.description} Hard limits: {limits}.", *([ranking.message] if ranking.message else []), *(f"{n[0].upper()}{n[1:]}." for n in ranking.notes)]
@@ -203,11 +203,30 @@ def add_rank_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--use-cases", metavar="YAML", help="use-case profiles (default: leaderboard/use_cases.yaml)")
     parser.add_argument("--list", action="store_true", help="list the use cases and exit")
     parser.add_argument("--top", type=int, default=0, help="show only the first N rows (0 = all)")
+    parser.add_argument("--json", action="store_true", help="print the ranking as JSON (one use case; list of candidates, best first)")
+
+
+def _rank_json(args: argparse.Namespace) -> int:
+    """``--json``: one use case's ranking as a JSON list on stdout; problems on stderr."""
+    import json
+
+    cases, problems = load_use_cases(args.use_cases or default_use_cases_path())
+    if args.use_case not in cases:
+        print(f"error: --use-case {args.use_case!r}: --json needs one use case; choose one of: {', '.join(cases) or '(none defined)'}", file=sys.stderr)
+        return 2
+    results = load_results(args.results)
+    for line in [*problems, *(str(i) for i in results.warnings)]:
+        print(f"warning: {line}", file=sys.stderr)
+    rows = ranking_json(rank_results(results, cases[args.use_case])) if not results.frame.empty else []
+    print(json.dumps(rows[: args.top] if args.top > 0 else rows, indent=2, ensure_ascii=False))
+    return 0 if rows else 1
 
 
 def run_rank(args: argparse.Namespace) -> int:
     from medmoe_lm_eval.console import cli_console
 
+    if args.json and not args.list:
+        return _rank_json(args)
     console = cli_console(highlight=False)
     cases, problems = load_use_cases(args.use_cases or default_use_cases_path())
     for line in problems:
@@ -227,7 +246,7 @@ def run_rank(args: argparse.Namespace) -> int:
         console.print(f"No results to rank in {_plain(str(args.results))}.")
         return 1
     for case in chosen:
-        for item in ranking_renderables(rank_use_case(results.frame, case), args.top):
+        for item in ranking_renderables(rank_results(results, case), args.top):
             console.print(item)
     return 0
 
@@ -238,7 +257,7 @@ def rank_tables(results_dir: str | Path, use_cases: str | Path | None = None, to
     cases, _ = load_use_cases(use_cases)
     if results.frame.empty:
         return []
-    return [item for case in cases.values() for item in ranking_renderables(rank_use_case(results.frame, case), top)]
+    return [item for case in cases.values() for item in ranking_renderables(rank_results(results, case), top)]
 
 
 def _plain(text: str) -> str:
@@ -254,13 +273,19 @@ def ranking_renderables(ranking: Ranking, top: int = 0) -> list:
 
     case = ranking.use_case
     limits = "; ".join(lim.describe() for lim in case.limits) or "none"
-    table = Table(title=Text(f"{case.name} ({case.slug})"), caption=Text(f"hard limits: {limits}"))
-    display = ranking_display(ranking)
+    caption = f"hard limits: {limits}. Score: {ranking.method}; rank range = 2.5-97.5% over bootstrap draws of the items; '= leader': not told apart from #1."
+    table = Table(title=Text(f"{case.name} ({case.slug})"), caption=Text(caption))
+    display = ranking_display(ranking, max_task_columns=3)
     if top > 0:
         display = display.head(top)
     for column in display.columns:
-        table.add_column(column, overflow="fold", justify="right" if column in ("rank", "score", "tasks") else "left")
+        # a candidate's name is what a reader looks for and copies: it never wraps
+        table.add_column(
+            column, overflow="fold", no_wrap=column == "candidate", justify="right" if column in ("rank", "rank range", "score", "tasks", "items") else "left"
+        )
     for row in display.itertuples(index=False):
-        table.add_row(*(Text(str(v)) for v in row))
+        table.add_row(*(Text("—" if isinstance(v, float) and pd.isna(v) else str(v)) for v in row))
     extra = [Text(ranking.message, style="bold yellow")] if ranking.message else []
+    if ranking.coverage is not None and ranking.coverage.tasks:
+        extra.append(Text(f"counted tasks: {', '.join(ranking.coverage.tasks)}", style="dim"))
     return [table, *extra, *(Text(note, style="dim") for note in ranking.notes), Text("")]

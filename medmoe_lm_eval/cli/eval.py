@@ -52,7 +52,8 @@ def check_output_dir(path: str | Path) -> None:
 
 
 def prepare(ns: argparse.Namespace) -> argparse.Namespace:
-    """Add our tasks, validate the adapter and output folder, name the candidate's folder."""
+    """Add our tasks, validate the adapter and output folder, name the candidate's folder, and keep
+    lm-eval's per-sample logs (``--log_samples``) whenever results are written."""
     ours = str(tasks_dir())
     extra = [p for p in (ns.include_path or "").split(os.pathsep) if p]
     ns.include_path = [*extra, ours] if extra else ours
@@ -65,6 +66,10 @@ def prepare(ns: argparse.Namespace) -> argparse.Namespace:
         ns.model_args = model_args
     if ns.output_path:
         check_output_dir(ns.output_path)
+        ns.log_samples = True  # per-item records: the board's paired statistics need them
+    data = os.environ.get("MEDMOE_DATA", "").strip()
+    if data and "medmoe_data" not in (ns.metadata or {}):  # recorded in each task's config: the board badges the data source
+        ns.metadata = {**(ns.metadata or {}), "medmoe_data": data}
     return ns
 
 

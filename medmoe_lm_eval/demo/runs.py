@@ -4,12 +4,18 @@ The demo and the benchmarks evaluate many candidates in one process: ``simple_ev
 called directly (no CLI start-up per candidate) and the results file is lm-eval's own layout
 (``<out>/<candidate>/results_<date>.json`` with the general-config fields lm-eval's tracker
 adds), written to a temporary file and linked into place so a crash never leaves half a file
-and an earlier run is never overwritten.
+and an earlier run is never overwritten. lm-eval's per-sample logs are always kept, as its
+tracker writes them (``samples_<task>_<date>.jsonl``, same date stamp, ``task_hashes`` in the
+results), and written the same safe way before the results file that points at them.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+import threading
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,7 +51,7 @@ def evaluate_candidate(
     device: str | None = None,
     use_cache: str | None = None,
     data: str = "bundled",
-    log_samples: bool = False,
+    log_samples: bool = True,
     extra_model_args: dict[str, Any] | None = None,
     gen_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
@@ -73,12 +79,62 @@ def evaluate_candidate(
         bootstrap_iters=1000,
         gen_kwargs=gen_kwargs,
     )
-    results.pop("samples", None)
+    samples = results.pop("samples", None) if log_samples else None
     tracker.general_config_tracker.log_end_time()
     results.update(asdict(tracker.general_config_tracker))
     from lm_eval.utils import handle_non_serializable
 
-    return write_json_exclusive(folder / f"results_{_stamp()}.json", results, default=handle_non_serializable), results
+    stamp = _stamp()
+    if samples:
+        results["task_hashes"] = write_samples(folder, stamp, samples)
+    return write_json_exclusive(folder / f"results_{stamp}.json", results, default=handle_non_serializable), results
+
+
+def _sample_line(sample: dict[str, Any]) -> str:
+    """One per-sample line exactly as lm-eval's ``EvaluationTracker.save_results_samples`` writes it."""
+    from lm_eval.utils import handle_non_serializable, sanitize_list
+
+    line = dict(sample)
+    line["arguments"] = {f"gen_args_{i}": {f"arg_{j}": a for j, a in enumerate(arg)} for i, arg in enumerate(sample["arguments"])}
+    line["resps"] = sanitize_list(sample["resps"])
+    line["filtered_resps"] = sanitize_list(sample["filtered_resps"])
+    line["target"] = str(sample["target"])
+    return json.dumps(line, default=handle_non_serializable, ensure_ascii=False) + "\n"
+
+
+def write_text_exclusive(path: Path, lines: Iterable[str]) -> Path:
+    """The tmp-file + hard-link pattern of ``jsonio.write_json_exclusive``, for JSONL text."""
+    if path.exists():
+        raise FileExistsError(f"{path}: already exists; not overwriting it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise FileExistsError(f"{path}: already exists; not overwriting it") from None
+        except OSError:  # no hard links on this file system
+            if path.exists():
+                raise FileExistsError(f"{path}: already exists; not overwriting it") from None
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_samples(folder: Path, stamp: str, samples: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """Write each task's ``samples_<task>_<stamp>.jsonl``; return lm-eval's ``task_hashes`` for them."""
+    from lm_eval.utils import hash_string
+
+    hashes = {}
+    for task, rows in samples.items():
+        write_text_exclusive(folder / f"samples_{task}_{stamp}.jsonl", (_sample_line(s) for s in rows))
+        hashes[task] = hash_string("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in rows))
+    return hashes
 
 
 def _stamp() -> str:

@@ -7,9 +7,12 @@ on lm-eval's JSON, so a schema change upstream is absorbed here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from medmoe_lm_eval.store.run_key import RunKey
 
 #: Columns of the tidy frame, in display order.
 FRAME_COLUMNS: tuple[str, ...] = (
@@ -22,6 +25,7 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "ttft_ms_p50", "tpot_ms_p50", "batch_latency_ms_p50", "batch_latency_ms_p95", "requests_served", "expert_calls",
     "cache_share", "energy_source",
     "task_version", "task_hash", "git_hash", "hardware", "source_file", "latest",
+    "data_source", "data_origin", "limit", "rows_fingerprint", "run_key", "variant", "samples_file", "sandbox", "n_choices",
 )  # fmt: skip
 
 
@@ -64,13 +68,20 @@ class RunInfo:
 
 @dataclass
 class ResultsSet:
-    """Everything read from one results folder."""
+    """Everything read from one results folder.
+
+    ``frame`` holds the rows on the board (per candidate and task, the newest run of the key that
+    stands for it); ``apart`` the newest run of every other key, with the reason in ``variant``;
+    ``history`` every row read. ``keys`` maps a ``run_key`` digest to its :class:`RunKey`.
+    """
 
     root: str
     frame: pd.DataFrame
     history: pd.DataFrame
     runs: dict[str, RunInfo]
     issues: list[ReadIssue] = field(default_factory=list)
+    apart: pd.DataFrame = field(default_factory=pd.DataFrame)
+    keys: dict[str, RunKey] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[ReadIssue]:

@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,88 +26,12 @@ import pandas as pd
 
 from medmoe_lm_eval.benchmarks.metric_directions import direction, main_metric
 from medmoe_lm_eval.profiling.figures import task_figures
+from medmoe_lm_eval.store.candidates import _hardware_text, _joined, _model_ref, _peak_memory, _plain_label, _quantization_text, _short_name, kind_of
 from medmoe_lm_eval.store.files import _load_json, _run_date, as_dict, find_result_files, number
-from medmoe_lm_eval.store.records import FRAME_COLUMNS, KIND_BY_LABEL_PREFIX, ReadIssue, ResultsSet, RunInfo
-
-# ---------------------------------------------------------------------------------------------
-# Finding and parsing files
-
-
-def _model_ref(config: Mapping[str, Any], data: Mapping[str, Any]) -> str:
-    """The model a plain run evaluated: ``pretrained=``/``model=``/``path=`` or ``model_name``."""
-    args = config.get("model_args")
-    if isinstance(args, str):
-        args = dict(part.split("=", 1) for part in args.split(",") if "=" in part)
-    args = as_dict(args)
-    for key in ("pretrained", "model", "path", "model_path", "engine", "base_url"):
-        if isinstance(args.get(key), str) and args[key]:
-            return args[key]
-    return str(data.get("model_name") or config.get("model") or "unknown")
-
-
-def _short_name(ref: str) -> str:
-    """Hub ids stay as they are; local paths shrink to their last component."""
-    if ref.startswith(("/", "./", "../", "~")) or (os.sep in ref and Path(ref).exists()):
-        return Path(ref.rstrip("/")).name or ref
-    return ref
-
-
-def _plain_label(model_type: str, ref: str) -> str:
-    low = f"{model_type} {ref}".lower()
-    for tag in ("gptq", "awq"):
-        if tag in low:
-            return tag
-    if "gguf" in low or model_type in ("gguf", "ggml"):
-        return "gguf"
-    return "full"
-
-
-def kind_of(label: str, adapter_kind: str | None) -> str:
-    """The colour group of a candidate: full, AWQ, GPTQ, GGUF, MoE or other."""
-    if adapter_kind == "moe":
-        return "MoE"
-    prefix = label.split("-")[0].lower() if label else ""
-    return KIND_BY_LABEL_PREFIX.get(prefix, "other")
-
-
-def _hardware_text(profile: Mapping[str, Any] | None, data: Mapping[str, Any]) -> str | None:
-    hw = as_dict(as_dict(profile).get("hardware"))
-    if hw:
-        cpu = f"{hw.get('cpu_model') or 'CPU'} x{hw.get('cpu_cores') or '?'}"
-        gpu = f"{hw.get('gpu_name')} x{hw.get('gpu_count') or 1}" if hw.get("gpu_name") else None
-        return " / ".join(p for p in (cpu, gpu) if p)
-    env = data.get("pretty_env_info")
-    if not isinstance(env, str):
-        return None
-    found = (re.search(r"Model name:\s*(.+)", env), re.search(r"GPU models and configuration:\s*(.+)", env))
-    parts = [m.group(1).strip() for m in found if m and "Could not collect" not in m.group(1)]
-    return " / ".join(parts) or None
-
-
-def _quantization_text(q: Any) -> str:
-    q = as_dict(q)
-    if not q:
-        return "none"
-    method = str(q.get("method") or "?")
-    if q.get("type"):
-        return f"{method} {q['type']}"
-    bits = f" {q['bits']}-bit" if q.get("bits") else ""
-    group = f" g{q['group_size']}" if q.get("group_size") else ""
-    return f"{method}{bits}{group}"
-
-
-def _joined(values: Iterable[str]) -> str:
-    return "+".join(dict.fromkeys(v for v in values if v)) or "none"
-
-
-def _peak_memory(profile: Mapping[str, Any]) -> float:
-    """GPU peak (NVML, else torch reserved) when the run used a GPU, else the process's peak RSS."""
-    memory = as_dict(profile.get("memory"))
-    gpu = as_dict(memory.get("gpu"))
-    for key in ("nvml_peak_used_bytes", "torch_max_reserved_bytes", "torch_max_allocated_bytes"):
-        if number(gpu.get(key)) > 0:
-            return number(gpu[key])
-    return number(memory.get("peak_rss_bytes"))
+from medmoe_lm_eval.store.latest import standing
+from medmoe_lm_eval.store.records import FRAME_COLUMNS, ReadIssue, ResultsSet, RunInfo
+from medmoe_lm_eval.store.run_key import RunKey, run_key
+from medmoe_lm_eval.store.samples import RUN_PROPERTY_METRICS, samples_path
 
 
 def energy_per_correct(profile: Mapping[str, Any] | None, task: str, accuracy: float, n_samples: float) -> float:
@@ -138,6 +61,8 @@ class _RunContext:
     shared: dict[str, Any]
     profile: dict[str, Any] | None
     routing: dict[str, Any]
+    adapter_id: str
+    keys: dict[str, RunKey]
 
     @property
     def profile_tasks(self) -> dict[str, Any]:
@@ -223,7 +148,8 @@ def _context(path: Path, root: Path, data: dict[str, Any], issues: list[ReadIssu
         peak_memory_bytes=_peak_memory(profile) if profile else math.nan,
         lm_eval_version=info.lm_eval_version, git_hash=info.git_hash, hardware=info.hardware, source_file=info.file,
     )  # fmt: skip
-    return _RunContext(info, data, shared, profile, as_dict(routing.get("per_task")))
+    adapter_id = str(cand["adapter_sha256"] or f"model:{_model_ref(config, data)}")
+    return _RunContext(info, data, shared, profile, as_dict(routing.get("per_task")), adapter_id, {})
 
 
 def _task_domain(ctx: _RunContext, task: str) -> str | None:
@@ -236,6 +162,36 @@ def _task_domain(ctx: _RunContext, task: str) -> str | None:
     from medmoe_lm_eval.benchmarks.domains import task_domain
 
     return task_domain(task)
+
+
+def _sandbox(metrics: Mapping[tuple[str, str], dict[str, float]]) -> str | None:
+    """The MBPP sandbox mechanism from ``sandbox_isolated`` (1 = every program under kernel isolation)."""
+    value = next((v.get("value") for (m, _), v in metrics.items() if m == "sandbox_isolated"), None)
+    if value is None or math.isnan(value):
+        return None
+    return "namespaces" if value >= 1.0 else "rlimits+audit" if value <= 0.0 else f"namespaces for {value:.0%}"
+
+
+def _n_choices(task_config: Mapping[str, Any]) -> float:
+    """Options per question of a multiple-choice task with a fixed choice list (NaN otherwise;
+    the per-sample log gives the count per document)."""
+    if task_config.get("output_type") != "multiple_choice":
+        return math.nan
+    choices = task_config.get("doc_to_choice")
+    return float(len(choices)) if isinstance(choices, list) and choices else math.nan
+
+
+def _key_columns(ctx: _RunContext, task: str) -> dict[str, Any]:
+    key = run_key(ctx.data, task, ctx.adapter_id)
+    digest = key.digest()
+    ctx.keys[digest] = key
+    sample_file = samples_path(ctx.info.file, task)
+    return {
+        "data_source": key.source_kind, "data_origin": key.source_origin, "limit": key.limit if key.limit is not None else math.nan,
+        "rows_fingerprint": key.rows_fingerprint, "run_key": digest, "variant": "",
+        "samples_file": sample_file if os.path.isfile(sample_file) else None,
+        "n_choices": _n_choices(as_dict(as_dict(ctx.data.get("configs")).get(task))),
+    }  # fmt: skip
 
 
 def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: list[ReadIssue]) -> list[dict[str, Any]]:
@@ -262,10 +218,13 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
         task_version=str(as_dict(data.get("versions")).get(task, "")) or None,
         task_hash=as_dict(data.get("task_hashes")).get(task),
         energy_per_correct_j=energy_per_correct(ctx.profile, task, number(main_value), n_samples),
+        sandbox=_sandbox(metrics), **_key_columns(ctx, task),
     )  # fmt: skip
     common.update(task_figures(ctx.profile, task, n_samples))  # efficiency figures: see profiling.figures
     rows = []
     for (name, filt), slot in metrics.items():
+        if name in RUN_PROPERTY_METRICS:
+            continue
         if "value" not in slot or math.isnan(slot["value"]):
             issues.append(ReadIssue(ctx.info.run_id, f"task {task}: metric {name},{filt} has no numeric value; skipped", "info"))
             continue
@@ -276,8 +235,8 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
     return rows
 
 
-def read_run(path: Path, root: Path, issues: list[ReadIssue]) -> tuple[RunInfo | None, list[dict[str, Any]]]:
-    """Rows of one results file (empty, with an issue, when it cannot be used)."""
+def read_run(path: Path, root: Path, issues: list[ReadIssue], keys: dict[str, RunKey] | None = None) -> tuple[RunInfo | None, list[dict[str, Any]]]:
+    """Rows of one results file (empty, with an issue, when it cannot be used); its run keys go to ``keys``."""
     data, issue = _load_json(path)
     if issue is not None:
         issues.append(issue)
@@ -286,6 +245,8 @@ def read_run(path: Path, root: Path, issues: list[ReadIssue]) -> tuple[RunInfo |
     try:
         ctx = _context(path, root, data, issues)
         rows = [r for task, scores in sorted(data["results"].items()) if isinstance(scores, dict) for r in _task_rows(ctx, task, scores, issues)]
+        if keys is not None:
+            keys.update(ctx.keys)
     except (TypeError, ValueError, KeyError, AttributeError, OSError) as exc:
         issues.append(ReadIssue(_relative(path, root), f"unexpected layout ({type(exc).__name__}: {exc}); skipped"))
         return None, []
@@ -316,25 +277,6 @@ def _disambiguate(frame: pd.DataFrame, runs: dict[str, RunInfo]) -> None:
         runs[rid].candidate = name
 
 
-def _mark_latest(history: pd.DataFrame, issues: list[ReadIssue]) -> pd.Series:
-    """Newest run per candidate x task wins; one info line per candidate that has older runs."""
-    order = history.sort_values(["date", "run_id"], ascending=[False, False], kind="stable")
-    newest = order.drop_duplicates(["candidate", "task"], keep="first").set_index(["candidate", "task"])["run_id"]
-    keys = pd.MultiIndex.from_frame(history[["candidate", "task"]])
-    latest = pd.Series(newest.reindex(keys).to_numpy() == history["run_id"].to_numpy(), index=history.index)
-    older = history.loc[~latest, ["candidate", "task", "run_id"]].drop_duplicates()
-    for cand, group in older.groupby("candidate", sort=True):
-        when = history.loc[latest & (history["candidate"] == cand), "date"].max()
-        issues.append(
-            ReadIssue(
-                str(cand),
-                f"{group['run_id'].nunique()} older run(s) on {group['task'].nunique()} task(s) superseded; showing the latest ({when:%Y-%m-%d %H:%M}), older runs stay in history",
-                "info",
-            )
-        )
-    return latest
-
-
 def load_results(root: str | Path) -> ResultsSet:
     """Read every lm-eval run below ``root`` into a :class:`ResultsSet` (never raises on content)."""
     root_path = Path(root)
@@ -344,31 +286,38 @@ def load_results(root: str | Path) -> ResultsSet:
         return ResultsSet(str(root_path), empty_frame(), empty_frame(), {}, issues)
     runs: dict[str, RunInfo] = {}
     rows: list[dict[str, Any]] = []
+    keys: dict[str, RunKey] = {}
     for path in find_result_files(root_path):
-        info, file_rows = read_run(path, root_path, issues)
+        info, file_rows = read_run(path, root_path, issues, keys)
         if info is not None:
             runs[info.run_id] = info
             rows.extend(file_rows)
     if not rows:
         issues.append(ReadIssue(str(root_path), "no lm-eval results found below this folder"))
-        return ResultsSet(str(root_path), empty_frame(), empty_frame(), runs, issues)
+        return ResultsSet(str(root_path), empty_frame(), empty_frame(), runs, issues, empty_frame(), keys)
     history = pd.DataFrame.from_records(rows).reindex(columns=list(FRAME_COLUMNS))
     _disambiguate(history, runs)
-    history["latest"] = _mark_latest(history, issues)
+    marks = standing(history, keys, issues)
+    history["latest"], history["variant"] = marks.latest, marks.variant
     current = set(history.loc[history["latest"], "run_id"])
     for info in runs.values():
         info.latest = info.run_id in current
     frame = history[history["latest"]].reset_index(drop=True)
-    return ResultsSet(str(root_path), frame, history, runs, issues)
+    apart = history[marks.newest_in_key & ~marks.latest].reset_index(drop=True)
+    _warn_mixed_sources(frame, issues)
+    return ResultsSet(str(root_path), frame, history, runs, issues, apart, keys)
 
 
-# ---------------------------------------------------------------------------------------------
-# Filters shared by every view
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables the views draw
-
-
-# ---------------------------------------------------------------------------------------------
-# Routing
+def _warn_mixed_sources(frame: pd.DataFrame, issues: list[ReadIssue]) -> None:
+    """One warning when the board mixes sample runs (bundled, synthetic) with runs on full data."""
+    sample = frame["data_source"].isin(["bundled", "synthetic"])
+    full = frame["data_source"].isin(["hub", "dir"])
+    if sample.any() and full.any():
+        n_sample, n_full = frame.loc[sample, "candidate"].nunique(), frame.loc[full, "candidate"].nunique()
+        issues.append(
+            ReadIssue(
+                "data sources",
+                f"this board mixes runs on bundled or synthetic samples ({n_sample} candidate(s)) with runs on full data ({n_full}); "
+                "their figures are not comparable, see each row's data-source badge",
+            )
+        )

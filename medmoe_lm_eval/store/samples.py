@@ -1,0 +1,161 @@
+"""Per-item records from lm-eval's per-sample logs (``samples_<task>_<date>.jsonl`` beside a run).
+
+lm-eval writes one line per document when a run keeps ``--log_samples``: its ``doc_id``,
+``doc_hash`` (sha256 of the document), one field per metric with that document's score, and the
+model's answers (``filtered_resps``: for multiple choice one ``[log-likelihood, is_greedy]`` pair
+per option). Paired statistics need exactly these, matched across candidates on
+(task, doc_id, doc_hash), so two candidates are only compared on the very same documents.
+
+The samples file shares the results file's date stamp: ``results_<stamp>.json`` goes with
+``samples_<task>_<stamp>.jsonl`` in the same folder (or ``<name>_<stamp>.json`` with its samples in
+that folder, when ``--output_path`` named a file). Bad lines are skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medmoe_lm_eval.store.files import number
+from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
+
+#: Columns of an item frame: one row per run x task x document x metric.
+ITEM_COLUMNS = ("run_id", "task", "doc_id", "doc_hash", "metric", "score", "n_choices", "option_ll")
+
+#: Per-document fields lm-eval writes that are not metric scores.
+_NOT_METRICS = frozenset({"doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics", "doc_hash", "prompt_hash", "target_hash"})
+
+#: Metrics that describe how a run was made rather than how good it was (shown as badges, never ranked).
+RUN_PROPERTY_METRICS = frozenset({"sandbox_isolated"})
+
+
+def samples_path(results_file: str | Path, task: str) -> str:
+    """Where lm-eval puts ``task``'s per-sample log for ``results_file`` (it may not exist).
+
+    Plain string operations: the store calls this once per task of every results file it reads.
+    """
+    folder, name = os.path.split(os.fspath(results_file))
+    stem = name[:-5] if name.endswith(".json") else name
+    stamp = stem.rsplit("_", 1)[-1] if "_" in stem else ""
+    return os.path.join(folder, f"samples_{task}_{stamp}.jsonl")
+
+
+def _option_loglikelihoods(filtered: Any) -> tuple[float, ...] | None:
+    """``[[ll, is_greedy], ...]`` (one pair per option) as log-likelihoods; None for other outputs."""
+    if not isinstance(filtered, list) or not filtered:
+        return None
+    out = []
+    for item in filtered:
+        if not (isinstance(item, list) and len(item) == 2):
+            return None
+        value = number(item[0])
+        if math.isnan(value):
+            return None
+        out.append(value)
+    return tuple(out)
+
+
+def _scores(line: dict[str, Any], metrics: Iterable[str] | None) -> dict[str, float]:
+    names = metrics if metrics is not None else (k for k in line if k not in _NOT_METRICS)
+    out = {}
+    for name in names:
+        if name in RUN_PROPERTY_METRICS:
+            continue
+        value = line.get(name)
+        if isinstance(value, (bool, int, float)):
+            out[name] = float(value)
+    return out
+
+
+def _item_rows(line: Any, task: str, run_id: str) -> list[dict[str, Any]] | None:
+    if not isinstance(line, dict) or not isinstance(line.get("doc_hash"), str) or "doc_id" not in line:
+        return None
+    declared = line.get("metrics") if isinstance(line.get("metrics"), list) else None
+    scores = _scores(line, declared)
+    options = _option_loglikelihoods(line.get("filtered_resps"))
+    base = {"run_id": run_id, "task": task, "doc_id": line["doc_id"], "doc_hash": line["doc_hash"]}
+    n_choices = len(options) if options is not None else math.nan
+    return [dict(base, metric=m, score=s, n_choices=n_choices, option_ll=options) for m, s in scores.items()]
+
+
+def read_samples(path: str | Path, task: str, run_id: str, issues: list[ReadIssue] | None = None) -> pd.DataFrame:
+    """One per-sample log as an item frame (:data:`ITEM_COLUMNS`); bad lines counted in one issue."""
+    issues = issues if issues is not None else []
+    rows: list[dict[str, Any]] = []
+    bad = 0
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for text in fh:
+                if not text.strip():
+                    continue
+                try:
+                    found = _item_rows(json.loads(text), task, run_id)
+                except ValueError:
+                    found = None
+                if found is None:
+                    bad += 1
+                else:
+                    rows.extend(found)
+    except OSError as exc:
+        issues.append(ReadIssue(str(path), f"per-sample log unreadable ({type(exc).__name__})"))
+    if bad:
+        issues.append(ReadIssue(str(path), f"{bad} malformed per-sample line(s) skipped"))
+    frame = pd.DataFrame.from_records(rows, columns=list(ITEM_COLUMNS))
+    return frame.drop_duplicates(["doc_id", "doc_hash", "metric"], keep="first")
+
+
+def empty_items() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in ITEM_COLUMNS})
+
+
+@functools.lru_cache(maxsize=512)
+def _cached(path: str, stamp: tuple[float, int], task: str, run_id: str) -> tuple[pd.DataFrame, tuple[ReadIssue, ...]]:
+    issues: list[ReadIssue] = []
+    return read_samples(path, task, run_id, issues), tuple(issues)
+
+
+def load_items(results: ResultsSet, candidates: Iterable[str] | None = None, tasks: Iterable[str] | None = None) -> tuple[pd.DataFrame, list[ReadIssue]]:
+    """Per-item records of the runs on the board (``results.frame``), with a ``candidate`` column.
+
+    Runs without a per-sample log contribute nothing here; :func:`missing_samples` names them.
+    Each file is read once per process while it is unchanged (path, mtime and size as the key).
+    """
+    runs = _board_runs(results, candidates, tasks)
+    frames, issues = [], []
+    for cand, task, run_id, path in runs[runs["samples_file"].notna()].itertuples(index=False):
+        try:
+            st = os.stat(path)
+        except OSError:
+            issues.append(ReadIssue(run_id, f"per-sample log {Path(path).name} vanished"))
+            continue
+        frame, found = _cached(path, (st.st_mtime, st.st_size), task, run_id)
+        frames.append(frame.assign(candidate=cand))
+        issues.extend(found)
+    if not frames:
+        return empty_items().assign(candidate=pd.Series(dtype=object)), issues
+    return pd.concat(frames, ignore_index=True), issues
+
+
+def missing_samples(results: ResultsSet, candidates: Iterable[str] | None = None, tasks: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """(candidate, task) pairs on the board whose run kept no per-sample log."""
+    runs = _board_runs(results, candidates, tasks)
+    return sorted(zip(runs.loc[runs["samples_file"].isna(), "candidate"], runs.loc[runs["samples_file"].isna(), "task"], strict=True))
+
+
+def _board_runs(results: ResultsSet, candidates: Iterable[str] | None, tasks: Iterable[str] | None) -> pd.DataFrame:
+    frame = results.frame
+    if frame.empty:
+        return pd.DataFrame(columns=["candidate", "task", "run_id", "samples_file"])
+    rows = frame[~frame["is_group"].astype(bool)]
+    if candidates is not None:
+        rows = rows[rows["candidate"].isin(list(candidates))]
+    if tasks is not None:
+        rows = rows[rows["task"].isin(list(tasks))]
+    return rows[["candidate", "task", "run_id", "samples_file"]].drop_duplicates(["candidate", "task"])
