@@ -156,3 +156,15 @@ def test_stream_yields_the_same_answer_piece_by_piece(backend):
     pieces = list(backend.stream(prompt, max_new_tokens=12, until=["\n"]))
     assert len(pieces) > 1
     assert "".join(pieces) == backend.generate_until(gen_requests([prompt], ["\n"], 12))[0]
+
+
+def test_models_load_without_extra_buffer_types():
+    """llama.cpp's AMX repacking kernels crash q8_0/q4_0 models on AMX CPUs; loads turn them off."""
+    import llama_cpp.llama_cpp as low
+
+    from medmoe_lm_eval.harness.backends.llama_compat import without_extra_buffers
+
+    assert low.llama_model_default_params().use_extra_bufts is True
+    with without_extra_buffers():
+        assert low.llama_model_default_params().use_extra_bufts is False
+    assert low.llama_model_default_params().use_extra_bufts is True

@@ -19,6 +19,7 @@ import numpy as np
 
 from medmoe_lm_eval.harness.backends import _requests as rq
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
+from medmoe_lm_eval.harness.backends.llama_compat import without_extra_buffers
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -115,15 +116,16 @@ class GGUFBackend(Backend):
         import llama_cpp
 
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(self._path),
-                n_ctx=self.spec.n_ctx,
-                n_batch=min(512, self.spec.n_ctx),
-                n_threads=self.spec.n_threads or max(1, (os.cpu_count() or 1)),
-                n_gpu_layers=self._gpu_layers(),
-                logits_all=True,
-                verbose=False,
-            )
+            with without_extra_buffers():
+                self._llm = llama_cpp.Llama(
+                    model_path=str(self._path),
+                    n_ctx=self.spec.n_ctx,
+                    n_batch=min(512, self.spec.n_ctx),
+                    n_threads=self.spec.n_threads or max(1, (os.cpu_count() or 1)),
+                    n_gpu_layers=self._gpu_layers(),
+                    logits_all=True,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"expert '{self.spec.name}': llama.cpp could not load {self._path}: {exc}") from None
         self._codec = _LlamaCodec(self._llm)
