@@ -34,12 +34,14 @@ PPL_TASKS = [f"medmoe_ppl_{d}" for d in DOMAINS]
 DEFAULT_TASKS = [*BENCHMARK_TASKS, *PPL_TASKS]
 
 
-def _single(model: str, path_of: Callable[[DemoBuilder], Path], backend: str = "hf") -> Callable[[DemoBuilder], dict[str, Any]]:
+def _single(model: str, path_of: Callable[[DemoBuilder], Path], backend: str = "hf", parent: str | None = None) -> Callable[[DemoBuilder], dict[str, Any]]:
+    """A one-expert candidate; ``parent`` names the full-precision candidate a quantized copy was made from."""
+
     def make(b: DemoBuilder) -> dict[str, Any]:
         expert = {"name": model, "domain": model if model in DOMAINS else "general", "backend": backend, "model": str(path_of(b)), "batch_size": 8}
         if backend == "gguf":
             expert.update(n_ctx=b.settings.spec.max_position_embeddings, n_threads=2)
-        return {"kind": "single", "experts": [expert]}
+        return {"kind": "single", **({"parent": parent} if parent else {}), "experts": [expert]}
 
     return make
 
@@ -68,14 +70,18 @@ CANDIDATES: dict[str, Candidate] = {
             _single("generalist", lambda b: b.model("generalist")),
         ),
         *[Candidate(f"expert-{d}", f"tiny {d} expert", (d,), _single(d, lambda b, d=d: b.model(d))) for d in DOMAINS],
-        Candidate("generalist-gptq", "generalist, GPTQ 4-bit (gptqmodel)", ("quant:gptq",), _single("generalist", lambda b: b.quantized("gptq"))),
-        Candidate("generalist-awq", "generalist, AWQ 4-bit (gptqmodel)", ("quant:awq",), _single("generalist", lambda b: b.quantized("awq"))),
+        Candidate(
+            "generalist-gptq", "generalist, GPTQ 4-bit (gptqmodel)", ("quant:gptq",), _single("generalist", lambda b: b.quantized("gptq"), parent="generalist")
+        ),
+        Candidate(
+            "generalist-awq", "generalist, AWQ 4-bit (gptqmodel)", ("quant:awq",), _single("generalist", lambda b: b.quantized("awq"), parent="generalist")
+        ),
         *[
             Candidate(
                 f"generalist-{m}",
                 f"generalist as GGUF {m.split('-')[1]} (llama.cpp)",
                 (f"quant:{m}",),
-                _single("generalist", lambda b, m=m: b.quantized(m), backend="gguf"),
+                _single("generalist", lambda b, m=m: b.quantized(m), backend="gguf", parent="generalist"),
             )
             for m in ("gguf-f16", "gguf-q8_0", "gguf-q4_0")
         ],
