@@ -45,6 +45,32 @@ def test_selective_accuracy_abstains_on_the_least_confident():
     assert selective_accuracy(conf, right, 1.0) == pytest.approx(3 / 5)
 
 
+def test_lm_eval_aggregates_ece_and_brier_with_known_answers_scripted_lm():
+    """lm-eval itself computes both metrics; a scripted model gives the gold option ll 0 and the
+    others -5 (or the reverse), so the option softmax and every figure are known in advance."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+    from scripted_lm import ScriptedLM
+
+    from medmoe_lm_eval.paths import tasks_dir
+
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"medmoe_data": "bundled"})
+    tasks = ["medmoe_medmcqa", "medmoe_pubmedqa"]
+    e5 = math.exp(-5)
+    for mode in ("gold", "wrong"):
+        out = lm_eval.simple_evaluate(model=ScriptedLM(manager, mode), tasks=tasks, task_manager=manager, limit=8, bootstrap_iters=0)["results"]
+        for task, k in (("medmoe_medmcqa", 4), ("medmoe_pubmedqa", 3)):
+            if mode == "gold":  # right every time with p = 1 / (1 + (k-1) e^-5)
+                p = 1 / (1 + (k - 1) * e5)
+                ece, brier_value = 1 - p, (1 - p) ** 2 + (k - 1) * (e5 * p) ** 2
+            else:  # k-1 wrong options tie at ll 0: top probability a = 1 / (k - 1 + e^-5), always wrong
+                a = 1 / (k - 1 + e5)
+                ece, brier_value = a, (k - 1) * a**2 + (1 - e5 * a) ** 2
+            assert out[task]["ece,none"] == pytest.approx(ece, abs=1e-9), (mode, task)
+            assert out[task]["brier_score,none"] == pytest.approx(brier_value, abs=1e-9), (mode, task)
+            assert out[task]["acc,none"] == (1.0 if mode == "gold" else 0.0)
+
+
 # -- real runs --------------------------------------------------------------------------------
 
 

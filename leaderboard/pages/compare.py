@@ -61,7 +61,7 @@ for side, tasks in ((a, comparison.only_a), (b, comparison.only_b)):
         st.caption(board_ui.md(f"Only {side} ran: {', '.join(tasks)} (not compared)."))
 
 subjects = subject_breakdown(view.results, a, b if b != a else None)
-subjects = subjects[subjects["task"].isin(set(view.frame["task"]))]
+subjects = subjects[subjects["task"].isin(set(view.frame["task"]))].rename(columns={"delta": "b_minus_a"})
 if not subjects.empty:
     st.subheader(f"Where {a} fails: per subject")
     st.caption(
