@@ -46,9 +46,9 @@ def write_adapters(folder: Path, experts: dict[str, Path]) -> dict[str, Path]:
         "moe-keywords": f"name: moe-keywords\nkind: moe\nexperts:\n{three}router:\n  type: keywords\n  keywords: {json.dumps(KEYWORDS)}\n  task_domains: {domains}\n",
     }
     paths = {}
-    for key, text in texts.items():
+    for key, text in texts.items():  # no efficiency profile: these tests read quality and routing only
         paths[key] = folder / f"{key}.yaml"
-        paths[key].write_text(text, encoding="utf-8")
+        paths[key].write_text(text.replace("\nexperts:\n", "\nprofile: {enabled: false}\nexperts:\n", 1), encoding="utf-8")
     return paths
 
 
