@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -21,7 +22,8 @@ def test_gap_recovered_by_hand():
     main_rows = pd.DataFrame([{"candidate": c, "task": t, "quality": q} for c, qs in quality.items() for t, q in zip(("t1", "t2"), qs, strict=True)])
     gap, best = gap_recovered(main_rows, "mix", "oracle", ["a", "b"])
     assert best == "b" and gap == pytest.approx((0.5 - 0.4) / (0.8 - 0.4))  # means: mix .5, oracle .8, b .4
-    assert gap_recovered(main_rows, "mix", None, ["a", "b"])[0] != gap_recovered(main_rows, "mix", None, ["a", "b"])[0]  # NaN without an oracle
+    assert math.isnan(gap_recovered(main_rows, "mix", None, ["a", "b"])[0])  # no oracle
+    assert math.isnan(gap_recovered(main_rows, "mix", "a", ["b"])[0])  # oracle (.2) below the best expert (.4): no gap
 
 
 def test_oracle_agreement_request_by_request_by_hand():

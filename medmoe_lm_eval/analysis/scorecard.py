@@ -14,7 +14,8 @@ Routers are judged as RouterBench and RouteLLM judge them, on the same documents
   chance-corrected quality over the tasks all of them ran (RouteLLM's "performance gap
   recovered"); the best single expert is the best one-expert candidate built on one of the
   mixture's experts. 1 = as good as the oracle, 0 = no better than the best expert alone;
-* ``router_ms_p50``/``router_ms_p99``: the router's time per decision, from the routing log.
+* ``router_ms_p50``/``router_ms_p99``: the router's time per decision as the routing log records it
+  (each batch's routing time divided by its requests, so the requests of one batch share a value).
 """
 
 from __future__ import annotations
@@ -112,7 +113,11 @@ def single_experts(results: ResultsSet, candidate: str) -> list[str]:
 
 
 def gap_recovered(main: pd.DataFrame, candidate: str, oracle: str | None, singles: list[str]) -> tuple[float, str | None]:
-    """RouteLLM's gap recovered over the tasks all of them ran, and the best single expert."""
+    """RouteLLM's gap recovered over the tasks all of them ran, and the best single expert.
+
+    NaN when the oracle is no better than the best single expert: there is no gap to recover, and the
+    ratio of two negative differences would read as a high score.
+    """
     names = [candidate, *([oracle] if oracle else []), *singles]
     if oracle is None or not singles:
         return math.nan, None
@@ -123,7 +128,7 @@ def gap_recovered(main: pd.DataFrame, candidate: str, oracle: str | None, single
     mean = wide.mean()
     best = str(mean[singles].idxmax())
     span = float(mean[oracle] - mean[best])
-    return (float(mean[candidate] - mean[best]) / span if abs(span) > 1e-12 else math.nan), best
+    return (float(mean[candidate] - mean[best]) / span if span > 1e-12 else math.nan), best  # no gap to recover
 
 
 def _regrets(results: ResultsSet, candidate: str, oracle: str | None) -> dict[str, TaskScore]:
@@ -175,6 +180,8 @@ def scorecard(results: ResultsSet, candidate: str) -> Scorecard:
     notes = [str(i) for i in issues]
     if oracle is None:
         notes.append("no oracle mixture over the same experts on this board: regret and gap recovered need one (router: {type: oracle})")
+    if best is not None and not math.isfinite(gap):
+        notes.append(f"gap recovered undefined: the oracle mixture is no better than the best single expert ({best}) on these tasks")
     tasks = _task_scores(results, candidate, log, oracle_agreement(log, oracle_log), _regrets(results, candidate, oracle))
     return Scorecard(
         candidate,
