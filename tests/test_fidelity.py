@@ -133,3 +133,15 @@ def test_fidelity_cli_json_has_exactly_the_issue_keys(judgement_results, capsys)
     assert ppl["agreement"] is None and ppl["kl_mean"] is None and ppl["ppl_ratio"] == 1.0
     assert main(["fidelity", "--results", str(judgement_results.root)]) == 0
     assert "copy-other" in capsys.readouterr().out
+
+
+def test_a_parent_missing_from_the_board_is_a_note_not_an_error(judgement_results, tmp_path):
+    import shutil
+
+    shutil.copytree(judgement_results.root / "copy-other", tmp_path / "copy-other")
+    path = next((tmp_path / "copy-other").glob("results_*.json"))
+    data = json.loads(path.read_text())
+    data["config"]["medmoe"]["adapter"]["parent"] = "ghost"
+    path.write_text(json.dumps(data))
+    rows, notes = fidelity(load_results(tmp_path))
+    assert rows == [] and notes == ["copy-other: parent 'ghost' has no runs on this board"]
