@@ -20,6 +20,7 @@ PAGES = [
     st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/scatter_plot:"),
     st.Page("pages/routing.py", title="Routing", icon=":material/alt_route:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/fidelity.py", title="Fidelity", icon=":material/difference:"),
     st.Page("pages/consult.py", title="Consult", icon=":material/forum:"),
 ]
 

@@ -17,7 +17,7 @@ try:
 except ImportError:  # source checkout, not installed: tasks/ sits next to the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medmoe_lm_eval.benchmarks import metrics, sources, splits
+from medmoe_lm_eval.benchmarks import calibration, metrics, sources, splits
 
 # -- datasets (custom_dataset receives the task metadata merged with --metadata and model args) --
 
@@ -82,5 +82,7 @@ rougeL_f1 = metrics.rougeL_f1
 rouge1_f1 = metrics.rouge1_f1
 macro_f1 = metrics.macro_f1
 process_pubmedqa = metrics.pubmedqa_results
+process_medmcqa = calibration.mc_process_results(lambda doc: int(doc["cop"]))
+ece = calibration.expected_calibration_error
 mbpp_filter = metrics.mbpp_filter
 process_mbpp = metrics.mbpp_results

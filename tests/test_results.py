@@ -69,8 +69,10 @@ def test_real_runs_make_a_tidy_frame(board_results):
     plain = frame[frame["candidate"] == "model"]
     assert plain["profiled"].eq(False).all() and plain["latency_ms_p50"].isna().all() and plain["backend"].eq("hf").all()
     project = frame[frame["candidate"] == board_results.project_candidate].set_index(["task", "metric"])
-    assert set(project.index) == {("medmoe_pubmedqa", "acc"), ("medmoe_pubmedqa", "macro_f1"), ("medmoe_medmcqa", "acc")}
-    assert project["domain"].eq("biomedical").all() and project["higher_is_better"].eq(True).all()
+    calibration = {(t, m) for t in ("medmoe_pubmedqa", "medmoe_medmcqa") for m in ("ece", "brier_score")}
+    assert set(project.index) == {("medmoe_pubmedqa", "acc"), ("medmoe_pubmedqa", "macro_f1"), ("medmoe_medmcqa", "acc")} | calibration
+    lower_better = project.index.isin(list(calibration))
+    assert project["domain"].eq("biomedical").all() and project["higher_is_better"].eq(~lower_better).all()
     gptq = frame[frame["candidate"] == "tiny-bio-gptq-synthetic"]
     assert gptq["kind"].eq("GPTQ").all() and gptq["quantization"].eq("gptq 4-bit g128").all()
 

@@ -6,6 +6,7 @@ import board_ui
 import streamlit as st
 
 from medmoe_lm_eval.analysis.comparison import compare
+from medmoe_lm_eval.analysis.subjects import subject_breakdown, weakest
 from medmoe_lm_eval.analysis.views import compare_candidates, run_details, sandbox_badge, source_badge
 
 view = board_ui.current_view()
@@ -58,6 +59,25 @@ for row in comparison.tasks:
 for side, tasks in ((a, comparison.only_a), (b, comparison.only_b)):
     if tasks:
         st.caption(board_ui.md(f"Only {side} ran: {', '.join(tasks)} (not compared)."))
+
+subjects = subject_breakdown(view.results, a, b if b != a else None)
+subjects = subjects[subjects["task"].isin(set(view.frame["task"]))].rename(columns={"delta": "b_minus_a"})
+if not subjects.empty:
+    st.subheader(f"Where {a} fails: per subject")
+    st.caption(
+        "Per subject of the documents (MedMCQA subject, MMLU subject, MedQA step): A's main metric with its 95% interval (Wilson for right/wrong), "
+        "weakest first, and B - A on the documents both answered with its 95% paired bootstrap interval."
+    )
+    line = weakest(subjects)
+    if line:
+        st.caption(board_ui.md(f"Weakest: {line}"))
+    st.dataframe(
+        subjects,
+        hide_index=True,
+        width="stretch",
+        key="subjects_table",
+        column_config={"a": st.column_config.NumberColumn(f"A: {a}", format="%.3f"), "b": st.column_config.NumberColumn(f"B: {b}", format="%.3f")},
+    )
 
 efficiency = compare_candidates(view.frame, a, b)
 efficiency = efficiency[efficiency["filter"] == ""].rename(columns={"delta": "difference"}).drop(columns=["filter", "better"])

@@ -7,6 +7,7 @@ import board_ui
 import streamlit as st
 
 from medmoe_lm_eval.analysis.routing import misrouted, mixture_candidates, routing_confusion, routing_regret, routing_share
+from medmoe_lm_eval.analysis.scorecard import scorecard
 
 view = board_ui.current_view()
 st.title("Routing")
@@ -21,6 +22,28 @@ if not mixtures:
 
 candidate = st.selectbox("Mixture", mixtures, key="routing_candidate")
 tasks = set(view.frame.loc[view.frame["candidate"] == candidate, "task"])
+
+st.subheader("Scorecard")
+card = scorecard(view.results, candidate)
+cells = st.columns(5)
+for column, (label, value, fmt) in zip(
+    cells,
+    (("routing accuracy", card.routing_accuracy, "{:.3f}"), ("gap recovered", card.gap_recovered, "{:.3f}"),
+     ("router ms p50", card.router_ms_p50, "{:.3g}"), ("router ms p99", card.router_ms_p99, "{:.3g}"), ("oracle", card.oracle_candidate, "{}")),
+    strict=True,
+):  # fmt: skip
+    column.metric(label, "n/a" if value is None or value != value else fmt.format(value))
+st.caption(
+    board_ui.md(
+        f"Best single expert: {card.best_single or 'none on this board'}. Gap recovered = (mixture - best single expert) / (oracle - best single expert) "
+        "on mean chance-corrected quality over the tasks all three ran. Per task: agreement = share of requests with the oracle's top expert; "
+        "regret = mixture - oracle on the task's main metric with its 95% paired bootstrap interval (negative: routing cost quality)."
+    )
+)
+for note in card.notes:
+    st.caption(board_ui.md(note))
+score_table = card.task_table().rename(columns={"regret": "mixture_minus_oracle", "regret_ci_low": "95% low", "regret_ci_high": "95% high"})
+st.dataframe(score_table[score_table["task"].isin(tasks)], hide_index=True, width="stretch", key="scorecard_table")
 
 st.subheader("Share of each task's requests per expert")
 share = routing_share(view.results)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from medmoe_lm_eval.analysis.calibration import ece_by_candidate
 from medmoe_lm_eval.analysis.coverage import Coverage, choose_coverage
 from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
 from medmoe_lm_eval.analysis.rank_intervals import N_BOOT, TaskDraws, rank_intervals, tied_with_leader, win_rate_scores
@@ -220,6 +221,7 @@ def rank_use_case(frame: pd.DataFrame, use_case: UseCase, items: pd.DataFrame | 
         return Ranking(use_case, empty, f"No results cover {use_case.name} ({scope}): run candidates on those tasks first.")
     coverage = choose_coverage({str(c): set(g["task"]) for c, g in best.groupby("candidate")})
     figures = candidate_figures(best[best["task"].isin(coverage.tasks)]).reindex(list(coverage.ranked))
+    figures["ece"] = ece_by_candidate(scope_frame(frame, use_case), coverage.tasks).reindex(figures.index)
     quality = _quality(best, items, coverage.ranked, coverage.tasks)
     weights, notes = _measured_weights(use_case, figures)
     table = _scored_table(use_case, figures, quality, weights, n_boot)

@@ -106,3 +106,13 @@ def _router_type(info: RunInfo) -> str | None:
     medmoe = as_dict(info.medmoe)
     router = as_dict(as_dict(medmoe.get("routing")).get("router")) or as_dict(as_dict(medmoe.get("adapter")).get("router"))
     return router.get("type")
+
+
+def oracle_partner(results: ResultsSet, candidate: str) -> str | None:
+    """The oracle mixture (``router: oracle``) over the same experts as ``candidate``, if one ran."""
+    moe = [i for i in results.runs.values() if i.latest and as_dict(i.medmoe).get("kind") == "moe"]
+    mine = next((i for i in moe if i.candidate == candidate), None)
+    if mine is None or _router_type(mine) == "oracle":
+        return None
+    same = sorted({o.candidate for o in moe if _router_type(o) == "oracle" and _expert_signature(o) == _expert_signature(mine)})
+    return same[0] if same else None

@@ -51,6 +51,7 @@ FIGURES: dict[str, Figure] = {
     "throughput": Figure("throughput", "generated tokens/s", "generated_tokens_per_s", True, {"": 1.0, "tok/s": 1.0}, "tok/s"),
     "requests_per_s": Figure("requests_per_s", "requests/s", "requests_per_s", True, {"": 1.0, "req/s": 1.0}, "req/s"),
     "parameters": Figure("parameters", "parameters", "num_parameters", False, {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9}, ""),
+    "calibration": Figure("calibration", "expected calibration error", "ece", False, {"": 1.0}, ""),
 }
 
 
@@ -65,6 +66,7 @@ _ALIASES = {
     "energy_per_correct": "energy",
     "tokens_per_s": "throughput",
     "params": "parameters",
+    "ece": "calibration",
 }
 
 

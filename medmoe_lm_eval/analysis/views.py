@@ -110,8 +110,8 @@ def compare_candidates(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     both["higher_is_better"] = left["higher_is_better"].combine_first(right["higher_is_better"]).reindex(both.index)
     efficiency = _efficiency_rows(left, right)
     table = pd.concat([both.reset_index(), efficiency], ignore_index=True)
-    table["delta"] = table["value_b"] - table["value_a"]
-    sign = table["higher_is_better"].map({True: 1.0, False: -1.0})
+    table["delta"] = pd.to_numeric(table["value_b"], errors="coerce") - pd.to_numeric(table["value_a"], errors="coerce")  # unprofiled runs: None
+    sign = table["higher_is_better"].map({True: 1.0, False: -1.0}).astype(float)
     better = np.sign(table["delta"] * sign)
     table["better"] = better.map({1.0: b, -1.0: a, 0.0: "tie"}).fillna("")
     return table.rename(columns={"value_a": a if a != b else f"{a} (A)", "value_b": b if a != b else f"{b} (B)"})

@@ -33,6 +33,7 @@ METRIC_DIRECTIONS: dict[str, bool] = {
     "chrf": True,
     "ter": False,
     "brier_score": False,
+    "ece": False,
     "perplexity": False,
     "word_perplexity": False,
     "byte_perplexity": False,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from medmoe_lm_eval.benchmarks.calibration import calibration_scores
 from medmoe_lm_eval.benchmarks.registry import PUBMEDQA_CHOICES
 from medmoe_lm_eval.benchmarks.rows import stable_hash
 from medmoe_lm_eval.benchmarks.sandbox import Limits, SandboxResult, run_program, run_programs
@@ -60,11 +61,11 @@ def macro_f1(items: Sequence[tuple[int, int]]) -> float:
 
 
 def pubmedqa_results(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
-    """Per-document accuracy and the ``(gold, pred)`` pair that ``macro_f1`` aggregates."""
+    """Per-document accuracy, the ``(gold, pred)`` pair that ``macro_f1`` aggregates, and calibration."""
     lls = [ll for ll, _ in results]
     pred = max(range(len(lls)), key=lls.__getitem__)
     gold = PUBMEDQA_CHOICES.index(doc["final_decision"])
-    return {"acc": float(pred == gold), "macro_f1": (gold, pred)}
+    return {"acc": float(pred == gold), "macro_f1": (gold, pred), **calibration_scores(lls, gold)}
 
 
 # -- MBPP ------------------------------------------------------------------------------------

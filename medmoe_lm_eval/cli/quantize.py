@@ -30,12 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-length", type=int, default=512, help="tokens per calibration row; longer texts are truncated (default 512)")
     parser.add_argument("--domain", default="general", help="the expert's domain in the written adapter (default general)")
     parser.add_argument("--name", default=None, help="candidate name in the adapter (default <model>-<method>)")
+    parser.add_argument("--parent", default=None, help="the full-precision candidate's name, recorded for `medmoe fidelity` (default: the model folder's name)")
 
 
 def job_from_args(args: argparse.Namespace) -> QuantizeJob:
     return QuantizeJob(
         model=Path(args.model), method=args.method, out=Path(args.out), calibration=args.calibration,
-        n_samples=args.n_samples, calibration_length=args.calibration_length, domain=args.domain, name=args.name,
+        n_samples=args.n_samples, calibration_length=args.calibration_length, domain=args.domain, name=args.name, parent=args.parent,
     )  # fmt: skip
 
 

@@ -44,12 +44,14 @@ def _quantized(method: str) -> Callable[[DemoBuilder], Path]:
     return lambda builder: builder.quantized(method)
 
 
-def _single(model: str, path_of: Callable[[DemoBuilder], Path], backend: str = "hf") -> Callable[[DemoBuilder], dict[str, Any]]:
+def _single(model: str, path_of: Callable[[DemoBuilder], Path], backend: str = "hf", parent: str | None = None) -> Callable[[DemoBuilder], dict[str, Any]]:
+    """A one-expert candidate; ``parent`` names the full-precision candidate a quantized copy was made from."""
+
     def make(b: DemoBuilder) -> dict[str, Any]:
         expert = {"name": model, "domain": model if model in DOMAINS else "general", "backend": backend, "model": str(path_of(b)), "batch_size": 8}
         if backend == "gguf":
             expert.update(n_ctx=b.settings.spec.max_position_embeddings, n_threads=2)
-        return {"kind": "single", "experts": [expert]}
+        return {"kind": "single", **({"parent": parent} if parent else {}), "experts": [expert]}
 
     return make
 
@@ -78,14 +80,14 @@ CANDIDATES: dict[str, Candidate] = {
             _single("generalist", _trained("generalist")),
         ),
         *[Candidate(f"expert-{d}", f"tiny {d} expert", (d,), _single(d, _trained(d))) for d in DOMAINS],
-        Candidate("generalist-gptq", "generalist, GPTQ 4-bit (gptqmodel)", ("quant:gptq",), _single("generalist", _quantized("gptq"))),
-        Candidate("generalist-awq", "generalist, AWQ 4-bit (gptqmodel)", ("quant:awq",), _single("generalist", _quantized("awq"))),
+        Candidate("generalist-gptq", "generalist, GPTQ 4-bit (gptqmodel)", ("quant:gptq",), _single("generalist", _quantized("gptq"), parent="generalist")),
+        Candidate("generalist-awq", "generalist, AWQ 4-bit (gptqmodel)", ("quant:awq",), _single("generalist", _quantized("awq"), parent="generalist")),
         *[
             Candidate(
                 f"generalist-{m}",
                 f"generalist as GGUF {m.split('-')[1]} (llama.cpp)",
                 (f"quant:{m}",),
-                _single("generalist", _quantized(m), backend="gguf"),
+                _single("generalist", _quantized(m), backend="gguf", parent="generalist"),
             )
             for m in ("gguf-f16", "gguf-q8_0", "gguf-q4_0")
         ],

@@ -149,6 +149,8 @@ class AdapterConfig(_Strict):
     shared_expert: SharedExpertConfig | None = None
     memory: MemoryConfig = MemoryConfig()
     profile: ProfileConfig = ProfileConfig()
+    parent: str | None = Field(None, min_length=1, description="candidate this one is a quantized copy of (fidelity pairs them)")
+    parent_model: str | None = Field(None, description="the parent's model (path or hub id), as `medmoe quantize` read it")
     source: str | None = None
     sha256: str | None = None
 
@@ -170,6 +172,8 @@ class AdapterConfig(_Strict):
                 raise ValueError("kind 'single' takes no router or shared_expert; fix: remove them or use kind: moe")
         if self.kind == "moe" and self.router is None:
             raise ValueError("kind 'moe' needs a 'router'; fix: add router: {type: classifier|keywords|oracle|fixed|uniform, ...} or use kind: single")
+        if self.parent == self.name:
+            raise ValueError(f"parent '{self.parent}' is this candidate itself; fix: name the full-precision candidate it was made from")
         return self
 
     def expert(self, name: str) -> Any:
@@ -202,6 +206,7 @@ _FIXES = {
     "concurrency": "use a positive integer",
     "timeout_s": "use a positive number of seconds",
     "max_retries": "use an integer >= 0",
+    "parent": "name the full-precision candidate this one is a copy of, or leave it out",
 }
 
 

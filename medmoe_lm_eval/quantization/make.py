@@ -39,6 +39,7 @@ class QuantizeJob:
     calibration_length: int = 512
     domain: str = "general"
     name: str | None = None
+    parent: str | None = None  #: the full-precision candidate's name (default: the model folder's name)
 
 
 def _silent(_message: str) -> None:
@@ -107,9 +108,17 @@ def _gguf(model: Path, method: str, out: Path, say: Callable[[str], None], progr
     return {"report": quantization_info(target), "expert": {"backend": "gguf", "model": f"./{target.name}", "n_ctx": n_ctx}}
 
 
-def write_adapter(out: Path, name: str, description: str, expert: dict[str, Any], domain: str) -> Path:
-    """``<out>/adapter.yaml``: a ``kind: single`` candidate whose paths are relative to it."""
-    data = {"name": name, "description": description, "kind": "single", "experts": [{"name": name, "domain": domain, **expert}]}
+def write_adapter(
+    out: Path, name: str, description: str, expert: dict[str, Any], domain: str, parent: str | None = None, parent_model: str | None = None
+) -> Path:
+    """``<out>/adapter.yaml``: a ``kind: single`` candidate whose paths are relative to it.
+
+    ``parent``/``parent_model`` record what the copy was made from, so ``medmoe fidelity`` can pair
+    the copy with its full-precision candidate on the same documents.
+    """
+    data: dict[str, Any] = {"name": name, "description": description, "kind": "single"}
+    data.update({k: v for k, v in (("parent", parent), ("parent_model", parent_model)) if v})
+    data["experts"] = [{"name": name, "domain": domain, **expert}]
     path = out / "adapter.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -127,7 +136,7 @@ def quantize(job: QuantizeJob, say: Callable[[str], None] = _silent, progress: P
     made = _quantize_4bit(job, say) if job.method in ("gptq", "awq") else _gguf(model, job.method, out, say, progress)
     name = job.name or f"{model.name}-{job.method}".replace("_", "-")
     desc = f"{model.name} quantized with medmoe quantize --method {job.method}"
-    adapter = write_adapter(out, name, desc, made["expert"], job.domain)
+    adapter = write_adapter(out, name, desc, made["expert"], job.domain, parent=job.parent or model.name, parent_model=str(model))
     say(f"done in {time.perf_counter() - start:.1f}s: {json.dumps(made['report'], default=str)}")
     say(f"adapter: {adapter}")
     return adapter

@@ -27,7 +27,10 @@ from medmoe_lm_eval.store.files import number
 from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
 
 #: Columns of an item frame: one row per run x task x document x metric.
-ITEM_COLUMNS = ("run_id", "task", "doc_id", "doc_hash", "metric", "score", "n_choices", "option_ll")
+ITEM_COLUMNS = ("run_id", "task", "doc_id", "doc_hash", "metric", "score", "n_choices", "option_ll", "subject", "response")
+
+#: Document fields that name a question's subject, first found wins (MedMCQA, MMLU, MedQA's step).
+SUBJECT_FIELDS = ("subject_name", "subject", "meta_info")
 
 #: Per-document fields lm-eval writes that are not metric scores.
 _NOT_METRICS = frozenset({"doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics", "doc_hash", "prompt_hash", "target_hash"})
@@ -62,6 +65,19 @@ def _option_loglikelihoods(filtered: Any) -> tuple[float, ...] | None:
     return tuple(out)
 
 
+def _subject(doc: Any) -> str | None:
+    """The document's subject (lm-eval keeps the document under ``doc``), when it has one."""
+    if not isinstance(doc, dict):
+        return None
+    return next((str(doc[f]) for f in SUBJECT_FIELDS if isinstance(doc.get(f), str) and doc[f]), None)
+
+
+def _response(filtered: Any) -> str | None:
+    """A generation task's (filtered) output text; None for log-likelihood answers."""
+    first = filtered[0] if isinstance(filtered, list) and filtered else None
+    return first if isinstance(first, str) else None
+
+
 def _scores(line: dict[str, Any], metrics: Iterable[str] | None) -> dict[str, float]:
     names = metrics if metrics is not None else (k for k in line if k not in _NOT_METRICS)
     out = {}
@@ -82,7 +98,8 @@ def _item_rows(line: Any, task: str, run_id: str) -> list[dict[str, Any]] | None
     options = _option_loglikelihoods(line.get("filtered_resps"))
     base = {"run_id": run_id, "task": task, "doc_id": line["doc_id"], "doc_hash": line["doc_hash"]}
     n_choices = len(options) if options is not None else math.nan
-    return [dict(base, metric=m, score=s, n_choices=n_choices, option_ll=options) for m, s in scores.items()]
+    extra = {"subject": _subject(line.get("doc")), "response": _response(line.get("filtered_resps"))}
+    return [dict(base, metric=m, score=s, n_choices=n_choices, option_ll=options, **extra) for m, s in scores.items()]
 
 
 def read_samples(path: str | Path, task: str, run_id: str, issues: list[ReadIssue] | None = None) -> pd.DataFrame:

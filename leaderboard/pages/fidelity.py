@@ -1,0 +1,61 @@
+"""Fidelity: each quantized copy against its full-precision parent on the same documents, worst copy first.
+
+Equal accuracy can hide a broken copy whose answers flip both ways; agreement, flips and KL
+divergence show it (the numbers of ``medmoe fidelity``), and calibration shows whether each
+candidate's confidence can be trusted.
+"""
+
+from __future__ import annotations
+
+import board_ui
+import streamlit as st
+
+from medmoe_lm_eval.analysis.calibration import calibration
+from medmoe_lm_eval.analysis.fidelity import fidelity, fidelity_table
+
+view = board_ui.current_view()
+st.title("Fidelity of quantized copies")
+if board_ui.no_results_message(view):
+    st.stop()
+
+shown = set(view.frame["candidate"])
+rows, notes = fidelity(view.results)
+table = fidelity_table(rows)
+table = table[table["candidate"].isin(shown) & table["task"].isin(set(view.frame["task"]))]
+for note in notes:
+    st.caption(board_ui.md(note))
+if table.empty:
+    st.info(
+        "No quantized copy with a parent among the filtered candidates. A copy names its parent with `parent: <candidate>` in its adapter (`medmoe quantize` writes it)."
+    )
+else:
+    st.caption(
+        "Per copy and task, on the documents both answered (doc_id and doc_hash): agreement = same answer (multiple choice: same top option; "
+        "generation: identical output); flips correct→wrong and wrong→correct as counts and rates with 95% Wilson intervals; delta = copy - parent "
+        "with its 95% paired bootstrap interval; KL(parent || copy) between the softmaxes of the option log-likelihoods; perplexity ratio = copy / parent."
+    )
+    st.dataframe(
+        table[["candidate", "parent", "task", "n_paired", "agreement", "flips_correct_to_wrong", "flip_cw_rate", "flip_cw_low", "flip_cw_high",
+               "flips_wrong_to_correct", "flip_wc_rate", "flip_wc_low", "flip_wc_high", "delta", "delta_low", "delta_high", "kl_mean", "kl_p99", "ppl_ratio"]],
+        hide_index=True, width="stretch", key="fidelity_table",
+        column_config={
+            "candidate": st.column_config.TextColumn("copy"), "n_paired": st.column_config.NumberColumn("paired"),
+            "flips_correct_to_wrong": st.column_config.NumberColumn("c→w"), "flips_wrong_to_correct": st.column_config.NumberColumn("w→c"),
+            **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("agreement", "flip_cw_rate", "flip_wc_rate", "delta", "kl_mean", "kl_p99", "ppl_ratio")},
+        },
+    )  # fmt: skip
+
+st.subheader("Calibration on multiple-choice tasks")
+cal, problems = calibration(view.results, sorted(shown))
+cal = cal[cal["task"].isin(set(view.frame["task"]))]
+if cal.empty:
+    st.info("No multiple-choice per-item records (runs need --log_samples).")
+else:
+    st.caption(
+        "ece: expected calibration error over 10 equal-width confidence bins (0 = confidence matches accuracy); brier_score: mean multi-class "
+        "Brier score; acc_at_80 / acc_at_50: accuracy on the 80% / 50% most confident answers (abstaining on the least confident)."
+    )
+    st.dataframe(
+        cal.sort_values(["task", "ece"], ascending=[True, False]), hide_index=True, width="stretch", key="calibration_table",
+        column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in ("accuracy", "ece", "brier_score", "acc_at_80", "acc_at_50")},
+    )  # fmt: skip
