@@ -46,6 +46,11 @@ def load_mbpp(**metadata: Any):
     return sources.task_dataset("mbpp", **metadata)
 
 
+def load_benchmark(**metadata: Any):
+    """MedQA and the MMLU subjects: the YAML names its benchmark in ``metadata.benchmark``."""
+    return sources.benchmark_dataset(**metadata)
+
+
 def load_ppl_biomedical(**metadata: Any):
     return splits.ppl_dataset("biomedical")
 
