@@ -35,6 +35,8 @@ class Route:
     weights: tuple[float, ...]
     routed_domain: str | None = None
     probs: Mapping[str, float] = field(default_factory=dict)
+    #: the router was unsure (top probability under ``router.threshold``): the fallback answered
+    fallback: bool = False
 
     @property
     def top(self) -> str:
@@ -76,7 +78,9 @@ class Router:
             return
         if self.rcfg.type == "classifier":
             self.scorer = load_scorer(self.rcfg.path)
-            missing = sorted(set(self.by_domain) - set(self.scorer.domains))
+            # a fallback expert (a generalist) need not be a domain the router knows
+            fallback_domain = {self.domain_of[self.rcfg.fallback]} if self.rcfg.fallback else set()
+            missing = sorted(set(self.by_domain) - set(self.scorer.domains) - fallback_domain)
             if missing:
                 raise RouterError(
                     f"{self.rcfg.path}: router.path: router knows domains {self.scorer.domains}, not {missing}; fix: retrain it with rows of those domains or change the experts' domains"
@@ -132,6 +136,8 @@ class Router:
         return [self._finish(p) for p in probs]
 
     def _finish(self, probs: Mapping[str, float]) -> Route:
+        if self.static is None and self._unsure(probs):
+            return self._fallback(probs)
         if self.static is not None:
             chosen = list(self.static)
         else:
@@ -142,6 +148,17 @@ class Router:
             chosen = [(n, w * (1.0 - shared.weight)) for n, w in chosen] + [(shared.name, shared.weight)]
         names, weights = zip(*chosen)
         return Route(tuple(names), tuple(weights), self.domain_of[names[0]], dict(probs))
+
+    def _unsure(self, probs: Mapping[str, float]) -> bool:
+        threshold = self.rcfg.threshold if self.rcfg else 0.0
+        return threshold > 0 and max(probs.values(), default=0.0) < threshold
+
+    def _fallback(self, probs: Mapping[str, float]) -> Route:
+        """An unsure decision is not a guess: the configured fallback (else the shared expert) answers alone."""
+        assert self.rcfg is not None
+        name = self.rcfg.fallback or (self.cfg.shared_expert.name if self.cfg.shared_expert else None)
+        assert name is not None, "config validation requires a fallback or a shared expert with a threshold"
+        return Route((name,), (1.0,), self.domain_of[name], dict(probs), fallback=True)
 
 
 def _pool_by_group(probs: list[dict[str, float]], groups: Sequence[Any]) -> list[dict[str, float]]:
