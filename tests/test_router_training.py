@@ -178,3 +178,49 @@ def test_train_router_cli_on_a_release_folder(tmp_path):
     assert report["heldout"]["share"] == 0.2 and report["heldout"]["train_rows"] + report["heldout"]["rows"] == report["train_rows"]
     assert sum(map(sum, report["unseen"]["confusion"])) == report["unseen"]["rows"] == len(corpus(release, "unseen"))
     assert json.loads(out.read_text())["report"]["heldout"] == report["heldout"]
+
+
+@pytest.mark.slow
+def test_unsure_requests_fall_back_in_a_real_run_and_the_log_says_so(tmp_path, tiny_experts, tiny_model_dir):
+    """medmoe on MedQA with a keyword router and a threshold: documents whose prompt names only
+    "patient" go to the biomedical expert; the others (no keyword, or a second domain's) to the
+    generalist, and every one of their requests is logged as a fallback."""
+    import lm_eval
+
+    from medmoe_lm_eval._lmeval_hook import register
+    from medmoe_lm_eval.demo.runs import task_manager
+
+    register()
+    experts = [{"name": d[:3], "domain": d, "model": str(p), "device": "cpu"} for d, p in tiny_experts.items()]
+    experts.append({"name": "gen", "domain": "general", "model": str(tiny_model_dir), "device": "cpu"})
+    keywords = {"biomedical": ["patient"], "legal": ["court"], "code": ["def "]}
+    adapter = tmp_path / "unsure.yaml"
+    router = {"type": "keywords", "keywords": keywords, "threshold": 0.99, "fallback": "gen"}
+    adapter.write_text(yaml.safe_dump({"name": "unsure", "kind": "moe", "experts": experts, "router": router}))
+    limit = 8
+    results = lm_eval.simple_evaluate(
+        model="medmoe",
+        model_args={"adapter": str(adapter), "log_dir": str(tmp_path / "logs")},
+        tasks=["medmoe_medqa"],
+        task_manager=task_manager(),
+        limit=limit,
+        batch_size=1,
+        device="cpu",
+        bootstrap_iters=0,
+        metadata={"medmoe_data": "bundled"},
+    )
+    rows = read_jsonl(bundled_data_dir() / "medqa.jsonl")[:limit]
+    only_patient = [
+        ("patient" in r["question"].lower() or any("patient" in o.lower() for o in r["options"].values()))
+        and not any(w in (r["question"] + " ".join(r["options"].values())).lower() for w in ("court", "def "))
+        for r in rows
+    ]
+    assert 0 < sum(only_patient) < limit  # both kinds of document occur in these rows
+    (log_file,) = (tmp_path / "logs").rglob("*.jsonl")
+    logged = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert len(logged) == 4 * limit  # four options per question
+    for rec in logged:
+        sure = only_patient[rec["doc_id"]]
+        assert rec["fallback"] is (not sure) and rec["experts"] == (["bio"] if sure else ["gen"]), rec
+    summary = results["config"]["medmoe"]["routing"]["per_task"]["medmoe_medqa"]
+    assert summary["fallbacks"] == 4 * (limit - sum(only_patient))
