@@ -145,6 +145,16 @@ def test_pickled_routers_are_refused_without_running_them(tmp_path):
     assert not marker.exists()
 
 
+def test_transformers_router_folder_with_pickled_weights_is_refused(tmp_path):
+    folder = tmp_path / "tf_router"
+    folder.mkdir()
+    (folder / "medmoe_router.json").write_text(json.dumps({"kind": "medmoe-router", "domains": ["a", "b"]}))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Trap(tmp_path / "ran.txt")))
+    with pytest.raises(RouterError, match="folder has no model.safetensors") as err:
+        load_scorer(folder)
+    assert "\n" not in str(err.value) and not (tmp_path / "ran.txt").exists()
+
+
 def test_corrupt_wrong_kind_and_old_format_router_files(tmp_path):
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text('{"kind": "medmoe-router", ')

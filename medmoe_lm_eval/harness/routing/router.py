@@ -1,15 +1,17 @@
 """Gates: ``p(domain | query)`` turned into expert weights, and how routers are trained and judged.
 
 Router kinds:
-- ``classifier``: a trained text classifier (TF-IDF + calibrated linear model from scikit-learn,
-  or a fine-tuned transformers sequence classifier), fast and offline;
+- ``classifier``: a trained text classifier (TF-IDF + logistic regression stored as plain JSON,
+  or a fine-tuned transformers sequence classifier in safetensors), fast and offline;
 - ``keywords``: hand-written keyword rules;
 - ``oracle``: the task's own domain, the upper bound that routing regret is measured against;
 - ``fixed`` / ``uniform``: every expert always on with static weights (an ensemble).
 
 Gate semantics (Mixtral-style): keep the ``top_k`` experts by gate probability, renormalise over
 them, drop those under ``min_weight``; a shared expert (DeepSeekMoE) is then mixed in with its own
-fixed weight and the routed weights scaled by ``1 - weight``.
+fixed weight and the routed weights scaled by ``1 - weight``. A request whose top domain
+probability is under ``threshold`` is not guessed: the ``fallback`` expert (else the shared
+expert) answers it alone, and its :class:`Route` says ``fallback``.
 """
 
 from __future__ import annotations

@@ -76,5 +76,10 @@ def load_scorer(path: str | Path) -> DomainScorer:
         marker = path / TRANSFORMERS_MARKER
         if not marker.is_file():
             raise RouterError(f"{path}: router.path: folder has no {TRANSFORMERS_MARKER}; fix: point at a router trained by `medmoe train-router --model ...`")
+        if not any((path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+            raise RouterError(
+                f"{path}: router.path: folder has no model.safetensors (pickled weights such as pytorch_model.bin are never loaded); "
+                "fix: save the classifier with save_pretrained(safe_serialization=True) or retrain it with `medmoe train-router --model ...`"
+            )
         return TransformersScorer(path, json.loads(marker.read_text()))
     return LinearScorer(path, read_router_json(path))

@@ -23,7 +23,7 @@ def read_examples(path: str | Path) -> list[dict[str, str]]:
     """JSONL rows ``{"text", "domain"}``; one-line errors name the file, row and field."""
     path = Path(path)
     if not path.is_file():
-        raise RouterError(f'{path}: --data: file not found; fix: pass a JSONL file of {{"text", "domain"}} rows or \'bundled\'')
+        raise RouterError(f'{path}: --data: file not found; fix: pass a JSONL file of {{"text", "domain"}} rows, a data release folder or \'bundled\'')
     rows: list[dict[str, str]] = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
