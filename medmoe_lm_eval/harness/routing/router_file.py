@@ -47,7 +47,7 @@ def refuse_pickles(path: Path) -> None:
 def read_router_json(path: Path) -> dict[str, Any]:
     """The checked payload of a router file (never unpickles anything)."""
     if not path.is_file():
-        raise RouterError(f"{path}: router.path: file not found; fix: train one with `medmoe train-router --data <data> --out {path}`")
+        raise RouterError(f"{path}: router.path: file not found; fix: train one with `medmoe train-router --data <data> --out {path.with_suffix('.json')}`")
     refuse_pickles(path)
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
