@@ -39,7 +39,7 @@ ROLE_COLOURS = {"top": "#d62728", "shared": "#9467bd", "routed": "#1f77b4", "not
 ROLE_BADGES = {"top": "red", "shared": "violet", "routed": "blue"}
 EXAMPLES = {
     "Chest pain": "A 54-year-old with crushing chest pain radiating to the left arm, sweating and nausea for 30 minutes. What is the most likely diagnosis and the first treatment?",
-    "Drug interaction + liability": "Is a pharmacist who fails to warn about a warfarin and fluconazole interaction liable to the patient for negligence, and what damages can a court award after the patient's bleed?",
+    "Drug interaction + liability": "Why did the patient on warfarin bleed after starting fluconazole, and is the pharmacist who failed to warn about the interaction liable for negligence and damages?",
     "Contract law": "Is a contract signed under duress void or voidable, and which court hears the claim?",
     "Python": "Write a Python function that returns the n-th Fibonacci number using a loop.",
 }

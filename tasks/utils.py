@@ -46,6 +46,11 @@ def load_mbpp(**metadata: Any):
     return sources.task_dataset("mbpp", **metadata)
 
 
+def load_benchmark(**metadata: Any):
+    """MedQA and the MMLU subjects: the YAML names its benchmark in ``metadata.benchmark``."""
+    return sources.benchmark_dataset(**metadata)
+
+
 def load_ppl_biomedical(**metadata: Any):
     return splits.ppl_dataset("biomedical")
 
@@ -83,6 +88,8 @@ rouge1_f1 = metrics.rouge1_f1
 macro_f1 = metrics.macro_f1
 process_pubmedqa = metrics.pubmedqa_results
 process_medmcqa = calibration.mc_process_results(lambda doc: int(doc["cop"]))
+process_medqa = calibration.mc_process_results(lambda doc: "ABCD".index(doc["answer_idx"]), choices=("A", "B", "C", "D"))
+process_mmlu = calibration.mc_process_results(lambda doc: int(doc["answer"]))
 ece = calibration.expected_calibration_error
 mbpp_filter = metrics.mbpp_filter
 process_mbpp = metrics.mbpp_results

@@ -18,7 +18,7 @@ from medmoe_lm_eval.harness.config import ConfigError, load_adapter, parse_adapt
 from medmoe_lm_eval.paths import bundled_adapters_dir
 
 ADAPTERS = sorted(p for p in bundled_adapters_dir().glob("*.yaml") if not p.name.startswith("demo"))
-ROUTER = bundled_adapters_dir() / "routers" / "default_router.joblib"
+ROUTER = bundled_adapters_dir() / "routers" / "default_router.json"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 EXPECTED = {

@@ -22,7 +22,7 @@ import yaml
 from medmoe_lm_eval.paths import bundled_adapters_dir
 
 REPO = Path(__file__).resolve().parents[1]
-ROUTER = bundled_adapters_dir() / "routers" / "default_router.joblib"
+ROUTER = bundled_adapters_dir() / "routers" / "default_router.json"
 CHEST_PAIN = "A 54-year-old with crushing chest pain radiating to the left arm, sweating and nausea. What is the diagnosis?"
 CONTRACT = "Is a contract signed under duress void or voidable, and which court hears the claim?"
 HUGE = "A patient with chest pain takes warfarin at a high dose and reports bleeding gums. " * 1250  # ~104 KB

@@ -23,7 +23,7 @@ def model_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def router_file(tmp_path: Path) -> Path:
-    path = tmp_path / "router.joblib"
+    path = tmp_path / "router.json"
     path.write_bytes(b"not checked until the router loads")
     return path
 
@@ -55,7 +55,7 @@ def write(tmp_path: Path, data, name: str = "adapter.yaml") -> Path:
 def test_valid_moe_resolves_relative_paths(tmp_path, model_dir, router_file):
     data = good_moe(model_dir, router_file)
     data["experts"][0]["model"] = "models/bio"  # relative to the adapter's folder
-    data["router"]["path"] = "router.joblib"
+    data["router"]["path"] = "router.json"
     cfg = load_adapter(write(tmp_path, data))
     assert cfg.expert("bio").model == str(model_dir.resolve())
     assert cfg.router.path == str(router_file.resolve())
@@ -96,7 +96,7 @@ MALFORMED = [
     ("top-k-negative", _mutate(lambda d: d["router"].update(top_k=-1)), "router.top_k"),
     ("top-k-too-large", _mutate(lambda d: d["router"].update(top_k=5)), "router.top_k"),
     ("router-type-unknown", _mutate(lambda d: d["router"].update(type="llm")), "router.type"),
-    ("router-file-missing", _mutate(lambda d: d["router"].update(path="nowhere.joblib")), "router.path"),
+    ("router-file-missing", _mutate(lambda d: d["router"].update(path="nowhere.json")), "router.path"),
     ("classifier-without-path", _mutate(lambda d: d["router"].pop("path")), "router"),
     ("min-weight-too-big", _mutate(lambda d: d["router"].update(min_weight=1.5)), "router.min_weight"),
     ("moe-without-router", _mutate(lambda d: d.pop("router")), "(top level)"),

@@ -34,7 +34,7 @@ import board_ui
 import consult_ui
 
 APP = str(leaderboard_dir() / "app.py")
-ROUTER = bundled_adapters_dir() / "routers" / "default_router.joblib"
+ROUTER = bundled_adapters_dir() / "routers" / "default_router.json"
 SHARED_WEIGHT = 0.2
 HUGE = "A patient with chest pain takes warfarin at a high dose and reports bleeding gums. " * 1250  # ~104 KB
 
@@ -138,7 +138,8 @@ def _alone(model: Path, question: str, max_new_tokens: int) -> str:
 
 
 def _answer_markdown(text: str) -> str:
-    return board_ui.md(text).replace("\n", "  \n")
+    # st.markdown stores its body dedented and stripped, so an answer's leading space is not shown
+    return board_ui.md(text).replace("\n", "  \n").strip()
 
 
 def _live(root: Path, name: str):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
 from pathlib import Path
 
 import joblib
 import pytest
 
-from medmoe_lm_eval.harness.config import parse_adapter
+from medmoe_lm_eval.harness.config import ConfigError, parse_adapter
 from medmoe_lm_eval.harness.fusion import FusionError, fuse_loglikelihood, mixture_logprob, normalise
 from medmoe_lm_eval.harness.routing.router import Router, gate
 from medmoe_lm_eval.harness.routing.scorers import RouterError, load_scorer
+from medmoe_lm_eval.harness.routing_log import RoutingLog, RoutingRecord
 
 
 def test_mixture_matches_hand_computed_value():
@@ -115,17 +118,102 @@ def test_fixed_weights_are_normalised_and_said_so(tmp_path):
     assert uniform.route(["q"], ["t"])[0].weights == pytest.approx((1 / 3,) * 3)
 
 
-def test_corrupt_wrong_kind_and_foreign_version_router_files(tmp_path):
-    corrupt = tmp_path / "corrupt.joblib"
-    corrupt.write_bytes(b"\x00\x01garbage")
-    with pytest.raises(RouterError, match="not a readable router file"):
+class _Trap:
+    """Unpickling this writes a file: proof that a loader ran code from the router file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pickle code ran"))
+
+
+def test_pickled_routers_are_refused_without_running_them(tmp_path):
+    marker = tmp_path / "ran.txt"
+    old = tmp_path / "default_router.joblib"
+    joblib.dump({"kind": "medmoe-router", "pipeline": _Trap(marker)}, old)
+    disguised = tmp_path / "router.json"  # a pickle renamed: refused by its first bytes
+    disguised.write_bytes(pickle.dumps(_Trap(marker)))
+    compressed = tmp_path / "compressed.json"
+    joblib.dump(_Trap(marker), compressed, compress=3)
+    for path in (old, disguised, compressed):
+        with pytest.raises(RouterError) as err:
+            load_scorer(path)
+        msg = str(err.value)
+        assert msg.startswith(f"{path}: router.path: a pickled router") and "\n" not in msg
+        assert f"fix: retrain it as JSON with `medmoe train-router --data <data> --out {path.with_suffix('.json')}`" in msg
+    assert not marker.exists()
+
+
+def test_transformers_router_folder_with_pickled_weights_is_refused(tmp_path):
+    folder = tmp_path / "tf_router"
+    folder.mkdir()
+    (folder / "medmoe_router.json").write_text(json.dumps({"kind": "medmoe-router", "domains": ["a", "b"]}))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Trap(tmp_path / "ran.txt")))
+    with pytest.raises(RouterError, match="folder has no model.safetensors") as err:
+        load_scorer(folder)
+    assert "\n" not in str(err.value) and not (tmp_path / "ran.txt").exists()
+
+
+def test_corrupt_wrong_kind_and_old_format_router_files(tmp_path):
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"kind": "medmoe-router", ')
+    with pytest.raises(RouterError, match="not a JSON router file"):
         load_scorer(corrupt)
-    wrong = tmp_path / "wrong.joblib"
-    joblib.dump({"some": "dict"}, wrong)
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"some": "dict"}))
     with pytest.raises(RouterError, match="not a medmoe router"):
         load_scorer(wrong)
-    foreign = tmp_path / "foreign.joblib"
-    joblib.dump({"kind": "medmoe-router", "sklearn_version": "0.24.2", "domains": ["a"], "pipeline": None}, foreign)
-    with pytest.raises(RouterError, match="trained with scikit-learn 0.24.2") as err:
-        load_scorer(foreign)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"kind": "medmoe-router", "format": 1, "domains": ["a"]}))
+    with pytest.raises(RouterError, match="router format 1, this release reads 2") as err:
+        load_scorer(old)
     assert "medmoe train-router" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(RouterError, match="file not found"):
+        load_scorer(tmp_path / "nowhere.json")
+
+
+# -- uncertain queries: no guess -----------------------------------------------------------------
+
+KEYWORDS = {"biomedical": ["patient"], "legal": ["court"], "code": ["def "]}
+
+
+def test_unsure_query_goes_to_the_fallback_expert(tmp_path):
+    router = _adapter(tmp_path, {"type": "keywords", "keywords": KEYWORDS, "threshold": 0.6, "fallback": "gen"}, extra_expert=True)
+    # probabilities by keyword counts: 2/3 (over 0.6: routed), 1/2 and 1/3 each (under: fallback)
+    sure, split, nothing = router.route(["patient patient court", "patient court", "weather"], ["t", "t", "t"])
+    assert sure.experts == ("bio",) and not sure.fallback
+    assert split.experts == ("gen",) and split.weights == (1.0,) and split.fallback and split.routed_domain == "general"
+    assert split.probs == pytest.approx({"biomedical": 0.5, "legal": 0.5, "code": 0.0})
+    assert nothing.fallback and nothing.experts == ("gen",)
+
+
+def test_unsure_query_goes_to_the_shared_expert_alone(tmp_path):
+    router = _adapter(tmp_path, {"type": "keywords", "keywords": KEYWORDS, "threshold": 0.6}, shared={"name": "gen", "weight": 0.2}, extra_expert=True)
+    sure, unsure = router.route(["patient", "patient court"], ["t", "t"])
+    assert sure.experts == ("bio", "gen") and sure.weights == pytest.approx((0.8, 0.2))
+    assert unsure.experts == ("gen",) and unsure.weights == (1.0,) and unsure.fallback
+
+
+def test_threshold_without_anyone_to_fall_back_to_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        _adapter(tmp_path, {"type": "keywords", "keywords": KEYWORDS, "threshold": 0.6})
+    assert "router.threshold" in str(err.value) and "router.fallback" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="'nobody' is not one of the experts"):
+        _adapter(tmp_path, {"type": "keywords", "keywords": KEYWORDS, "threshold": 0.6, "fallback": "nobody"})
+    with pytest.raises(ConfigError, match="router type 'oracle' has no probabilities"):
+        _adapter(tmp_path, {"type": "oracle", "threshold": 0.6, "fallback": "bio"})
+
+
+def test_routing_log_says_a_decision_fell_back(tmp_path):
+    log = RoutingLog(tmp_path / "routing.jsonl")
+    log.add(
+        [
+            RoutingRecord("t", 0, "loglikelihood", ["bio"], [1.0], "biomedical", "biomedical", 0.1, "a patient"),
+            RoutingRecord("t", 1, "loglikelihood", ["gen"], [1.0], "biomedical", "general", 0.1, "weather", fallback=True),
+        ]
+    )
+    log.close()
+    rows = [json.loads(line) for line in (tmp_path / "routing.jsonl").read_text().splitlines()]
+    assert [r["fallback"] for r in rows] == [False, True]
+    assert log.summary()["t"]["fallbacks"] == 1 and log.summary()["t"]["agreement"] == 0.5

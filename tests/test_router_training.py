@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medmoe_lm_eval.benchmarks.router_corpus import RELEASE_FILES, corpus, medmcqa_text, medqa_text
+from medmoe_lm_eval.benchmarks.rows import read_jsonl
 from medmoe_lm_eval.harness.config import parse_adapter
 from medmoe_lm_eval.harness.routing.evaluation import evaluate_router
 from medmoe_lm_eval.harness.routing.router import Router
+from medmoe_lm_eval.harness.routing.router_file import write_router_json
 from medmoe_lm_eval.harness.routing.scorers import load_scorer
-from medmoe_lm_eval.harness.routing.training import bundled_examples, train_classifier, train_transformers
-from medmoe_lm_eval.paths import bundled_adapters_dir
+from medmoe_lm_eval.harness.routing.training import bundled_examples, fit_classifier, train_classifier, train_transformers, with_sentences
+from medmoe_lm_eval.paths import bundled_adapters_dir, bundled_data_dir
 
-SHIPPED = bundled_adapters_dir() / "routers" / "default_router.joblib"
+SHIPPED = bundled_adapters_dir() / "routers" / "default_router.json"
 
 
 def medmoe(*args: str) -> subprocess.CompletedProcess:
@@ -25,7 +29,7 @@ def medmoe(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_train_and_eval_router_cli_on_bundled_data(tmp_path):
-    out = tmp_path / "router.joblib"
+    out = tmp_path / "router.json"
     rows = tmp_path / "train.jsonl"
     proc = medmoe("train-router", "--data", "bundled", "--out", str(out), "--write-data", str(rows))
     assert proc.returncode == 0, proc.stderr
@@ -43,19 +47,19 @@ def test_train_and_eval_router_cli_on_bundled_data(tmp_path):
 def test_train_router_rejects_bad_rows_in_one_line(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"text": "a patient", "domain": "biomedical"}\n{"text": "", "domain": "legal"}\n')
-    proc = medmoe("train-router", "--data", str(data), "--out", str(tmp_path / "r.joblib"))
+    proc = medmoe("train-router", "--data", str(data), "--out", str(tmp_path / "r.json"))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "row 2" in proc.stderr and "'text'" in proc.stderr
 
 
 def test_shipped_default_router_routes_held_out_questions():
-    assert SHIPPED.is_file(), "model_adapters/routers/default_router.joblib is shipped with the project"
+    assert SHIPPED.is_file(), "model_adapters/routers/default_router.json is shipped with the project"
     report = evaluate_router(SHIPPED, bundled_examples("heldout"))
     assert report["accuracy"] >= 0.97
 
 
 def test_classifier_router_in_an_adapter(tmp_path):
-    path = tmp_path / "r.joblib"
+    path = tmp_path / "r.json"
     train_classifier(bundled_examples("train")[:600], path)
     experts = [{"name": d, "domain": d, "model": str(tmp_path)} for d in ("biomedical", "legal", "code")]
     router = Router(parse_adapter({"name": "m", "kind": "moe", "experts": experts, "router": {"type": "classifier", "path": str(path), "top_k": 2}}, "m.yaml"))
@@ -67,7 +71,7 @@ def test_classifier_router_in_an_adapter(tmp_path):
 
 
 def test_router_missing_a_domain_is_rejected(tmp_path):
-    path = tmp_path / "r.joblib"
+    path = tmp_path / "r.json"
     train_classifier([r for r in bundled_examples("train") if r["domain"] != "code"][:400], path)
     experts = [{"name": d, "domain": d, "model": str(tmp_path)} for d in ("biomedical", "legal", "code")]
     with pytest.raises(ValueError, match="not \\['code'\\]"):
@@ -89,3 +93,134 @@ def test_transformers_sequence_classifier_router(tmp_path, tiny_model_dir):
     from medmoe_lm_eval.harness.config import load_adapter
 
     assert len(Router(load_adapter(adapter)).route(["q"], [None])) == 1
+
+
+# -- the shipped router and its data -------------------------------------------------------------
+
+#: the data release the shipped router is trained from (``MEDMOE_RELEASE_DATA`` or ../shared/data)
+RELEASE = Path(os.environ.get("MEDMOE_RELEASE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+needs_release = pytest.mark.skipif(not (RELEASE / "medqa" / "dev.jsonl").is_file(), reason="the data release folder is not on this machine")
+LEGAL_QUERIES = [
+    "What are adoptive admissions under the Federal Rules of Evidence?",
+    "...which we now overrule.",
+    "What is the Bruton rule?",
+    "Is an oral contract for the sale of land enforceable under the statute of frauds?",
+]
+
+
+def test_shipped_router_routes_legal_questions_legal():
+    scorer = load_scorer(SHIPPED)
+    probs = scorer.predict_proba(LEGAL_QUERIES)
+    assert [scorer.domains[i] for i in probs.argmax(axis=1)] == ["legal"] * len(LEGAL_QUERIES)
+    assert [
+        scorer.domains[i] for i in scorer.predict_proba(["A 45-year-old woman presents with jaundice.", "def add(a, b):\n    return a + b"]).argmax(axis=1)
+    ] == ["biomedical", "code"]
+
+
+def test_shipped_router_is_json_with_versions_and_its_report():
+    payload = json.loads(SHIPPED.read_text(encoding="utf-8"))  # plain JSON: reading it runs no code
+    assert payload["kind"] == "medmoe-router" and payload["format"] == 2
+    assert set(payload["versions"]) >= {"scikit-learn", "numpy", "scipy", "python"}
+    report = json.loads(Path(f"{SHIPPED}.report.json").read_text())
+    assert set(report["train_rows_per_domain"]) == {"biomedical", "legal", "code"}
+    for part in ("heldout", "unseen"):
+        judged = report[part]
+        assert sum(map(sum, judged["confusion"])) == judged["rows"] > 1000
+        assert judged["labels"] == ["biomedical", "code", "legal"] and 0.9 < judged["macro_f1"] <= judged["accuracy"] + 0.02
+    assert "medmcqa" not in report["train_rows_per_source"] and report["train_rows_per_source"]["medqa"] == 972
+
+
+def test_json_router_scores_as_the_fitted_scikit_learn_model(tmp_path):
+    rows = bundled_examples("train")[::5]
+    vectorizer, classifier = fit_classifier(rows)
+    texts = [r["text"] for r in bundled_examples("heldout")[:200]] + ["", "unknownword"]
+    expected = classifier.predict_proba(vectorizer.transform(texts))
+    path = tmp_path / "r.json"
+    write_router_json(path, vectorizer, classifier, {})
+    scorer = load_scorer(path)
+    assert scorer.domains == list(classifier.classes_)
+    assert scorer.predict_proba(texts) == pytest.approx(expected, abs=1e-4)
+
+
+def test_sentences_are_learnt_from_prose_not_code():
+    rows = [{"text": "Fever began. The patient then coughed for days?", "domain": "biomedical"}, {"text": "x = 1.\ny = 2.", "domain": "code"}]
+    # "Fever began." is under 20 characters; the code row is never split
+    assert with_sentences(rows) == [*rows, {"text": "The patient then coughed for days?", "domain": "biomedical"}]
+
+
+@needs_release
+def test_release_corpus_never_holds_evaluation_rows():
+    train = corpus(RELEASE, "train")
+    texts = {r["text"] for r in train}
+    bundled_medqa = read_jsonl(bundled_data_dir() / "medqa.jsonl")
+    assert not texts & {medqa_text(r).strip() for r in bundled_medqa}
+    assert not texts & {medmcqa_text(r).strip() for r in read_jsonl(RELEASE / "medmcqa/validation_part1.jsonl")}
+    assert not texts & {r["question"].strip() for r in read_jsonl(RELEASE / "legalbench_rule_qa/rule_qa_part1.jsonl")}
+    assert not {r["text"].strip() for r in read_jsonl(RELEASE / "legalbench_texts/texts_part1.jsonl") if r["task"] == "rule_qa"} & texts
+    sources = {r["source"].split("/")[0] for r in train}
+    assert sources == {"medqa", "mmlu", "pubmedqa", "medquad", "legalbench", "mbpp"}
+    assert sum(r["source"] == "medqa" for r in train) == 1272 - len(bundled_medqa)
+    unseen = corpus(RELEASE, "unseen")
+    assert not texts & {r["text"] for r in unseen} and {r["domain"] for r in unseen} == {"biomedical", "legal", "code"}
+
+
+@needs_release
+def test_train_router_cli_on_a_release_folder(tmp_path):
+    release = tmp_path / "release"
+    for relpath in RELEASE_FILES:  # the first rows of every file: the same layout, seconds to train
+        (release / relpath).parent.mkdir(parents=True, exist_ok=True)
+        lines = (RELEASE / relpath).read_text(encoding="utf-8").splitlines(keepends=True)
+        (release / relpath).write_text("".join(lines[:150]), encoding="utf-8")
+    out = tmp_path / "router.json"
+    proc = medmoe("train-router", "--data", str(release), "--out", str(out), "--holdout", "0.2")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(Path(f"{out}.report.json").read_text())
+    assert report["heldout"]["share"] == 0.2 and report["heldout"]["train_rows"] + report["heldout"]["rows"] == report["train_rows"]
+    assert sum(map(sum, report["unseen"]["confusion"])) == report["unseen"]["rows"] == len(corpus(release, "unseen"))
+    assert json.loads(out.read_text())["report"]["heldout"] == report["heldout"]
+
+
+@pytest.mark.slow
+def test_unsure_requests_fall_back_in_a_real_run_and_the_log_says_so(tmp_path, tiny_experts, tiny_model_dir):
+    """medmoe on MedQA with a keyword router and a threshold: documents whose prompt names only
+    "patient" go to the biomedical expert; the others (no keyword, or a second domain's) to the
+    generalist, and every one of their requests is logged as a fallback."""
+    import lm_eval
+
+    from medmoe_lm_eval._lmeval_hook import register
+    from medmoe_lm_eval.demo.runs import task_manager
+
+    register()
+    experts = [{"name": d[:3], "domain": d, "model": str(p), "device": "cpu"} for d, p in tiny_experts.items()]
+    experts.append({"name": "gen", "domain": "general", "model": str(tiny_model_dir), "device": "cpu"})
+    keywords = {"biomedical": ["patient"], "legal": ["court"], "code": ["def "]}
+    adapter = tmp_path / "unsure.yaml"
+    router = {"type": "keywords", "keywords": keywords, "threshold": 0.99, "fallback": "gen"}
+    adapter.write_text(yaml.safe_dump({"name": "unsure", "kind": "moe", "experts": experts, "router": router}))
+    limit = 8
+    results = lm_eval.simple_evaluate(
+        model="medmoe",
+        model_args={"adapter": str(adapter), "log_dir": str(tmp_path / "logs")},
+        tasks=["medmoe_medqa"],
+        task_manager=task_manager(),
+        limit=limit,
+        batch_size=1,
+        device="cpu",
+        bootstrap_iters=0,
+        metadata={"medmoe_data": "bundled"},
+    )
+    rows = read_jsonl(bundled_data_dir() / "medqa.jsonl")[:limit]
+    only_patient = [
+        ("patient" in r["question"].lower() or any("patient" in o.lower() for o in r["options"].values()))
+        and not any(w in (r["question"] + " ".join(r["options"].values())).lower() for w in ("court", "def "))
+        for r in rows
+    ]
+    assert 0 < sum(only_patient) < limit  # both kinds of document occur in these rows
+    (log_file,) = (tmp_path / "logs").rglob("*.jsonl")
+    logged = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert len(logged) == 4 * limit  # four options per question
+    for rec in logged:
+        sure = only_patient[rec["doc_id"]]
+        assert rec["fallback"] is (not sure) and rec["experts"] == (["bio"] if sure else ["gen"]), rec
+    summary = results["config"]["medmoe"]["routing"]["per_task"]["medmoe_medqa"]
+    assert summary["fallbacks"] == 4 * (limit - sum(only_patient))

@@ -20,7 +20,13 @@ BUNDLED = bundled_data_dir()
 
 
 def _rows(name: str) -> list[dict]:
-    return rows.read_jsonl(BUNDLED / f"{name}.jsonl")
+    """The bundled rows of benchmark ``name`` (an MMLU subject: its rows of the shared file)."""
+    bench = BENCHMARKS.get(name)
+    found = rows.read_jsonl(BUNDLED / f"{bench.file_stem if bench else name}.jsonl")
+    if bench is not None and bench.subset is not None:
+        column, value = bench.subset
+        found = [r for r in found if r[column] == value]
+    return found
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
@@ -109,11 +115,11 @@ def test_hub_ids_configs_splits_injected_loader(monkeypatch):
     test_ids = sorted(registry.pubmedqa_test_ids())[:3]
     # give three bundled PubMedQA rows official test ids: only those may be evaluated
     bundled["pubmedqa"] = [dict(r, pubid=i) for r, i in zip(bundled["pubmedqa"][:3], test_ids, strict=True)] + bundled["pubmedqa"][3:]
-    by_path = {b.hub.path: name for name, b in BENCHMARKS.items()}
+    by_hub = {(b.hub.path, b.hub.name): name for name, b in BENCHMARKS.items()}
 
     def fake_load_dataset(path, name=None, split=None, **kwargs):
         asked.append((path, name, split))
-        return datasets.Dataset.from_list(bundled[by_path[path]])
+        return datasets.Dataset.from_list(bundled[by_hub[path, name]])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     monkeypatch.delenv("MEDMOE_DATA", raising=False)
@@ -126,6 +132,8 @@ def test_hub_ids_configs_splits_injected_loader(monkeypatch):
             ("ymoslem/Law-StackExchange", None, "train"),
             ("nguha/legalbench", "rule_qa", "test"),
             ("google-research-datasets/mbpp", "full", "test"),
+            ("GBaker/MedQA-USMLE-4-options", None, "test"),
+            *[("cais/mmlu", subject, "test") for subject in registry.MMLU_MEDICAL_SUBJECTS],
         ]
     )
     assert [d["pubid"] for d in docs["pubmedqa"]] == test_ids

@@ -16,6 +16,7 @@ from scripted_lm import NONSENSE, ScriptedLM
 
 from medmoe_lm_eval.benchmarks import metrics
 from medmoe_lm_eval.benchmarks.domains import task_domain
+from medmoe_lm_eval.benchmarks.registry import MMLU_MEDICAL_SUBJECTS
 from medmoe_lm_eval.benchmarks.rows import read_jsonl
 from medmoe_lm_eval.paths import bundled_data_dir, tasks_dir
 
@@ -27,9 +28,14 @@ TASKS = {
     "medmoe_lawse": ("legal", ["rougeL_f1,none"]),
     "medmoe_legal_ruleqa": ("legal", ["rougeL_f1,none"]),
     "medmoe_mbpp": ("code", ["pass_at_1,extract_code"]),
+    "medmoe_medqa": ("biomedical", ["acc,none", "acc_norm,none"]),
+    **{f"medmoe_mmlu_{s}": ("biomedical", ["acc,none"]) for s in MMLU_MEDICAL_SUBJECTS},
 }
+MMLU_TASKS = {f"medmoe_mmlu_{s}" for s in MMLU_MEDICAL_SUBJECTS}
 GROUPS = {
-    "medmoe_medical": {"medmoe_pubmedqa", "medmoe_medmcqa", "medmoe_medquad"},
+    "medmoe_medical": {"medmoe_pubmedqa", "medmoe_medmcqa", "medmoe_medquad", "medmoe_medqa", *MMLU_TASKS},
+    "medmoe_mmlu_medical": MMLU_TASKS,
+    "medmoe_open_medical": {"medmoe_pubmedqa", "medmoe_medmcqa", "medmoe_medqa", *MMLU_TASKS},
     "medmoe_legal": {"medmoe_lawse", "medmoe_legal_ruleqa"},
     "medmoe_code": {"medmoe_mbpp"},
     "medmoe": set(TASKS),

@@ -64,16 +64,23 @@ def calibration_scores(lls: Sequence[float], gold: int) -> dict[str, Any]:
     return {"ece": (float(probs[pred]), float(pred == gold)), "brier_score": brier(probs, gold)}
 
 
-def mc_process_results(gold_of: Callable[[dict[str, Any]], int]) -> ProcessResults:
+def mc_process_results(gold_of: Callable[[dict[str, Any]], int], choices: Sequence[str] | None = None) -> ProcessResults:
     """A ``process_results`` returning ``acc``, ``ece`` and ``brier_score`` for one task.
 
     ``gold_of(doc)`` gives the gold option's index (lm-eval does not pass the task's
     ``doc_to_target`` to a custom ``process_results``, so each task says where its answer is).
+    With the task's fixed ``choices`` it also returns ``acc_norm`` as lm-eval computes it (each
+    option's log-likelihood divided by its length in characters), so a task that lm-eval scores
+    with ``acc_norm`` keeps that figure.
     """
+    lengths = np.array([float(len(c)) for c in choices]) if choices is not None else None
 
     def process(doc: dict[str, Any], results: Sequence[tuple[float, bool]]) -> dict[str, Any]:
         lls = [float(ll) for ll, _ in results]
         gold = gold_of(doc)
-        return {"acc": float(int(np.argmax(lls)) == gold), **calibration_scores(lls, gold)}
+        out = {"acc": float(int(np.argmax(lls)) == gold), **calibration_scores(lls, gold)}
+        if lengths is not None:
+            out["acc_norm"] = float(int(np.argmax(np.asarray(lls) / lengths)) == gold)
+        return out
 
     return process

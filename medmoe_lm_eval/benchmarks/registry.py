@@ -11,15 +11,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medmoe_lm_eval.benchmarks.rows import DataError, hash_order
 from medmoe_lm_eval.benchmarks.text import best_answer, html_to_text
 from medmoe_lm_eval.paths import bundled_data_dir
-
-if TYPE_CHECKING:
-    pass
-
 
 #: Generation-scored benchmarks with thousands of rows are cut to this many, chosen by a content
 #: hash (independent of row order and library versions). At 1,000 rows the standard error of a
@@ -60,6 +56,17 @@ class Benchmark:
     check: Check | None = None
     select: Select | None = None
     notes: str = ""
+    #: file stem in a data folder (``<folder>/<file>.jsonl``); several benchmarks may share one file
+    file: str = ""
+    #: ``(column, value)``: this benchmark's rows of a shared file (an MMLU subject)
+    subset: tuple[str, str] | None = None
+    #: where the few-shot examples live on the hub, and their file stem in a data folder
+    fewshot_hub: HubDataset | None = None
+    fewshot_file: str = ""
+
+    @property
+    def file_stem(self) -> str:
+        return self.file or self.name
 
 
 def _pubmedqa_check(row: dict[str, Any]) -> tuple[str, str] | None:
@@ -133,6 +140,44 @@ def _mbpp_select(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 PUBMEDQA_CHOICES = ("yes", "no", "maybe")
+LETTERS = ("A", "B", "C", "D")
+
+#: the six MMLU subjects of the Open Medical-LLM Leaderboard
+MMLU_MEDICAL_SUBJECTS = ("anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics", "professional_medicine")
+
+
+def _medqa_check(row: dict[str, Any]) -> tuple[str, str] | None:
+    options = row["options"]
+    if not isinstance(options, dict) or any(not isinstance(options.get(k), str) for k in LETTERS):
+        return "options", f"must map each of {list(LETTERS)} to the option's text"
+    if row["answer_idx"] not in LETTERS:
+        return "answer_idx", f"is {row['answer_idx']!r}, expected the correct option's letter, one of {list(LETTERS)}"
+    return None
+
+
+def _mmlu_check(row: dict[str, Any]) -> tuple[str, str] | None:
+    choices = row["choices"]
+    if not isinstance(choices, list) or len(choices) != 4 or not all(isinstance(c, str) for c in choices):
+        return "choices", "must be a list of the 4 answer texts"
+    if not isinstance(row["answer"], int) or not 0 <= row["answer"] <= 3:
+        return "answer", f"is {row['answer']!r}, expected the correct choice's index 0-3"
+    return None
+
+
+def _mmlu(subject: str) -> Benchmark:
+    """One MMLU subject: hub config ``subject``; in a folder, its rows of ``mmlu_medical.jsonl``."""
+    return Benchmark(
+        f"mmlu_{subject}",
+        "biomedical",
+        HubDataset("cais/mmlu", subject, "test"),
+        ("question", "subject", "choices", "answer"),
+        _mmlu_check,
+        notes=f"rows with subject {subject!r}",
+        file="mmlu_medical",
+        subset=("subject", subject),
+        fewshot_hub=HubDataset("cais/mmlu", subject, "dev"),
+        fewshot_file="mmlu_medical_dev",
+    )
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -186,6 +231,14 @@ BENCHMARKS: dict[str, Benchmark] = {
             _mbpp_check,
             _mbpp_select,
         ),
+        Benchmark(
+            "medqa",
+            "biomedical",
+            HubDataset("GBaker/MedQA-USMLE-4-options", None, "test"),
+            ("question", "options", "answer_idx"),
+            _medqa_check,
+        ),
+        *(_mmlu(subject) for subject in MMLU_MEDICAL_SUBJECTS),
     )
 }
 

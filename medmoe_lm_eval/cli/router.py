@@ -15,13 +15,25 @@ from medmoe_lm_eval.harness.routing import evaluation, training
 
 
 def _rows(data: str, split: Split) -> list[dict[str, str]]:
-    """``bundled`` = the bundled benchmark samples (train or heldout rows); else a JSONL file."""
-    return training.bundled_examples(split) if data == "bundled" else training.read_examples(data)
+    """``bundled`` = the bundled samples' train or heldout rows; a data release folder = its
+    training rows or the evaluation rows never trained on (``unseen``); else a JSONL file."""
+    if data == "bundled":
+        return training.bundled_examples(split)
+    if Path(data).is_dir():
+        from medmoe_lm_eval.benchmarks.router_corpus import corpus
+
+        return [{"text": r["text"], "domain": r["domain"]} for r in corpus(data, "train" if split == "train" else "unseen")]
+    return training.read_examples(data)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help='JSONL rows {"text", "domain"}, or \'bundled\' for the bundled samples\' train split')
-    parser.add_argument("--out", required=True, help="router file (.joblib), or a folder with --model")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help='a data release folder (the shipped router: every split no task evaluates), JSONL rows {"text", "domain"}, or \'bundled\' for the bundled samples\' train split',
+    )
+    parser.add_argument("--out", required=True, help="router file (.json), or a folder with --model")
+    parser.add_argument("--holdout", type=float, default=0.1, help="with a release folder: share of training rows held back to report accuracy on")
     parser.add_argument("--model", help="fine-tune this transformers model (path) as a sequence classifier instead of TF-IDF")
     parser.add_argument("--epochs", type=int, default=2, help="with --model: passes over the data")
     parser.add_argument("--seed", type=int, default=0)
@@ -34,6 +46,9 @@ def run_train(args: argparse.Namespace) -> int:
         Path(args.write_data).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     if args.model:
         report = training.train_transformers(rows, args.model, args.out, epochs=args.epochs, seed=args.seed)
+    elif Path(args.data).is_dir():
+        report = training.train_release_router(args.data, args.out, holdout_share=args.holdout, seed=args.seed)
+        Path(f"{args.out}.report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     else:
         report = training.train_classifier(rows, args.out, seed=args.seed)
         Path(f"{args.out}.report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -43,7 +58,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--router", required=True, help="a router file or folder made by `medmoe train-router`")
-    parser.add_argument("--data", required=True, help='JSONL rows {"text", "domain"}, or \'bundled\' for the held-out split')
+    parser.add_argument(
+        "--data", required=True, help='JSONL rows {"text", "domain"}, \'bundled\' for the held-out split, or a data release folder (its evaluation rows)'
+    )
     parser.add_argument("--json", help="also write the report to this JSON file")
 
 

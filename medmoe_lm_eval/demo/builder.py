@@ -127,7 +127,7 @@ class DemoBuilder:
         return path
 
     def router(self) -> Path:
-        path = self.root / "router.joblib"
+        path = self.root / "router.json"
         if not self._done(path):
             from medmoe_lm_eval.harness.routing.training import bundled_examples, train_classifier
 

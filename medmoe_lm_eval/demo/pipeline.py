@@ -29,7 +29,21 @@ from medmoe_lm_eval.demo.report import DISCLAIMER, print_report
 from medmoe_lm_eval.harness.backends.base import BackendError
 from medmoe_lm_eval.paths import cache_dir
 
-BENCHMARK_TASKS = ["medmoe_pubmedqa", "medmoe_medmcqa", "medmoe_medquad", "medmoe_legal_ruleqa", "medmoe_lawse", "medmoe_mbpp"]
+BENCHMARK_TASKS = [
+    "medmoe_pubmedqa",
+    "medmoe_medmcqa",
+    "medmoe_medqa",
+    "medmoe_mmlu_anatomy",
+    "medmoe_mmlu_clinical_knowledge",
+    "medmoe_mmlu_college_biology",
+    "medmoe_mmlu_college_medicine",
+    "medmoe_mmlu_medical_genetics",
+    "medmoe_mmlu_professional_medicine",
+    "medmoe_medquad",
+    "medmoe_legal_ruleqa",
+    "medmoe_lawse",
+    "medmoe_mbpp",
+]
 PPL_TASKS = [f"medmoe_ppl_{d}" for d in DOMAINS]
 DEFAULT_TASKS = [*BENCHMARK_TASKS, *PPL_TASKS]
 

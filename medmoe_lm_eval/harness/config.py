@@ -106,6 +106,8 @@ class RouterConfig(_Strict):
     keywords: dict[str, list[str]] | None = None
     weights: dict[str, float] | None = None
     task_domains: dict[str, str] | None = Field(None, description="oracle: task name (or prefix) -> domain, for tasks without metadata")
+    threshold: float = Field(0.0, ge=0.0, le=1.0, description="top domain probability under this: no guess, the fallback answers")
+    fallback: str | None = Field(None, description="expert that answers uncertain queries; default the shared expert")
 
     @model_validator(mode="after")
     def _kind_fields(self) -> RouterConfig:
@@ -325,6 +327,7 @@ def _check_cross_refs(file: Path, cfg: AdapterConfig) -> None:
                 f"routed experts share domains {dupes}, so a domain decision is ambiguous",
                 "give each routed expert its own domain, or use router type 'fixed'/'uniform' for an ensemble",
             )
+    _check_fallback(file, cfg)
     if router.weights:
         unknown = sorted(set(router.weights) - {e.name for e in routed})
         if unknown:
@@ -335,6 +338,24 @@ def _check_cross_refs(file: Path, cfg: AdapterConfig) -> None:
         unknown = sorted(set(router.keywords) - {e.domain for e in routed})
         if unknown:
             raise ConfigError(file, "router.keywords", f"domains {unknown} have no expert", f"use domains of the experts: {sorted({e.domain for e in routed})}")
+
+
+def _check_fallback(file: Path, cfg: AdapterConfig) -> None:
+    """An uncertainty threshold needs someone to answer instead: the fallback or the shared expert."""
+    router = cfg.router
+    assert router is not None
+    names = sorted(e.name for e in cfg.experts)
+    if router.fallback is not None and router.fallback not in names:
+        raise ConfigError(file, "router.fallback", f"'{router.fallback}' is not one of the experts {names}", "name an expert listed under 'experts'")
+    if router.threshold > 0 and router.type not in ("classifier", "keywords"):
+        raise ConfigError(
+            file,
+            "router.threshold",
+            f"router type '{router.type}' has no probabilities to judge",
+            "use threshold with type classifier or keywords, or remove it",
+        )
+    if router.threshold > 0 and router.fallback is None and cfg.shared_expert is None:
+        raise ConfigError(file, "router.threshold", "uncertain queries have no expert to go to", "add router.fallback: <expert name> or a shared_expert")
 
 
 def parse_adapter(data: Any, file: str | Path = "<adapter>") -> AdapterConfig:

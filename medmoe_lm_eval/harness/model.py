@@ -216,6 +216,7 @@ class MedMoELM(LM):
                     route.routed_domain,
                     per_ms,
                     truncate_text(text),
+                    route.fallback,
                 )
                 for r, route, text in zip(requests, routes, texts)
             ]

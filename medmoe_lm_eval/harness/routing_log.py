@@ -2,7 +2,8 @@
 
 Users need to see which experts fired, where the router disagreed with the task's domain and
 what that cost; so every decision is one JSONL row (``task, doc_id, request_type, experts,
-weights, domain, routed_domain, router_ms, text``) and a per-task summary goes into
+weights, domain, routed_domain, router_ms, text, fallback``; ``fallback`` says the router
+was unsure and the fallback expert answered) and a per-task summary goes into
 ``results["config"]["medmoe"]["routing"]``. Rows are appended as they are made, so an
 interrupted run keeps the decisions it had already taken.
 """
@@ -30,6 +31,8 @@ class RoutingRecord:
     routed_domain: str | None
     router_ms: float
     text: str
+    #: the router was unsure and the fallback expert answered instead of a guess
+    fallback: bool = False
 
 
 class RoutingLog:
@@ -43,6 +46,7 @@ class RoutingLog:
         self._agree: Counter[str] = Counter()
         self._judged: Counter[str] = Counter()
         self._domain: dict[str, str | None] = {}
+        self._fallback: Counter[str] = Counter()
 
     def add(self, records: Sequence[RoutingRecord]) -> None:
         for rec in records:
@@ -50,6 +54,7 @@ class RoutingLog:
             self._requests[task] += 1
             self._top[task][rec.experts[0]] += 1
             self._domain.setdefault(task, rec.domain)
+            self._fallback[task] += rec.fallback
             if rec.domain is not None and rec.routed_domain is not None:
                 self._judged[task] += 1
                 self._agree[task] += rec.domain == rec.routed_domain
@@ -68,6 +73,7 @@ class RoutingLog:
                 "domain": self._domain.get(task),
                 "share": {e: c / n for e, c in sorted(self._top[task].items())},
                 "agreement": (self._agree[task] / self._judged[task]) if self._judged[task] else None,
+                "fallbacks": self._fallback[task],
             }
         return per_task
 

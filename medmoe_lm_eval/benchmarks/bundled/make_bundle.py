@@ -4,7 +4,7 @@ Kept as the record of how every bundled row was chosen; the package never import
 copied unchanged; only which rows is decided here, by content hash so that the choice does not
 depend on file order. ``lawse.jsonl`` is not built here: it holds hand-written synthetic records.
 
-    python -m medmoe_lm_eval.bundled.make_bundle /path/to/shared/data
+    python -m medmoe_lm_eval.benchmarks.bundled.make_bundle /path/to/shared/data
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ OUT = Path(__file__).resolve().parent
 #: (eval rows, train-only rows) per benchmark
 SIZES = {"pubmedqa": (200, 200), "medmcqa": (300, 300), "medquad": (300, 400)}
 LEGALBENCH_PER_TASK = 30
-LICENSES = ("pubmedqa-MIT.txt", "medmcqa-MIT.txt", "medquad-CC-BY-4.0.txt", "legalbench-sara-MIT.txt")
+#: MedQA dev rows shipped as the bundled evaluation rows of ``medmoe_medqa``
+MEDQA_EVAL_ROWS = 300
+LICENSES = ("pubmedqa-MIT.txt", "medmcqa-MIT.txt", "medquad-CC-BY-4.0.txt", "legalbench-sara-MIT.txt", "medqa-MIT.txt", "mmlu-MIT.txt")
 
 
 def _write(path: Path, rows: list[dict]) -> None:
@@ -53,11 +55,20 @@ def _passing(rows: list[dict]) -> list[dict]:
     return [r for r, res in zip(rows, results, strict=True) if res.passed]
 
 
+def build_medical_mc(shared: Path) -> None:
+    """MedQA (dev split, 300 rows by question hash) and the MMLU medical subjects (val to score, dev for few-shot)."""
+    medqa = hash_order(read_jsonl(shared / "medqa/dev.jsonl"), lambda r: r["question"])
+    _write(OUT / "medqa.jsonl", medqa[:MEDQA_EVAL_ROWS])
+    _write(OUT / "mmlu_medical.jsonl", read_jsonl(shared / "mmlu_medical/val.jsonl"))
+    _write(OUT / "mmlu_medical_dev.jsonl", read_jsonl(shared / "mmlu_medical/dev.jsonl"))
+
+
 def build(shared: Path) -> None:
     _split("pubmedqa", read_jsonl(shared / "pubmedqa/pqa_labeled_nontest.jsonl"), lambda r: str(r["pubid"]))
     _split("medmcqa", read_jsonl(shared / "medmcqa/validation_part1.jsonl"), lambda r: r["id"])
     _split("medquad", read_jsonl(shared / "medquad/medquad_sample.jsonl"), lambda r: r["qid"])
     _write(OUT / "legal_ruleqa.jsonl", read_jsonl(shared / "legalbench_rule_qa/rule_qa_part1.jsonl"))
+    build_medical_mc(shared)
 
     by_task: dict[str, list[dict]] = defaultdict(list)
     for row in read_jsonl(shared / "legalbench_texts/texts_part1.jsonl"):

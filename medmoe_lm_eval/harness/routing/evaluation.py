@@ -26,6 +26,7 @@ def evaluate_router(path: str | Path, rows: Sequence[Mapping[str, str]]) -> dict
         "macro_f1": float(f1_score(gold, pred, average="macro")),
         "labels": labels,
         "confusion": confusion_matrix(gold, pred, labels=labels).tolist(),
+        "accuracy_per_domain": {d: float(np.mean([p == d for g, p in zip(gold, pred) if g == d])) for d in sorted(set(gold))},
         **routing_times(scorer, texts),
     }
 

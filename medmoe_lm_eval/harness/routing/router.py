@@ -1,15 +1,17 @@
 """Gates: ``p(domain | query)`` turned into expert weights, and how routers are trained and judged.
 
 Router kinds:
-- ``classifier``: a trained text classifier (TF-IDF + calibrated linear model from scikit-learn,
-  or a fine-tuned transformers sequence classifier), fast and offline;
+- ``classifier``: a trained text classifier (TF-IDF + logistic regression stored as plain JSON,
+  or a fine-tuned transformers sequence classifier in safetensors), fast and offline;
 - ``keywords``: hand-written keyword rules;
 - ``oracle``: the task's own domain, the upper bound that routing regret is measured against;
 - ``fixed`` / ``uniform``: every expert always on with static weights (an ensemble).
 
 Gate semantics (Mixtral-style): keep the ``top_k`` experts by gate probability, renormalise over
 them, drop those under ``min_weight``; a shared expert (DeepSeekMoE) is then mixed in with its own
-fixed weight and the routed weights scaled by ``1 - weight``.
+fixed weight and the routed weights scaled by ``1 - weight``. A request whose top domain
+probability is under ``threshold`` is not guessed: the ``fallback`` expert (else the shared
+expert) answers it alone, and its :class:`Route` says ``fallback``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Route:
     weights: tuple[float, ...]
     routed_domain: str | None = None
     probs: Mapping[str, float] = field(default_factory=dict)
+    #: the router was unsure (top probability under ``router.threshold``): the fallback answered
+    fallback: bool = False
 
     @property
     def top(self) -> str:
@@ -77,7 +81,9 @@ class Router:
         if self.rcfg.type == "classifier":
             assert self.rcfg.path is not None, "the adapter schema requires router.path for a classifier"
             self.scorer = load_scorer(self.rcfg.path)
-            missing = sorted(set(self.by_domain) - set(self.scorer.domains))
+            # a fallback expert (a generalist) need not be a domain the router knows
+            fallback_domain = {self.domain_of[self.rcfg.fallback]} if self.rcfg.fallback else set()
+            missing = sorted(set(self.by_domain) - set(self.scorer.domains) - fallback_domain)
             if missing:
                 raise RouterError(
                     f"{self.rcfg.path}: router.path: router knows domains {self.scorer.domains}, not {missing}; fix: retrain it with rows of those domains or change the experts' domains"
@@ -133,6 +139,8 @@ class Router:
         return [self._finish(p) for p in probs]
 
     def _finish(self, probs: Mapping[str, float]) -> Route:
+        if self.static is None and self._unsure(probs):
+            return self._fallback(probs)
         if self.static is not None:
             chosen = list(self.static)
         else:
@@ -144,6 +152,17 @@ class Router:
             chosen = [(n, w * (1.0 - shared.weight)) for n, w in chosen] + [(shared.name, shared.weight)]
         names, weights = zip(*chosen)
         return Route(tuple(names), tuple(weights), self.domain_of[names[0]], dict(probs))
+
+    def _unsure(self, probs: Mapping[str, float]) -> bool:
+        threshold = self.rcfg.threshold if self.rcfg else 0.0
+        return threshold > 0 and max(probs.values(), default=0.0) < threshold
+
+    def _fallback(self, probs: Mapping[str, float]) -> Route:
+        """An unsure decision is not a guess: the configured fallback (else the shared expert) answers alone."""
+        assert self.rcfg is not None
+        name = self.rcfg.fallback or (self.cfg.shared_expert.name if self.cfg.shared_expert else None)
+        assert name is not None, "config validation requires a fallback or a shared expert with a threshold"
+        return Route((name,), (1.0,), self.domain_of[name], dict(probs), fallback=True)
 
 
 def _pool_by_group(probs: list[dict[str, float]], groups: Sequence[Any]) -> list[dict[str, float]]:

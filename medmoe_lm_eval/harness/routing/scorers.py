@@ -9,12 +9,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from medmoe_lm_eval.harness.routing.router_file import FORMAT, LinearScorer, RouterError, read_router_json
 
-class RouterError(ValueError):
-    """A router file or routing decision that cannot be trusted; one line naming file and fix."""
+__all__ = ["DomainScorer", "KeywordScorer", "LinearScorer", "RouterError", "TransformersScorer", "load_scorer"]
 
 
-ROUTER_FORMAT = 1
+ROUTER_FORMAT = FORMAT
 
 
 TRANSFORMERS_MARKER = "medmoe_router.json"
@@ -24,19 +24,6 @@ class DomainScorer(Protocol):
     domains: list[str]
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class SklearnScorer:
-    """A scikit-learn pipeline saved by :func:`train_classifier`."""
-
-    def __init__(self, path: Path, payload: dict[str, Any]) -> None:
-        self.path = path
-        self.pipeline = payload["pipeline"]
-        self.domains = list(payload["domains"])
-        self._order = [list(self.pipeline.classes_).index(d) for d in self.domains]
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.pipeline.predict_proba(list(texts)))[:, self._order]
 
 
 class TransformersScorer:
@@ -49,7 +36,8 @@ class TransformersScorer:
         self.domains = list(meta["domains"])
         self.max_length = int(meta.get("max_length", 256))
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=trust_remote_code).eval()
+        # safetensors only: a pytorch_model.bin is a pickle and would run code when loaded
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=trust_remote_code, use_safetensors=True).eval()
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -79,34 +67,19 @@ class KeywordScorer:
 
 
 def load_scorer(path: str | Path) -> DomainScorer:
-    """Load a trained router: a ``.joblib`` file (scikit-learn) or a folder (transformers)."""
+    """Load a trained router: a JSON router file, or a folder (a transformers classifier in safetensors).
+
+    Neither path unpickles anything, so a router named by a results file from elsewhere runs no code.
+    """
     path = Path(path)
     if path.is_dir():
         marker = path / TRANSFORMERS_MARKER
         if not marker.is_file():
             raise RouterError(f"{path}: router.path: folder has no {TRANSFORMERS_MARKER}; fix: point at a router trained by `medmoe train-router --model ...`")
+        if not any((path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+            raise RouterError(
+                f"{path}: router.path: folder has no model.safetensors (pickled weights such as pytorch_model.bin are never loaded); "
+                "fix: save the classifier with save_pretrained(safe_serialization=True) or retrain it with `medmoe train-router --model ...`"
+            )
         return TransformersScorer(path, json.loads(marker.read_text()))
-    return SklearnScorer(path, _load_joblib(path))
-
-
-def _load_joblib(path: Path) -> dict[str, Any]:
-    import joblib
-    import sklearn
-
-    try:
-        payload = joblib.load(path)
-    except FileNotFoundError:
-        raise RouterError(f"{path}: router.path: file not found; fix: train one with `medmoe train-router --out {path}`") from None
-    except Exception as exc:  # pickle/zlib/EOF errors: a corrupt or foreign file
-        raise RouterError(
-            f"{path}: router.path: not a readable router file ({type(exc).__name__}); fix: retrain with `medmoe train-router --out {path}`"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("kind") != "medmoe-router":
-        raise RouterError(f"{path}: router.path: not a medmoe router (wrong kind of file); fix: train one with `medmoe train-router --out {path}`")
-    trained_with = payload.get("sklearn_version")
-    if trained_with != sklearn.__version__:
-        raise RouterError(
-            f"{path}: router.path: trained with scikit-learn {trained_with}, this is {sklearn.__version__}; "
-            f"fix: retrain with `medmoe train-router --data <train.jsonl> --out {path}`"
-        )
-    return payload
+    return LinearScorer(path, read_router_json(path))
