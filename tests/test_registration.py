@@ -131,3 +131,34 @@ def test_medmoe_eval_reports_unwritable_output_before_loading(tmp_path, tiny_mod
     )
     assert proc.returncode == 2
     assert "--output_path" in proc.stderr and "cannot write there" in proc.stderr
+
+
+def _readme_command(prefix: str) -> list[str]:
+    """The README's usage line that starts with ``prefix``, split as a shell would."""
+    import shlex
+
+    lines = [line.strip() for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()]
+    (line,) = [line for line in lines if line.startswith(prefix)]
+    return shlex.split(line.split(" #", 1)[0])
+
+
+@pytest.mark.slow
+def test_readme_plain_lm_eval_command_keeps_results_logs_and_profile_together(tmp_path, tiny_model_dir):
+    """Exactly the README's command (its adapter and output folder swapped for a tiny model's and a
+    temporary one, nothing added): results, routing log and profile share ``<out>/<candidate>/``."""
+    argv = _readme_command("lm_eval --model medmoe ")
+    model_args = argv.index("--model_args") + 1
+    assert argv[model_args].startswith("adapter=") and "," not in argv[model_args]  # the adapter alone names nothing
+    argv[model_args] = f"adapter={_adapter(tmp_path, tiny_model_dir)}"
+    out = tmp_path / "results"
+    argv[argv.index("--output_path") + 1] = f"{out}/"
+    argv[0] = str(Path(sys.executable).with_name("lm_eval"))
+    proc = run(argv)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in out.iterdir()] == ["tiny-single"]
+    folder = out / "tiny-single"
+    data = _results(folder)
+    medmoe = data["config"]["medmoe"]
+    assert medmoe["candidate"] == "tiny-single"
+    assert (folder / medmoe["routing"]["log_file"]).is_file() and (folder / medmoe["profile_file"]).is_file()
+    assert sorted(p.name.split("_")[0] for p in folder.iterdir()) == ["profile", "results", "routing"]
