@@ -199,3 +199,12 @@ def test_every_subcommand_has_help(name, capsys):
         main([name, "--help"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: medmoe {name}")
+
+
+def test_ci_runs_the_readme_test_command_which_sets_up_the_browser_test():
+    """CI is the README's ``make test``, and that target installs Chromium (or says why not) first."""
+    ci = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+    assert "make test" in ci
+    assert any(c.argv == ("make", "test") for c in COMMANDS_IN_DOCS if c.where.startswith("README.md"))
+    rule = re.search(r"^test:(.*)$", (REPO / "Makefile").read_text(encoding="utf-8"), flags=re.M)
+    assert rule and "chromium" in rule.group(1).split()
