@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medmoe_lm_eval.benchmarks.domains import DOMAINS
 from medmoe_lm_eval.console import cli_console
-from medmoe_lm_eval.demo.builder import DEMO_MAX_GEN_TOKS, MODELS, Candidate, DemoBuilder, DemoSettings
+from medmoe_lm_eval.demo.builder import DEMO_MAX_GEN_TOKS, MODELS, Candidate, DemoBuilder, DemoSettings, request_cache
 from medmoe_lm_eval.demo.report import DISCLAIMER, print_report
 from medmoe_lm_eval.harness.backends.base import BackendError
 from medmoe_lm_eval.paths import cache_dir
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     failed: dict[str, str] = {}
     for i, candidate in enumerate(candidates, start=1):
         console.rule(f"[{i}/{len(candidates)}] evaluating {candidate.name}")
-        cache = str(out / ".cache" / candidate.name) if args.use_cache else None
+        cache = request_cache(out / ".cache", adapters[candidate.name]) if args.use_cache else None
         try:
             runs[candidate.name], _ = evaluate_candidate(
                 adapters[candidate.name],
