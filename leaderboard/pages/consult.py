@@ -37,6 +37,7 @@ if not ready:
 name = st.selectbox("Candidate", list(ready), key="consult_candidate")
 candidate = ready[name]
 st.caption(board_ui.md(candidate.describe()))
+(st.warning if "recorded" in candidate.origin else st.caption)(board_ui.md(candidate.origin[:1].upper() + candidate.origin[1:] + "."))
 task = None
 if candidate.router_type == "oracle":
     tasks = sorted(set(view.frame.loc[view.frame["candidate"] == name, "task"]))
