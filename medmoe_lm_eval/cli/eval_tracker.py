@@ -50,7 +50,7 @@ class AtomicEvaluationTracker(EvaluationTracker):
         self._staged(lambda: super(AtomicEvaluationTracker, self).save_results_samples(task_name=task_name, samples=samples))
 
     def _staged(self, save: Callable[[], None]) -> None:
-        output: str | None = self.output_path
+        output: str | None = getattr(self, "output_path", None)
         if not output:
             save()
             return
