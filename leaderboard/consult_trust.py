@@ -94,6 +94,14 @@ def decide(recorded: dict[str, Any], candidate: str, results_root: Path) -> Trus
         except ConfigError as exc:
             return TrustDecision(None, f"your adapter file is not valid any more: {exc}")
     if candidate in opted_in():
-        origin = f"runs the adapter recorded in the results file ({TRUST_ENV} names it), without trust_remote_code and without API keys"
-        return TrustDecision(defanged(recorded), None, origin)
+        return TrustDecision(defanged(recorded), None, _opted_in_origin(recorded))
     return TrustDecision(None, f"{why}; keep the adapter YAML you evaluated, or opt in with {TRUST_ENV}={candidate}")
+
+
+def _opted_in_origin(recorded: dict[str, Any]) -> str:
+    """What an opt-in runs, named: every expert's model or server, and the router file."""
+    experts = [e for e in recorded.get("experts") or [] if isinstance(e, dict)]
+    named = ", ".join(f"{e.get('name')}: {e.get('base_url') if e.get('backend') == 'remote' else e.get('model')}" for e in experts)
+    router = (recorded.get("router") or {}).get("path") if isinstance(recorded.get("router"), dict) else None
+    files = f"experts {named}" + (f"; router file {router}" if router else "")
+    return f"runs the adapter recorded in the results file, as {TRUST_ENV} asks ({files}), without trust_remote_code and without API keys"

@@ -18,7 +18,7 @@ import pytest
 from medmoe_lm_eval.demo.pipeline import PPL_TASKS
 from medmoe_lm_eval.demo.report import DISCLAIMER, expectations, perplexities
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # the demo child may take its own 1200 s on a busy machine
 
 CANDIDATES = [
     "generalist",
