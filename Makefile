@@ -6,8 +6,10 @@ STAMP   = $(VENV)/.installed
 # CPU wheel of torch (the project works with any torch >= 2.4; set TORCH_SPEC= to keep yours)
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# the browser test drives Debian's Chromium through Playwright
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test install chromium bubblewrap clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +24,28 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/medmoe demo
 
-test: $(STAMP)
+test: $(STAMP) chromium bubblewrap
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Debian packages the suite uses: installed when missing and we may (root with apt-get, as in CI);
+# otherwise one line says which tests will skip and why. $(1) proves it is there, $(2) is the package,
+# $(3) what needs it.
+define apt_package
+	@if command -v $(1) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's $(2) for $(3)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null) \
+	    || echo "$(3) will skip or fall back: apt-get could not install $(2) (see above)"; \
+	else \
+	  echo "$(3) will skip or fall back: $(1) is missing and installing it needs root and apt-get (sudo apt-get install $(2))"; \
+	fi
+endef
+
+chromium:
+	$(call apt_package,$(CHROMIUM),chromium,the browser test)
+
+bubblewrap:
+	$(call apt_package,bwrap,bubblewrap,the kernel-isolated MBPP sandbox tests)
 
 clean-venv:
 	rm -rf $(VENV)

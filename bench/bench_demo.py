@@ -1,9 +1,10 @@
-"""``medmoe demo`` wall time and peak RSS, cold (empty build cache) and warm (cache reused).
+"""``medmoe demo`` wall time, peak RSS and console lines, cold (empty build cache) and warm (cache reused).
 
     python bench/bench_demo.py [--keep DIR] [-- extra demo arguments]
 
-Target: the whole demo in at most 10 minutes on 2 CPU cores. The demo runs as a child process;
-its peak RSS is the kernel's maximum resident set of that child (``getrusage``).
+Targets: the whole demo in at most 10 minutes on 2 CPU cores, and a report of at most 150 lines
+when its output is piped. The demo runs as a child process; its peak RSS is the kernel's maximum
+resident set of that child (``getrusage``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import time
 from pathlib import Path
 
 
-def run_demo(cache: Path, results: Path, extra: list[str]) -> tuple[float, float, int]:
-    """One demo in a child process: wall seconds, the child's peak RSS (MiB), exit status."""
+def run_demo(cache: Path, results: Path, extra: list[str]) -> tuple[float, float, int, int]:
+    """One demo in a child process: wall seconds, the child's peak RSS (MiB), console lines, exit status."""
     env = {**os.environ, "MEDMOE_CACHE": str(cache)}
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "medmoe_lm_eval", "demo", "--results", str(results), *extra], env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-m", "medmoe_lm_eval", "demo", "--results", str(results), *extra], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, proc.returncode
+    lines = len(proc.stdout.splitlines()) + len(proc.stderr.splitlines())
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, lines, proc.returncode
 
 
 def main() -> None:
@@ -35,8 +37,8 @@ def main() -> None:
     extra = [a for a in extra if a != "--"]
     if args.one:
         root = Path(args.keep)
-        wall, peak_mib, rc = run_demo(root / "cache", root / f"results-{args.one}", extra)
-        print(f"{args.one}: {wall:6.1f} s wall (target <= 600 s), peak RSS {peak_mib:7.1f} MiB, exit {rc}", flush=True)
+        wall, peak_mib, lines, rc = run_demo(root / "cache", root / f"results-{args.one}", extra)
+        print(f"{args.one}: {wall:6.1f} s wall (target <= 600 s), peak RSS {peak_mib:7.1f} MiB, {lines} console lines (target <= 150), exit {rc}", flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or tmp

@@ -1,10 +1,10 @@
 """What the Consult page needs: which candidates can answer, the live consultant, the gate chart.
 
-A candidate is rebuilt from the adapter its run recorded (``config.medmoe.adapter``: every expert
-with its absolute model path, the router, the shared expert). Rebuilding needs every model on
-this machine: local files that still exist, or hub models already in the local Hugging Face
-cache (taken from the cache, never downloaded). A candidate that cannot be rebuilt is listed with
-the reason instead. Browsing the page loads no model and imports no torch: the
+A candidate is consulted through the user's own adapter file whose sha256 the run recorded
+(``config.medmoe.adapter``), never through what the results file says (see :mod:`consult_trust`).
+Running it needs every model on this machine: local files that still exist, or hub models already
+in the local Hugging Face cache (taken from the cache, never downloaded). A candidate that cannot
+be consulted is listed with the reason instead. Browsing the page loads no model and imports no torch: the
 :class:`~medmoe_lm_eval.harness.consult.Consultant` is built inside :func:`live_consultant`, a
 ``st.cache_resource`` keyed by the adapter's sha256, on the first question, and it loads each
 expert only when a question is routed to it, once per app process.
@@ -24,6 +24,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 import streamlit as st
+from consult_trust import decide
 
 from medmoe_lm_eval.store.records import ResultsSet
 
@@ -39,7 +40,7 @@ ROLE_COLOURS = {"top": "#d62728", "shared": "#9467bd", "routed": "#1f77b4", "not
 ROLE_BADGES = {"top": "red", "shared": "violet", "routed": "blue"}
 EXAMPLES = {
     "Chest pain": "A 54-year-old with crushing chest pain radiating to the left arm, sweating and nausea for 30 minutes. What is the most likely diagnosis and the first treatment?",
-    "Drug interaction + liability": "Why did the patient on warfarin bleed after starting fluconazole, and is the pharmacist who failed to warn about the interaction liable for negligence and damages?",
+    "Drug interaction + liability": "Why did the patient on the blood thinner warfarin bleed after starting fluconazole, and is the pharmacist who failed to warn about the interaction liable for negligence in court?",
     "Contract law": "Is a contract signed under duress void or voidable, and which court hears the claim?",
     "Python": "Write a Python function that returns the n-th Fibonacci number using a loop.",
 }
@@ -54,6 +55,7 @@ class ConsultCandidate:
     reason: str | None  # why it cannot be consulted here, None when it can
     run_id: str | None = None
     key: str = ""  # sha256 of the rebuilt adapter: the live consultant's cache key
+    origin: str = ""  # where what runs comes from (the user's adapter file, or an explicit opt-in)
 
     @property
     def ready(self) -> bool:
@@ -170,9 +172,23 @@ def consult_candidates(results: ResultsSet, names: Iterable[str]) -> list[Consul
                 )
             )
             continue
-        adapter, reason = rebuild_adapter(recorded.medmoe["adapter"])
-        out.append(ConsultCandidate(name, adapter, reason, recorded.run_id, adapter_key(adapter) if adapter else ""))
+        adapter, reason, origin = runnable_adapter(recorded.medmoe["adapter"], name, Path(results.root))
+        out.append(ConsultCandidate(name, adapter, reason, recorded.run_id, adapter_key(adapter) if adapter else "", origin))
     return out
+
+
+def runnable_adapter(recorded: dict[str, Any], name: str, root: Path) -> tuple[dict[str, Any] | None, str | None, str]:
+    """``(adapter, reason, origin)``: the recorded adapter's files are looked for first (existence
+    only: nothing is loaded), then what may run is decided by :mod:`consult_trust` and made
+    runnable here in turn."""
+    _, reason = rebuild_adapter(recorded)
+    if reason:
+        return None, reason, ""
+    trust = decide(recorded, name, root)
+    if trust.adapter is None:
+        return None, trust.reason, ""
+    adapter, reason = rebuild_adapter(trust.adapter)
+    return adapter, reason, trust.origin
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from medmoe_lm_eval.demo.pipeline import PPL_TASKS
 from medmoe_lm_eval.demo.report import DISCLAIMER, expectations, perplexities
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # the demo child may take its own 1200 s on a busy machine
 
 CANDIDATES = [
     "generalist",
@@ -63,6 +63,24 @@ def test_demo_output_shows_a_correct_pipeline(demo_run):
     assert "word perplexity on held-out domain text" in text
 
 
+def test_demo_console_is_a_report_and_library_output_goes_to_the_log(demo_run):
+    proc, out, _ = demo_run
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 150, len(lines)
+    assert proc.stderr == ""  # every library line went to the log
+    log = out / "demo.log"
+    assert f"library output (lm-eval, transformers, gptqmodel, llama.cpp): {log}" in proc.stdout
+    text = log.read_text(encoding="utf-8")
+    assert "Loading weights" in text and "medmoe loglikelihood_rolling" in text  # transformers' and the model's bars
+    for noise in ("Loading weights", "it/s]", "WARNING", "INFO", "Custom kwargs"):
+        assert noise not in proc.stdout, noise
+    for i, name in enumerate(CANDIDATES, start=1):  # one progress line per candidate, ending in what it did
+        (line,) = [line for line in lines if f"[{i}/{len(CANDIDATES)}] {name}:" in line]
+        assert line.startswith("✓") and f"{len(PPL_TASKS)} tasks" in line, line
+    for model in ("generalist", "biomedical", "legal", "code"):  # the build stage: one display, one line per model
+        assert sum(line.startswith(f"training {model} ") for line in lines) == 1, model
+
+
 def test_demo_runs_carry_profiles_routing_and_adapters(demo_run):
     _, out, _ = demo_run
     runs = latest_runs(out)
@@ -88,3 +106,12 @@ def test_second_demo_run_reuses_the_built_candidates(demo_run):
     assert "training" not in proc.stdout
     assert {p: p.stat().st_mtime_ns for p in models} == before
     assert len(list((out / "generalist").glob("results_*.json"))) == 2  # the earlier run is kept
+
+
+def test_verbose_demo_prints_the_library_output(demo_run, tmp_path):
+    _, _, cache = demo_run
+    out = tmp_path / "results"
+    proc = demo(out, cache, "--candidates", "generalist", "--tasks", "medmoe_ppl_code", "--limit", "2", "--train-steps", "80", "--verbose")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "medmoe loglikelihood_rolling" in proc.stderr and "Loading weights" in proc.stderr
+    assert not (out / "demo.log").exists() and "demo.log" not in proc.stdout

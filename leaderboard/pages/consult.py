@@ -1,6 +1,7 @@
 """Consult: ask an evaluated candidate a question and watch its router work.
 
-Candidates come from the results folder (each medmoe run records its adapter). Browsing loads
+Candidates come from the results folder (each medmoe run records its adapter and its sha256);
+one runs only through the user's own matching adapter file (``consult_trust``). Browsing loads
 no model; the first question builds the candidate's consultant once per app process
 (``consult_ui.live_consultant``), and each expert loads only when a question is routed to it.
 """
@@ -30,13 +31,14 @@ if blocked:
         st.dataframe(pd.DataFrame([{"candidate": c.name, "why not": c.reason} for c in blocked]), hide_index=True, width="stretch", key="consult_unavailable")
 if not ready:
     st.info(
-        "None of the shown candidates can answer on this machine (see why above). Candidates evaluated here with `medmoe eval --model medmoe` whose models are still on disk can."
+        "None of the shown candidates can answer on this machine (see why above). Candidates evaluated here with `medmoe eval --model medmoe` whose adapter files and models are still on disk can; a results folder from elsewhere is only read, never run."
     )
     st.stop()
 
 name = st.selectbox("Candidate", list(ready), key="consult_candidate")
 candidate = ready[name]
 st.caption(board_ui.md(candidate.describe()))
+(st.warning if "recorded" in candidate.origin else st.caption)(board_ui.md(candidate.origin[:1].upper() + candidate.origin[1:] + "."))
 task = None
 if candidate.router_type == "oracle":
     tasks = sorted(set(view.frame.loc[view.frame["candidate"] == name, "task"]))

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from medmoe_lm_eval.console import cli_console
 from medmoe_lm_eval.harness.backends.base import BackendError
 from medmoe_lm_eval.harness.consult import Answer, Consultant, Decision, EmptyQuestion
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.question is not None and not args.question.strip():
         print("error: empty question; fix: type a question, or leave it out for an interactive session", file=sys.stderr)
         return 2
-    console = Console()
+    console = cli_console()
     consultant = Consultant(args.adapter, device=args.device, max_new_tokens=args.max_new_tokens)
     if consultant.cfg.router is not None and consultant.cfg.router.type == "oracle" and not args.task:
         consultant.close()

@@ -2,7 +2,8 @@
 
 Everything after ``medmoe eval`` is lm-eval's command line. Before lm-eval starts, the wrapper
 validates the adapter and the output folder (so a typo costs a second, not a model load), names
-the results folder after the candidate, and adds the project's ``tasks/`` to the include path.
+the results folder after the candidate, adds the project's ``tasks/`` to the include path, and
+publishes each results file atomically (``cli.eval_tracker``).
 """
 
 from __future__ import annotations
@@ -79,9 +80,11 @@ def run_lm_eval(argv: list[str]) -> None:
     from lm_eval.utils import setup_logging
 
     from medmoe_lm_eval._lmeval_hook import register
+    from medmoe_lm_eval.cli.eval_tracker import atomic_results
 
     register()
     setup_logging()
     cli = HarnessCLI()
     ns = cli._parser.parse_args(["run", *argv])
-    cli.execute(prepare(ns))
+    with atomic_results():  # results files appear whole or not at all
+        cli.execute(prepare(ns))

@@ -5,7 +5,7 @@
     medmoe quantize --model <hf dir> --method gptq|awq|gguf-f16|gguf-q8_0|gguf-q4_0|gguf-q4_k_m \
                     --calibration <file.jsonl | domain | task> --out <dir>
 
-then ``medmoe eval --model medmoe --model_args adapter=<dir>/adapter.yaml --tasks ...`` runs the copy.
+then ``medmoe eval --model medmoe --model_args adapter=<dir>/adapter.yaml --tasks ...`` evaluates the copy.
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ def job_from_args(args: argparse.Namespace) -> QuantizeJob:
 
 def run(args: argparse.Namespace) -> int:
     """CLI entry: 0 on success, 2 with one line on stderr for a user-fixable error."""
-    from rich.console import Console
     from rich.progress import Progress
 
+    from medmoe_lm_eval.console import cli_console
     from medmoe_lm_eval.quantization.gguf_convert import ConversionError
 
-    console = Console(stderr=True, highlight=False)
+    console = cli_console(stderr=True, highlight=False)
     try:
         # a bar only on a terminal: in a log, rich's stopped bar would leave a blank line behind
         with Progress(transient=True, console=console, disable=not console.is_terminal) as bar:

@@ -43,21 +43,82 @@ class DemoSettings:
     shared_weight: float = 0.3
 
     def key(self) -> str:
-        blob = json.dumps({"settings": asdict(self), "version": __version__, "inputs": _inputs_fingerprint()}, sort_keys=True)
+        blob = json.dumps({"settings": asdict(self), "version": __version__, "inputs": inputs_fingerprint()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _inputs_fingerprint() -> str:
-    """What the built artifacts depend on besides the settings: the code that builds them and the data."""
-    from medmoe_lm_eval.paths import PACKAGE_DIR, bundled_data_dir
+#: where the code that shapes the built models starts: with every project module it imports,
+#: found by reading the imports, it goes into the key, so an edit anywhere on that path rebuilds
+BUILD_ROOTS = ("medmoe_lm_eval.demo.builder",)
+_PROJECT = "medmoe_lm_eval"
+#: libraries whose version changes what training, tokenizing or quantizing produces
+BUILD_LIBRARIES = ("torch", "transformers", "tokenizers", "scikit-learn", "gptqmodel", "gguf", "llama_cpp_python")
+
+
+def module_file(name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        raise ModuleNotFoundError(f"demo build input {name} has no source file")
+    return Path(spec.origin)
+
+
+def _project_imports(name: str) -> set[str]:
+    """The ``medmoe_lm_eval`` modules ``name`` imports (at the top or inside functions)."""
+    import ast
+    import importlib.util
+
+    found = set()
+    for node in ast.walk(ast.parse(module_file(name).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == _PROJECT:
+            package = importlib.util.find_spec(node.module)
+            named = {f"{node.module}.{a.name}" for a in node.names}  # ``from pkg import module`` names modules
+            modules = {m for m in named if importlib.util.find_spec(m)} if package and package.submodule_search_locations else set()
+            found |= modules or {node.module}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == _PROJECT}
+    return found
+
+
+def build_modules(roots: tuple[str, ...] = BUILD_ROOTS) -> list[str]:
+    """``roots`` and every project module they reach through imports, sorted."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_project_imports(name) - seen)
+    return sorted(seen)
+
+
+def inputs_fingerprint(roots: tuple[str, ...] = BUILD_ROOTS) -> str:
+    """What the built artifacts depend on besides the settings: the code that builds them, the
+    library versions it calls, and the bundled data (by content, not size)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from medmoe_lm_eval.paths import bundled_data_dir
 
     digest = hashlib.sha256()
-    for name in ("sources.py", "router.py", "tiny.py", "quantize.py", "quantization/gptq.py", "quantization/gguf_convert.py"):
-        path = PACKAGE_DIR / name
-        digest.update(path.read_bytes() if path.is_file() else name.encode())
-    for path in sorted(bundled_data_dir().rglob("*.jsonl")):
-        digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    for name in build_modules(roots):
+        digest.update(name.encode() + b"\0" + module_file(name).read_bytes())
+    for library in BUILD_LIBRARIES:
+        try:
+            digest.update(f"{library}=={version(library)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{library} absent".encode())
+    root = bundled_data_dir()
+    for path in sorted(root.rglob("*.jsonl")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def request_cache(folder: Path, adapter: Path) -> str:
+    """lm-eval's ``--use_cache`` path for one candidate: keyed on its adapter's bytes, which name
+    the built models' folder (and so the settings' and code's key), so answers cached for other
+    models or settings are never reused."""
+    return str(folder / f"{adapter.stem}-{hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]}")
 
 
 class DemoBuilder:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +21,11 @@ from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medmoe_lm_eval.benchmarks.domains import DOMAINS
-from medmoe_lm_eval.console import cli_console
-from medmoe_lm_eval.demo.builder import DEMO_MAX_GEN_TOKS, MODELS, Candidate, DemoBuilder, DemoSettings
+from medmoe_lm_eval.demo.builder import DEMO_MAX_GEN_TOKS, MODELS, Candidate, DemoBuilder, DemoSettings, request_cache
+from medmoe_lm_eval.demo.quiet import listening, report_console
 from medmoe_lm_eval.demo.report import DISCLAIMER, print_report
 from medmoe_lm_eval.harness.backends.base import BackendError
 from medmoe_lm_eval.paths import cache_dir
@@ -46,6 +47,7 @@ BENCHMARK_TASKS = [
 ]
 PPL_TASKS = [f"medmoe_ppl_{d}" for d in DOMAINS]
 DEFAULT_TASKS = [*BENCHMARK_TASKS, *PPL_TASKS]
+LOG_NAME = "demo.log"
 
 
 def _trained(model: str) -> Callable[[DemoBuilder], Path]:
@@ -137,6 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"cap on generated tokens per answer (default {DEMO_MAX_GEN_TOKS}; the tasks allow up to 512, which tiny models only fill with noise)",
     )
     parser.add_argument("--use-cache", action="store_true", help="cache model answers so an interrupted demo resumes where it stopped")
+    parser.add_argument("--verbose", action="store_true", help=f"print the libraries' own log lines and progress bars too (default: into <results>/{LOG_NAME})")
 
 
 def _selected(value: str) -> list[Candidate]:
@@ -150,62 +153,100 @@ def _selected(value: str) -> list[Candidate]:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    # the libraries' own prints must reach the log, not the console, so rich redirects nothing
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, redirect_stdout=False, redirect_stderr=False
+    )
+
+
+def _candidate_progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(finished_text="[green]✓[/]"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from medmoe_lm_eval.cli.eval import check_output_dir
-    from medmoe_lm_eval.demo.runs import evaluate_candidate
 
-    console = cli_console()
     candidates = _selected(args.candidates)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     out = Path(args.results)
     check_output_dir(out)  # a read-only or full folder is reported before anything is built
-    settings = DemoSettings(train_steps=args.train_steps)
-    console.rule("medmoe demo")
-    console.print(f"[yellow]{DISCLAIMER}[/]")
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     started = time.perf_counter()
-    with _progress(console) as progress:
-        builder = DemoBuilder(settings, cache_dir(), progress)
-        adapters = {c.name: _write_adapter(out / "adapters", builder.build(c)) for c in candidates}
-    console.print(f"built {len(adapters)} candidates in {time.perf_counter() - started:.0f} s (cache: {builder.root})")
-    limit = args.limit if args.limit != int(args.limit) else int(args.limit)
-    runs: dict[str, Path] = {}
-    failed: dict[str, str] = {}
-    for i, candidate in enumerate(candidates, start=1):
-        console.rule(f"[{i}/{len(candidates)}] evaluating {candidate.name}")
-        cache = str(out / ".cache" / candidate.name) if args.use_cache else None
-        try:
-            runs[candidate.name], _ = evaluate_candidate(
-                adapters[candidate.name],
-                tasks,
-                out,
-                candidate.name,
-                limit=limit,
-                device=args.device,
-                use_cache=cache,
-                gen_kwargs={"max_gen_toks": args.max_gen_toks},
-            )
-        except BackendError as exc:  # one candidate failing must not cost the others' results
-            failed[candidate.name] = str(exc)
-            console.print(f"[red]{candidate.name} failed:[/] {exc}")
-    console.rule("results")
-    print_report(out, runs, console)
-    for name, reason in failed.items():
-        console.print(f"[red]not evaluated:[/] {name}: {reason}")
-    console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}/")
-    console.print(f"open the leaderboard: [bold]medmoe leaderboard --results {out}[/]")
+    with report_console(out / LOG_NAME, args.verbose) as console:
+        console.rule("medmoe demo")
+        console.print(f"[yellow]{DISCLAIMER}[/]")
+        with _progress(console) as progress:
+            builder = DemoBuilder(DemoSettings(train_steps=args.train_steps), cache_dir(), progress)
+            adapters = {c.name: _write_adapter(builder.root / "adapters", builder.build(c), out / "adapters") for c in candidates}
+        console.print(f"built {len(adapters)} candidates in {time.perf_counter() - started:.0f} s (cache: {builder.root})")
+        runs, failed = _evaluate_all(candidates, adapters, tasks, out, args, console)
+        console.rule("results")
+        print_report(out, runs, console)
+        for name, reason in failed.items():
+            console.print(f"[red]not evaluated:[/] {name}: {reason}")
+        console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}/")
+        if not args.verbose:
+            console.print(f"library output (lm-eval, transformers, gptqmodel, llama.cpp): {out / LOG_NAME} (--verbose prints it here instead)")
+        console.print(f"open the leaderboard: [bold]medmoe leaderboard --results {out}[/]")
     return 1 if failed else 0
 
 
-def _write_adapter(folder: Path, data: dict[str, Any]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+def _evaluate_all(
+    candidates: list[Candidate], adapters: dict[str, Path], tasks: list[str], out: Path, args: argparse.Namespace, console: Console
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Each candidate through lm-eval; one failing must not cost the others' results."""
+    runs: dict[str, Path] = {}
+    failed: dict[str, str] = {}
+    for i, candidate in enumerate(candidates, start=1):
+        with _candidate_progress(console) as progress:
+            try:
+                runs[candidate.name] = _evaluate_one(
+                    candidate.name, f"[{i}/{len(candidates)}] {candidate.name}", adapters[candidate.name], tasks, out, args, progress
+                )
+            except BackendError as exc:
+                failed[candidate.name] = str(exc)
+    return runs, failed
+
+
+def _evaluate_one(name: str, label: str, adapter: Path, tasks: list[str], out: Path, args: argparse.Namespace, progress: Progress) -> Path:
+    """One progress line: the request type lm-eval is running, then what the run did."""
+    from medmoe_lm_eval.demo.runs import evaluate_candidate
+
+    line = progress.add_task(f"{label}: loading tasks", total=None)
+
+    def on_stage(rtype: str) -> None:
+        progress.update(line, description=f"{label}: {rtype} requests")
+
+    limit = args.limit if args.limit != int(args.limit) else int(args.limit)
+    cache = request_cache(out / ".cache", adapter) if args.use_cache else None
+    try:
+        with listening(on_stage):
+            path, results = evaluate_candidate(
+                adapter, tasks, out, name, limit=limit, device=args.device, use_cache=cache, gen_kwargs={"max_gen_toks": args.max_gen_toks}
+            )
+    except BackendError:
+        progress.update(line, description=f"[red]{label}: failed (the reason follows the report)[/]")
+        raise
+    total = ((results.get("config") or {}).get("medmoe_profile") or {}).get("total") or {}
+    done = f"{len(results.get('results', {}))} tasks" + (f", {total['requests']} requests" if "requests" in total else "")
+    progress.update(line, description=f"{label}: {done}", total=1, completed=1)
     return path
 
 
-# ---------------------------------------------------------------------------------------------
-# Report
+def _write_adapter(folder: Path, data: dict[str, Any], copy_to: Path) -> Path:
+    """The adapter that runs lives beside the models it names, outside the results folder (which
+    is data others may share, and the board never runs an adapter found inside it); a copy goes
+    into the results for readers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    copy_to.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, copy_to / path.name)
+    return path

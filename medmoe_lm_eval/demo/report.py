@@ -18,6 +18,8 @@ from rich.table import Table
 from medmoe_lm_eval.benchmarks.domains import DOMAINS
 
 QUANT_TOLERANCE = 0.001
+#: rows per use-case table in the report (the board and ``medmoe rank`` show all)
+RANK_TOP = 5
 
 
 def perplexities(runs: dict[str, Path]) -> dict[str, dict[str, float]]:
@@ -62,11 +64,13 @@ def expectations(ppl: dict[str, dict[str, float]]) -> list[tuple[str, bool | Non
 def print_report(out: Path, runs: dict[str, Path], console: Console) -> None:
     from medmoe_lm_eval.cli.board import rank_tables
 
-    for table in rank_tables(out):
+    for table in rank_tables(out, top=RANK_TOP):
         console.print(table)
+    console.print(f"[dim]top {RANK_TOP} per use case; every candidate: medmoe rank --results {out}[/]")
     ppl = perplexities(runs)
     if ppl:
-        table = Table(title="word perplexity on held-out domain text (lower is better)")
+        console.print("word perplexity on held-out domain text (lower is better)", style="italic")  # as a title it wraps to the table's width
+        table = Table()
         table.add_column("candidate")
         for d in DOMAINS:
             table.add_column(d, justify="right")

@@ -8,11 +8,10 @@ and mixtures are measured by the same code and the same profiler.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from medmoe_lm_eval import __version__
 from medmoe_lm_eval.benchmarks.domains import task_domain
-from medmoe_lm_eval.harness import distributed
+from medmoe_lm_eval.harness import distributed, run_folder
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
 from medmoe_lm_eval.harness.config import AdapterConfig, ConfigError, dump_adapter, load_adapter
 from medmoe_lm_eval.harness.fusion import fuse_loglikelihood, fuse_rolling
@@ -49,20 +48,6 @@ ROUTING_TEXT: dict[str, Callable[[tuple], str]] = {
 
 def _as_bool(value: Any) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _output_dir_from_argv(argv: Sequence[str]) -> Path | None:
-    """``--output_path`` of an ``lm_eval`` command line, so logs land beside its results."""
-    for i, arg in enumerate(argv):
-        if arg in ("--output_path", "-o") and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--output_path="):
-            value = arg.split("=", 1)[1]
-        else:
-            continue
-        path = Path(value)
-        return path.parent if path.suffix == ".json" else path
-    return None
 
 
 def _chars(request: Instance) -> int:
@@ -113,7 +98,7 @@ class MedMoELM(LM):
         self.router = Router(self.cfg)
         self.display_name = model or self.cfg.name
         self.stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S-%f")
-        self.log_dir = self._log_dir(log_dir, model)
+        self.log_dir = run_folder.log_dir(log_dir, model, sys.argv)
         enabled = self.cfg.profile.enabled if profile is None else _as_bool(profile)
         self.profiler = Profiler(interval_ms=self.cfg.profile.interval_ms, device=device or "auto", enabled=enabled, idle_s=self.cfg.profile.idle_s)
         self.pool = ExpertPool(self.cfg.experts, self.profiler, max_resident or self.cfg.memory.max_resident, device)
@@ -122,19 +107,13 @@ class MedMoELM(LM):
         self.routing = RoutingLog(self._log_path("routing", "jsonl")) if self.rank == 0 else distributed.BufferedRoutingLog()
         self.profiler.start()
 
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict[str, Any], additional_config: dict[str, Any] | None = None) -> MedMoELM:
+        """lm-eval names the results folder from this very dict: name it after the candidate."""
+        run_folder.name_the_run(arg_dict)
+        return super().create_from_arg_obj(arg_dict, additional_config)
+
     # -- configuration helpers ----------------------------------------------------------------
-    def _log_dir(self, explicit: str | None, model: str | None) -> Path | None:
-        if explicit:
-            return Path(explicit)
-        if os.environ.get("MEDMOE_LOG_DIR"):
-            return Path(os.environ["MEDMOE_LOG_DIR"])
-        out = _output_dir_from_argv(sys.argv)
-        if out is None:
-            return None
-        from lm_eval.utils import sanitize_model_name
-
-        return out / sanitize_model_name(model) if model else out
-
     def _log_path(self, kind: str, suffix: str) -> Path | None:
         if self.log_dir is None:
             return None

@@ -1,7 +1,7 @@
 """Making a GPTQ, AWQ or GGUF candidate from a full-precision model, with its adapter YAML.
 
 :func:`quantize` writes the checkpoint (or ``.gguf`` file) into ``out`` and ``out/adapter.yaml``,
-a ``kind: single`` candidate that ``medmoe eval --model_args adapter=<out>/adapter.yaml`` runs at
+a ``kind: single`` candidate that ``medmoe eval --model medmoe --model_args adapter=<out>/adapter.yaml`` runs at
 once. GPTQ/AWQ go through gptqmodel (``quantization.gptq``); GGUF through ``gguf``'s writer and
 llama.cpp's quantizer (``quantization.gguf_convert``). This is library code: it reports through
 callbacks and raises one-line ``BackendError``s; the ``medmoe quantize`` command is ``cli.quantize``.

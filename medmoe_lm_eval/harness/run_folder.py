@@ -1,0 +1,54 @@
+"""Which folder a run's routing log and profile go to: the one lm-eval writes its results to.
+
+lm-eval's CLI (``EvaluationTracker``) writes ``<output_path>/<name>/results_<date>.json``, where
+``<name>`` is the first of the ``peft``/``delta``/``pretrained``/``model``/``path``/``engine`` keys
+of ``--model_args`` (sanitised), or eight random letters when there is none. An adapter-only
+command line (``--model_args adapter=...``) has none, so the candidate's name is written into that
+very dict before the model is built: the tracker then names the folder after the candidate and the
+model puts its logs in the same place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def output_dir_from_argv(argv: Sequence[str]) -> Path | None:
+    """``--output_path`` of an ``lm_eval`` command line (its folder when it names a ``.json``)."""
+    for i, arg in enumerate(argv):
+        if arg in ("--output_path", "-o") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--output_path="):
+            value = arg.split("=", 1)[1]
+        else:
+            continue
+        path = Path(value)
+        return path.parent if path.suffix == ".json" else path
+    return None
+
+
+def name_the_run(model_args: MutableMapping[str, Any]) -> None:
+    """Add ``model=<candidate>`` when lm-eval would otherwise name the results folder at random."""
+    from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
+
+    from medmoe_lm_eval.harness.config import load_adapter
+
+    if model_args.get("adapter") is not None and GeneralConfigTracker._get_model_name(dict(model_args)) is None:
+        model_args["model"] = load_adapter(str(model_args["adapter"])).name
+
+
+def log_dir(explicit: str | None, model: str | None, argv: Sequence[str]) -> Path | None:
+    """``log_dir=`` wins, then ``MEDMOE_LOG_DIR``, then lm-eval's own ``<output_path>/<model>/``."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("MEDMOE_LOG_DIR"):
+        return Path(os.environ["MEDMOE_LOG_DIR"])
+    out = output_dir_from_argv(argv)
+    if out is None:
+        return None
+    from lm_eval.utils import sanitize_model_name
+
+    return out / sanitize_model_name(model) if model else out
