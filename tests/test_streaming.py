@@ -26,7 +26,9 @@ def _check(backend: Backend) -> None:
     expected = backend.generate_until(gen_requests(PROMPTS, KWARGS["until"], KWARGS["max_gen_toks"]))
     for prompt, answer in zip(PROMPTS, expected):
         pieces = list(backend.stream(prompt, dict(KWARGS)))
-        assert "".join(pieces) == answer and (len(pieces) > 1 or len(answer) <= 1), (prompt, pieces)
+        # streamers emit text as it becomes whole words (transformers' at each space, llama.cpp's per
+        # token), so an answer of one "word" (a tiny model may repeat one token) may come in one piece
+        assert "".join(pieces) == answer and (len(pieces) > 1 or len(answer.split()) <= 1), (prompt, pieces)
     assert type(backend).streams is True
 
 
