@@ -78,8 +78,13 @@ class ExpertPool:
                 self.release(idle[0])
             spec = self.specs[name]
             backend = make_backend(spec, device=self.device_for(spec), batch=self.batch)
-            with self.profiler.expert_load(name):
-                backend.load()
+            try:
+                with self.profiler.expert_load(name):
+                    backend.load()
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise BackendError(f"expert '{name}': failed to load: {type(exc).__name__}: {exc}") from exc
             self.load_counts[name] += 1
             self.infos[name] = backend.info()
             self.resident[name] = backend

@@ -60,7 +60,10 @@ class DeadlineRetry(Retry):
             return None
         return None if after is None else min(float(after), RETRY_AFTER_MAX_S)
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None) -> DeadlineRetry:  # type: ignore[no-untyped-def, override]
+    def increment(
+        self, method: Any = None, url: Any = None, response: Any = None, error: Any = None, _pool: Any = None, _stacktrace: Any = None
+    ) -> DeadlineRetry:
+        """urllib3's count, then the deadline: a retry whose wait would end past it is not made."""
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         budget = self.budget
         if budget is not None:
@@ -68,7 +71,7 @@ class DeadlineRetry(Retry):
             wait = retry.get_backoff_time() if wait is None else wait
             if time.monotonic() + wait >= budget.deadline:
                 reason = error or ResponseError(ResponseError.SPECIFIC_ERROR.format(status_code=getattr(response, "status", "?")))
-                raise MaxRetryError(_pool, url, reason) from reason  # type: ignore[arg-type]
+                raise MaxRetryError(_pool, url, reason) from reason
             budget.attempts += 1
         return retry
 

@@ -18,6 +18,9 @@ from medmoe_lm_eval.harness.batching import for_expert as batch_for_expert
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
 
+#: requests per call for ``batch_size: auto`` on a backend with nothing to detect
+AUTO_REQUESTS_PER_CALL = 64
+
 
 class BackendError(RuntimeError):
     """A backend failed in a way the user can act on; the message names the expert."""
@@ -112,9 +115,13 @@ class Backend(abc.ABC):
         detects its batch size (``HFLM``'s ``auto``) does so once, on the longest request, and
         not once per call. Returns the effective batch size, recorded in the profile.
         """
-        size = self.batch.size if isinstance(self.batch.size, int) else 1
+        size = self.batch.size if isinstance(self.batch.size, int) else (self.batch.max_size or AUTO_REQUESTS_PER_CALL)
         self.effective_batch[request_type] = size
         return size
+
+    def docs_per_call(self, batch: int) -> int:
+        """Documents the model hands this backend per call, given the effective ``batch``."""
+        return max(1, batch)
 
     def batch_report(self) -> dict[str, Any]:
         """The requested and effective batch, and what a batch means for this backend."""

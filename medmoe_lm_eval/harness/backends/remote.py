@@ -147,6 +147,16 @@ class RemoteBackend(Backend):
     def max_concurrency(self) -> int:
         return self.concurrency
 
+    def prepare(self, request_type: str, requests: list[Instance]) -> int:
+        self.effective_batch[request_type] = self.concurrency
+        return self.concurrency
+
+    def docs_per_call(self, batch: int) -> int:
+        """At least ``concurrency`` documents per call (fewer would leave the server idle), or the
+        adapter's ``batch_size`` when larger (fewer, longer calls)."""
+        own = self.spec.batch_size if isinstance(self.spec.batch_size, int) else 1
+        return max(batch, own)
+
     # -- HTTP ------------------------------------------------------------------------------
     def _api_key(self) -> str | None:
         env = self.spec.api_key_env
@@ -305,4 +315,3 @@ class RemoteBackend(Backend):
             "concurrency": self.concurrency,
             "api_key_env": self.spec.api_key_env,
         }
-
