@@ -316,8 +316,9 @@ class MedMoELM(LM):
         for name, batch in self._batches.items():
             if name in experts:
                 experts[name]["batch"] = batch
-        busy = {name: float(e.get("wall_s") or 0.0) for name, e in experts.items()}
-        profile["serving"] = {"concurrent": self.concurrent, **overlap_summary(busy, float(profile["total"]["wall_s"]))}
+        if not self._peers:  # merged ranks add their busy times up: an overlap of ranks says nothing here
+            busy = {name: float(e.get("wall_s") or 0.0) for name, e in experts.items()}
+            profile["serving"] = {"concurrent": self.concurrent, **overlap_summary(busy, float(profile["total"]["wall_s"]))}
         return profile
 
     def _merged_profile(self) -> dict[str, Any]:
