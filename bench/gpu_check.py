@@ -282,7 +282,7 @@ def check_batching(root: Path, model_dir: Path, limit: int, repeats: int = 2) ->
                 seconds, out[side] = _timed_run(model, args, batch_size, limit)
                 best[side] = min(best[side], seconds)
         a, b = _answers(out["medmoe"]), _answers(out["hf"])
-        diff = max((abs(float(x) - float(y)) if not isinstance(x, str) else float(x != y) * math.inf for x, y in zip(a, b)), default=math.inf)
+        diff = max((abs(float(x) - float(y)) if not isinstance(x, str) else (0.0 if x == y else math.inf) for x, y in zip(a, b)), default=math.inf)
         ratio = best["medmoe"] / best["hf"]
         effective = out["medmoe"]["config"]["medmoe_profile"]["experts"]["biomedical"]["batch"]["effective"]
         figures[batch_size] = {"hf_s": best["hf"], "medmoe_s": best["medmoe"], "ratio": ratio, "max_abs_diff": diff, "effective": effective}
