@@ -12,6 +12,9 @@ The test suite runs where there is no GPU, so it checks the NVML code against a 
    NVML energy (joules, per request), NVML and torch peak memory.
 3. Memory: a bigger model's torch peak is larger, and with ``max_resident=1`` an evicted expert's
    GPU memory is returned before the next loads (``ExpertPool.release`` -> ``empty_cache``).
+4. Batching: a one-expert candidate against ``lm_eval --model hf`` on the same model at the same
+   ``--batch_size`` (16 and auto) on the GPU: wall-time ratio <= 1.05 (best of two, taking turns),
+   per-request log-likelihoods within 1e-5, and the expert's effective batch size.
 
 Run: ``python bench/gpu_check.py`` (under a minute on one GPU; ``--json out.json`` keeps the
 figures). Exits 1 when a check fails, 2 when no CUDA device is visible.
@@ -252,6 +255,58 @@ def check_memory(root: Path, small: Path, big: Path, limit: int) -> tuple[list[C
     ], figures
 
 
+# -- 4. the batch size on the GPU ------------------------------------------------------------------------
+
+
+def _timed_run(model: str, model_args: dict[str, Any], batch_size: str, limit: int) -> tuple[float, dict[str, Any]]:
+    import lm_eval
+
+    from medmoe_lm_eval.demo.runs import task_manager
+
+    start = time.perf_counter()
+    results = lm_eval.simple_evaluate(
+        model=model, model_args=model_args, tasks=TASKS, task_manager=task_manager(), device="cuda:0",
+        limit=limit, batch_size=batch_size, log_samples=True, bootstrap_iters=0,
+    )  # fmt: skip
+    return time.perf_counter() - start, results
+
+
+def _answers(results: dict[str, Any]) -> list[Any]:
+    return [
+        r[0][0] if isinstance(r[0], list | tuple) else r[0]
+        for task in sorted(results["samples"])
+        for s in sorted(results["samples"][task], key=lambda s: s["doc_id"])
+        for r in s["resps"]
+    ]
+
+
+def check_batching(root: Path, model_dir: Path, limit: int, repeats: int = 2) -> tuple[list[Check], dict[str, Any]]:
+    from medmoe_lm_eval._lmeval_hook import register
+
+    register()
+    single = adapter(root, "gpu-check-batch", {"biomedical": model_dir})
+    checks, figures = [], {}
+    for batch_size in ("16", "auto"):
+        best = {"hf": math.inf, "medmoe": math.inf}
+        out: dict[str, dict[str, Any]] = {}
+        for _ in range(repeats):  # taking turns, so drift penalises neither side
+            for side, (model, args) in {"hf": ("hf", {"pretrained": str(model_dir)}), "medmoe": ("medmoe", {"adapter": str(single)})}.items():
+                seconds, out[side] = _timed_run(model, args, batch_size, limit)
+                best[side] = min(best[side], seconds)
+        a, b = _answers(out["medmoe"]), _answers(out["hf"])
+        diff = max((abs(float(x) - float(y)) if not isinstance(x, str) else (0.0 if x == y else math.inf) for x, y in zip(a, b)), default=math.inf)
+        ratio = best["medmoe"] / best["hf"]
+        effective = out["medmoe"]["config"]["medmoe_profile"]["experts"]["biomedical"]["batch"]["effective"]
+        figures[batch_size] = {"hf_s": best["hf"], "medmoe_s": best["medmoe"], "ratio": ratio, "max_abs_diff": diff, "effective": effective}
+        checks.append(
+            Check(f"--batch_size {batch_size}: wall ratio <= 1.05", ratio <= 1.05, f"hf {best['hf']:.2f} s, medmoe {best['medmoe']:.2f} s, ratio {ratio:.3f}")
+        )
+        checks.append(
+            Check(f"--batch_size {batch_size}: same log-likelihoods", len(a) == len(b) and diff <= 1e-5, f"max |diff| {diff:.1e}, effective {effective}")
+        )
+    return checks, figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=16, help="documents per task")
@@ -273,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 "memory",
                 lambda: check_memory(root, root / "small", build(root, "big", hidden_size=256, num_layers=4, intermediate_size=768, seed=1), args.limit),
             ),
+            ("batching", lambda: check_batching(root, root / "big", args.limit)),
         ):
             with console.status(f"checking {label}..."):
                 found, figs = step()

@@ -9,11 +9,8 @@ concurrency) are injected by a tiny scripted HTTP server; those tests say so in 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,7 @@ from backend_fixtures import (
     rolling_requests,
 )
 from llama_server import free_port, llama_server
+from scripted_server import MODELS, echo_body, scripted_server
 
 from medmoe_lm_eval.harness.backends import make_backend
 from medmoe_lm_eval.harness.backends.base import BackendError
@@ -136,64 +134,6 @@ def test_server_down_is_one_line_after_retries():
 # -- injected failures -------------------------------------------------------------------------
 
 
-@contextmanager
-def scripted_server(respond: Callable[[BaseHTTPRequestHandler, dict], tuple[int, str]]) -> Iterator[tuple[str, dict]]:
-    """A local HTTP server on 127.0.0.1 answering from ``respond``; shut down on exit."""
-    state: dict = {"calls": 0, "in_flight": 0, "max_in_flight": 0}
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self, body: dict) -> None:
-            with lock:
-                state["calls"] += 1
-                state["in_flight"] += 1
-                state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
-            try:
-                status, text = respond(self, body)
-            finally:
-                with lock:
-                    state["in_flight"] -= 1
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(text.encode())
-
-        def do_GET(self) -> None:
-            self._answer({})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            self._answer(json.loads(self.rfile.read(length) or b"{}"))
-
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
-MODELS = json.dumps({"data": [{"id": "tiny"}]})
-
-
-def echo_body(n_prompt: int) -> str:
-    """An OpenAI-style echo answer: BOS entry null, then -1.0 per prompt token, one generated token."""
-    lps = [None] + [-1.0] * (n_prompt - 1) + [-2.0]
-    tops = [None] + [{"x": -1.0}] * (n_prompt - 1) + [{"y": -2.0}]
-    return json.dumps(
-        {
-            "choices": [{"text": "", "index": 0, "logprobs": {"token_logprobs": lps, "top_logprobs": tops}, "finish_reason": "length"}],
-            "usage": {"completion_tokens": 1},
-        }
-    )
-
-
 def test_remote_slow_server_times_out_injected(trained):
     def slow(handler, body):
         if handler.path == "/v1/models":
@@ -244,6 +184,48 @@ def test_remote_retries_5xx_with_backoff_injected(trained):
         [(lp, greedy)] = backend.loglikelihood(ll_requests()[:1])
     n_cont = n_prompt - len(codec.encode(context))
     assert flaky.posts == 3 and lp == pytest.approx(-1.0 * n_cont) and greedy
+
+
+def _n_prompt(trained) -> int:
+    from medmoe_lm_eval.harness.backends.codecs import HFCodec
+
+    return len(HFCodec(str(trained)).encode("".join(ll_requests()[0].args)))
+
+
+def test_remote_retry_after_is_honoured_injected(trained):
+    """A 429 asking for one second: urllib3 waits that long, then the request succeeds."""
+    n_prompt, posts = _n_prompt(trained), []
+
+    def limited(handler, body):
+        if handler.path == "/v1/models":
+            return 200, MODELS
+        posts.append(time.monotonic())
+        return (429, '{"error": "slow down"}', {"Retry-After": "1"}) if len(posts) == 1 else (200, echo_body(n_prompt))
+
+    with scripted_server(limited) as (url, _):
+        [(lp, _greedy)] = remote(url, str(trained), max_retries=2).loglikelihood(ll_requests()[:1])
+    assert len(posts) == 2 and posts[1] - posts[0] >= 0.95 and lp < 0
+
+
+def test_remote_retry_after_past_the_deadline_gives_up_at_once_injected(trained):
+    """An hour's ``Retry-After`` is capped, and even capped it would end past ``deadline_s``: no retry."""
+    with scripted_server(lambda h, b: (200, MODELS) if h.path == "/v1/models" else (503, "{}", {"Retry-After": "3600"})) as (url, state):
+        backend = remote(url, str(trained), max_retries=5, deadline_s=5.0)
+        start = time.monotonic()
+        with pytest.raises(BackendError, match=r"HTTP 503 .* after 1 attempt\(s\)"):
+            backend.loglikelihood(ll_requests()[:1])
+    assert time.monotonic() - start < 3.0 and state["calls"] == 2  # /v1/models, then one completion
+
+
+def test_remote_deadline_ends_the_retries_injected(trained):
+    """A server that is always overloaded: backoff retries stop at the deadline, not at max_retries."""
+    with scripted_server(lambda h, b: (200, MODELS) if h.path == "/v1/models" else (503, '{"error": "overloaded"}')) as (url, state):
+        backend = remote(url, str(trained), max_retries=50, deadline_s=2.0)
+        start = time.monotonic()
+        with pytest.raises(BackendError, match=r"HTTP 503 .* after (\d+) attempt\(s\).*deadline_s") as err:
+            backend.loglikelihood(ll_requests()[:1])
+    elapsed, posts = time.monotonic() - start, state["calls"] - 1
+    assert elapsed < 4.0 and 2 <= posts < 51 and f"after {posts} attempt(s)" in str(err.value)
 
 
 def test_remote_concurrency_is_bounded_injected(trained):

@@ -111,6 +111,42 @@ def test_remote_experts_match_the_all_local_mixture(tmp_path, tiny_experts, serv
     assert all(math.isclose(sum(r["weights"]), 1.0, abs_tol=1e-5) for r in rows)
 
 
+def remote_ensemble(folder: Path, tiny_experts: dict[str, Path], urls: dict[str, str]) -> Path:
+    """A uniform ensemble of the two served experts only: each on its own server, so they serve at once."""
+    domains = {"leg": "legal", "cod": "code"}
+    entries = [
+        {"name": n, "domain": domains[n], "backend": "remote", "model": n, "base_url": urls[n], "tokenizer": str(tiny_experts[domains[n]]),
+         "max_length": 512, "concurrency": 4, "max_retries": 1, "timeout_s": 30.0}
+        for n in REMOTE
+    ]  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "remote-pair.yaml"
+    path.write_text(yaml.safe_dump({"name": "remote-pair", "kind": "moe", "experts": entries, "router": {"type": "uniform"}}), encoding="utf-8")
+    return path
+
+
+def test_concurrent_experts_give_the_sequential_results(tmp_path, tiny_experts, servers):
+    """Same log-likelihoods, routing rows and output order whether the two servers work at once or in turn."""
+    adapter = remote_ensemble(tmp_path, tiny_experts, servers)
+    runs = {}
+    for concurrent in (True, False):
+        logs = tmp_path / f"logs-{concurrent}"
+        register()
+        results = lm_eval.simple_evaluate(
+            model="medmoe", model_args={"adapter": str(adapter), "log_dir": str(logs), "concurrent": concurrent}, tasks=[TASK],
+            task_manager=task_manager(), limit=LIMIT, log_samples=True, batch_size=1, device="cpu", bootstrap_iters=0,
+        )  # fmt: skip
+        [log_file] = logs.glob("routing_*.jsonl")
+        rows = [json.loads(line) for line in log_file.read_text().splitlines()]
+        runs[concurrent] = (results, [{k: v for k, v in r.items() if k != "router_ms"} for r in rows])
+    (together, rows_t), (alone, rows_s) = runs[True], runs[False]
+    assert [s["doc_id"] for s in together["samples"][TASK]] == [s["doc_id"] for s in alone["samples"][TASK]]
+    assert [s["resps"] for s in together["samples"][TASK]] == [s["resps"] for s in alone["samples"][TASK]]
+    assert rows_t == rows_s and len(rows_t) == 4 * LIMIT
+    serving = together["config"]["medmoe_profile"]["serving"]
+    assert serving["concurrent"] and serving["overlap_s"] > 0 and alone["config"]["medmoe_profile"]["serving"]["overlap_s"] < 1e-6
+
+
 # -- a server dies mid-run --------------------------------------------------------------------------
 
 

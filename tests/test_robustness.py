@@ -165,7 +165,15 @@ def test_expert_out_of_memory_mid_demo_keeps_finished_results_injected(tmp_path,
     monkeypatch.setenv("MEDMOE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "results"
     args = argparse.Namespace(
-        candidates="generalist,expert-code", tasks="medmoe_ppl_code", limit=3, results=str(out), device="cpu", train_steps=3, use_cache=False, max_gen_toks=32, verbose=False
+        candidates="generalist,expert-code",
+        tasks="medmoe_ppl_code",
+        limit=3,
+        results=str(out),
+        device="cpu",
+        train_steps=3,
+        use_cache=False,
+        max_gen_toks=32,
+        verbose=False,
     )
     assert demo.run(args) == 1
     assert list((out / "generalist").glob("results_*.json"))  # finished before the failure: kept

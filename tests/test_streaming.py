@@ -5,6 +5,7 @@ generator, and server-sent events from a real ``llama_cpp.server`` on 127.0.0.1.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
@@ -87,7 +88,7 @@ class _WholeAnswer(Backend):
 
 
 def test_default_stream_yields_the_whole_answer_at_once_and_says_so():
-    backend = _WholeAnswer(spec=None, device="cpu")
+    backend = _WholeAnswer(spec=SimpleNamespace(name="whole", backend="scripted", batch_size=1), device="cpu")
     assert list(backend.stream("q", dict(KWARGS))) == ["answer to q"] and backend.streams is False
 
 

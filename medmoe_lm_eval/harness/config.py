@@ -71,6 +71,7 @@ class GGUFExpert(_ExpertBase):
     n_ctx: int = Field(2048, gt=0)
     n_threads: int | None = Field(None, gt=0)
     n_gpu_layers: int = 0
+    n_batch: int | None = Field(None, gt=0, description="llama.cpp tokens per decode; default min(512, n_ctx)")
 
 
 class RemoteExpert(_ExpertBase):
@@ -80,8 +81,9 @@ class RemoteExpert(_ExpertBase):
     base_url: str = Field(pattern=r"^https?://")
     api_key_env: str | None = None
     concurrency: int = Field(4, gt=0)
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0, description="per attempt")
     max_retries: int = Field(3, ge=0)
+    deadline_s: float | None = Field(None, gt=0, description="one request with all its retries; default (max_retries + 1) x timeout_s + 60")
     tokenizer: str | None = None
 
 
@@ -209,6 +211,8 @@ _FIXES = {
     "timeout_s": "use a positive number of seconds",
     "max_retries": "use an integer >= 0",
     "parent": "name the full-precision candidate this one is a copy of, or leave it out",
+    "deadline_s": "use a positive number of seconds or leave it out",
+    "n_batch": "use a positive integer (tokens) or leave it out",
 }
 
 

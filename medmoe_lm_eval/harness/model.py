@@ -1,9 +1,10 @@
 """``MedMoELM``: the lm-eval model ``medmoe``. Every candidate, plain or mixture, runs through it.
 
 Each request method is the same pipeline: route -> group by expert -> call each expert's
-backend on its share (one expert resident at a time if memory is limited) -> fuse. A plain
-candidate is the degenerate case (one expert, weight 1), so single models, quantized copies
-and mixtures are measured by the same code and the same profiler.
+backend on its share (one expert resident at a time if memory is limited; experts on different
+devices or servers at the same time, ``scheduler``) -> fuse. A plain candidate is the degenerate
+case (one expert, weight 1), so single models, quantized copies and mixtures are measured by the
+same code and the same profiler.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from tqdm import tqdm
 
 from medmoe_lm_eval import __version__
 from medmoe_lm_eval.benchmarks.domains import task_domain
-from medmoe_lm_eval.harness import distributed, run_folder
+from medmoe_lm_eval.harness import batching, distributed, run_folder, scheduler
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
 from medmoe_lm_eval.harness.config import AdapterConfig, ConfigError, dump_adapter, load_adapter
 from medmoe_lm_eval.harness.fusion import fuse_loglikelihood, fuse_rolling
+from medmoe_lm_eval.harness.model_args import as_bool, requested_device
 from medmoe_lm_eval.harness.pool import ExpertPool
 from medmoe_lm_eval.harness.probe import ServingProbe, parse_prompts
 from medmoe_lm_eval.harness.routing.router import Route, Router
@@ -32,11 +34,12 @@ from medmoe_lm_eval.harness.routing_log import RoutingLog, RoutingRecord, trunca
 from medmoe_lm_eval.jsonio import write_json_exclusive
 from medmoe_lm_eval.profiling import merge
 from medmoe_lm_eval.profiling.profiler import Profiler
+from medmoe_lm_eval.profiling.stats import overlap_summary
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
 
-MODEL_ARGS = ("adapter", "device", "batch_size", "max_batch_size", "log_dir", "profile", "max_resident", "model", "probe")
+MODEL_ARGS = ("adapter", "device", "batch_size", "max_batch_size", "log_dir", "profile", "max_resident", "model", "probe", "concurrent")
 
 #: what the router reads for each request type (lm-eval's ``Instance.args`` shapes)
 ROUTING_TEXT: dict[str, Callable[[tuple], str]] = {
@@ -44,14 +47,6 @@ ROUTING_TEXT: dict[str, Callable[[tuple], str]] = {
     "loglikelihood_rolling": lambda args: args[0],
     "generate_until": lambda args: args[0],
 }
-
-
-def _as_bool(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _chars(request: Instance) -> int:
-    return sum(len(a) for a in request.args if isinstance(a, str))
 
 
 def _check_generation_fits(backend: Backend, name: str, task: str | None, batch: list[Instance]) -> None:
@@ -83,6 +78,7 @@ class MedMoELM(LM):
         max_resident: int | None = None,
         model: str | None = None,
         probe: int | str | None = None,
+        concurrent: bool | str = True,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -92,6 +88,8 @@ class MedMoELM(LM):
             key = sorted(unknown)[0]
             raise ConfigError("--model_args", key, "unknown model argument", f"use only {', '.join(MODEL_ARGS)}")
         self.cfg: AdapterConfig = load_adapter(adapter)
+        batch = batching.from_cli(batch_size, max_batch_size)
+        device = requested_device(device, sys.argv)
         self.dp = distributed.DataParallel.from_environment(device)
         device = self.dp.device  # under data parallelism: this process's own device
         self._peers: dict[int, distributed.RankSnapshot] = {}
@@ -99,11 +97,12 @@ class MedMoELM(LM):
         self.display_name = model or self.cfg.name
         self.stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S-%f")
         self.log_dir = run_folder.log_dir(log_dir, model, sys.argv)
-        enabled = self.cfg.profile.enabled if profile is None else _as_bool(profile)
+        enabled = self.cfg.profile.enabled if profile is None else as_bool(profile)
         self.profiler = Profiler(interval_ms=self.cfg.profile.interval_ms, device=device or "auto", enabled=enabled, idle_s=self.cfg.profile.idle_s)
-        self.pool = ExpertPool(self.cfg.experts, self.profiler, max_resident or self.cfg.memory.max_resident, device)
-        self.probe = ServingProbe(self.router, self._backend, self.profiler, parse_prompts(probe, self.cfg.profile.probe_prompts) if self.rank == 0 else 0)
-        self._batch_override = self._parse_batch_size(batch_size)
+        self.pool = ExpertPool(self.cfg.experts, self.profiler, max_resident or self.cfg.memory.max_resident, device, batch)
+        self.concurrent = as_bool(concurrent)  # experts on different devices or servers serve at once
+        self._batches: dict[str, dict[str, Any]] = {}  # expert -> requested and effective batch
+        self.probe = ServingProbe(self.router, self.pool.get, self.profiler, parse_prompts(probe, self.cfg.profile.probe_prompts) if self.rank == 0 else 0)
         self.routing = RoutingLog(self._log_path("routing", "jsonl")) if self.rank == 0 else distributed.BufferedRoutingLog()
         self.profiler.start()
 
@@ -120,16 +119,6 @@ class MedMoELM(LM):
         from lm_eval.utils import sanitize_model_name
 
         return self.log_dir / f"{kind}_{sanitize_model_name(self.cfg.name)}_{self.stamp}.{suffix}"
-
-    @staticmethod
-    def _parse_batch_size(value: int | str | None) -> int | None:
-        """lm-eval passes ``--batch_size`` as a string; its default of 1 leaves the adapter's own."""
-        if value in (None, "", "auto", 1, "1"):
-            return None
-        try:
-            return int(str(value).split(":")[0])
-        except ValueError:
-            raise ConfigError("--batch_size", "batch_size", f"'{value}' is not a number", "pass an integer") from None
 
     # -- lm-eval request methods ------------------------------------------------------------------
     def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
@@ -159,19 +148,27 @@ class MedMoELM(LM):
         needed = [1 if rtype == "generate_until" else len(r.experts) for r in routes]
         partial: list[dict[str, Any]] = [{} for _ in requests]
         final: list[Any] = [None] * len(requests)
+        groups = scheduler.placement_groups(self.pool.order(list(plan)), self.pool.placement)
         with tqdm(total=sum(map(len, plan.values())), desc=f"medmoe {rtype}", disable=disable_tqdm or self.rank != 0) as bar:
-            for name in self.pool.order(list(plan)):
-                backend = self._backend(name)
-                for task, chunk in self._chunks(backend, name, plan[name], requests):
-                    outputs = self._call(backend, name, rtype, task, [requests[i] for i in chunk])
-                    for i, out in zip(chunk, outputs):
-                        partial[i][name] = out
-                        if len(partial[i]) == needed[i]:
-                            final[i] = self._fuse(rtype, routes[i], partial[i])
-                            self.cache_hook.add_partial(rtype, requests[i].args, final[i])
-                    bar.update(len(chunk))
+            for done in scheduler.serve(groups, lambda name: self._serve_expert(rtype, name, plan[name], requests), self.concurrent):
+                for i, out in zip(done.indices, done.outputs):
+                    partial[i][done.expert] = out
+                    if len(partial[i]) == needed[i]:
+                        final[i] = self._fuse(rtype, routes[i], partial[i])
+                        self.cache_hook.add_partial(rtype, requests[i].args, final[i])
+                bar.update(len(done.indices))
         self.probe.served(rtype, requests)  # counts the unique requests served, then probes new tasks
         return final
+
+    def _serve_expert(self, rtype: str, name: str, idxs: list[int], requests: list[Instance]) -> scheduler.Chunks:
+        """Expert ``name``'s share, chunk by chunk (on a scheduler thread when experts run at once)."""
+        with self.pool.lease(name) as backend:
+            if self.world_size > 1:
+                distributed.keep_expert_local(backend)
+            size = backend.prepare(rtype, [requests[i] for i in idxs])
+            self._batches[name] = backend.batch_report()
+            for task, chunk in scheduler.chunks(idxs, requests, backend.docs_per_call(size)):
+                yield chunk, self._call(backend, name, rtype, task, [requests[i] for i in chunk])
 
     def _route(self, rtype: str, requests: list[Instance]) -> list[Route]:
         texts = [ROUTING_TEXT[rtype](r.args) for r in requests]
@@ -201,32 +198,6 @@ class MedMoELM(LM):
             ]
         )
         return routes
-
-    def _backend(self, name: str) -> Backend:
-        try:
-            backend = self.pool.get(name)
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"expert '{name}': failed to load: {type(exc).__name__}: {exc}") from exc
-        if self.world_size > 1:
-            distributed.keep_expert_local(backend)
-        return backend
-
-    def _chunks(self, backend: Backend, name: str, idxs: list[int], requests: list[Instance]):
-        """Per task (so per-task figures are exact), longest documents first, ``batch_size``
-        documents per chunk. Requests of one document stay together: HFLM scores the answer
-        options of a multiple-choice question in one forward pass only if they arrive together."""
-        spec = self.pool.specs[name]
-        size = self._batch_override or (spec.batch_size if isinstance(spec.batch_size, int) else 64)
-        size = max(size, backend.max_concurrency)  # a remote expert stays busy up to its concurrency
-        docs: dict[str | None, dict[Any, list[int]]] = defaultdict(lambda: defaultdict(list))
-        for i in idxs:
-            docs[requests[i].task_name][requests[i].doc_id].append(i)
-        for task, by_doc in docs.items():
-            ordered = sorted(by_doc.values(), key=lambda members: -max(_chars(requests[i]) for i in members))
-            for start in range(0, len(ordered), size):
-                yield task, [i for members in ordered[start : start + size] for i in members]
 
     def _prompt_tokens(self, backend: Backend, rtype: str, batch: list[Instance]) -> list[int]:
         """Tokens per request; a context shared by several answer options is tokenized once."""
@@ -300,15 +271,17 @@ class MedMoELM(LM):
         self.profiler.stop()
         self.routing.close()
         self.probe.note_cache(self.cache_hook)
-        profile = self._merged_profile()
+        profile = self._with_serving(self._merged_profile())
         profile_path = self._log_path("profile", "json")
         if profile_path is not None and profile.get("enabled", True):
-            profile_path = self.profiler.write(profile_path) if not self._peers else write_json_exclusive(profile_path, profile)
+            profile_path = write_json_exclusive(profile_path, profile)
         routing_path = self.routing.path if self.routing.path is not None and self.routing.path.exists() else None
         infos = {**{k: v for s in self._peers.values() for k, v in s.expert_infos.items()}, **self.pool.infos}
         experts = {
             e.name: infos.get(e.name) or {"backend": e.backend, "model": e.model, "quantization": self._static_quantization(e)} for e in self.cfg.experts
         }
+        for name, batch in self._batches.items():
+            experts[name] = {**experts[name], "batch": batch}
         router = self.cfg.router
         return {
             "medmoe": {
@@ -330,6 +303,19 @@ class MedMoELM(LM):
             },
             "medmoe_profile": profile,
         }
+
+    def _with_serving(self, profile: dict[str, Any]) -> dict[str, Any]:
+        """Each expert's effective batch, and how far the experts' busy times overlapped."""
+        experts = profile.get("experts")
+        if not isinstance(experts, dict):
+            return profile
+        for name, batch in self._batches.items():
+            if name in experts:
+                experts[name]["batch"] = batch
+        if not self._peers:  # merged ranks add their busy times up: an overlap of ranks says nothing here
+            busy = {name: float(e.get("wall_s") or 0.0) for name, e in experts.items()}
+            profile["serving"] = {"concurrent": self.concurrent, **overlap_summary(busy, float(profile["total"]["wall_s"]))}
+        return profile
 
     def _merged_profile(self) -> dict[str, Any]:
         """This rank's profile, merged with the other ranks' last snapshots under data parallelism."""

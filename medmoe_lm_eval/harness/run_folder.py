@@ -15,19 +15,7 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-def output_dir_from_argv(argv: Sequence[str]) -> Path | None:
-    """``--output_path`` of an ``lm_eval`` command line (its folder when it names a ``.json``)."""
-    for i, arg in enumerate(argv):
-        if arg in ("--output_path", "-o") and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--output_path="):
-            value = arg.split("=", 1)[1]
-        else:
-            continue
-        path = Path(value)
-        return path.parent if path.suffix == ".json" else path
-    return None
+from medmoe_lm_eval.harness.model_args import output_dir_from_argv
 
 
 def name_the_run(model_args: MutableMapping[str, Any]) -> None:

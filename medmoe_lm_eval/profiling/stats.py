@@ -7,7 +7,7 @@ are summarised the same way, so every table in a profile has the same columns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,23 @@ def busy_seconds(intervals: Iterable[tuple[float, float]]) -> float:
     if span is not None:
         total += span[1] - span[0]
     return total
+
+
+def overlap_summary(group_busy_s: Mapping[str, float], union_s: float) -> dict[str, float | None]:
+    """How much of the groups' busy time overlapped, given each group's busy time and their union.
+
+    Each group (an expert, say) reports its own busy time; the candidate's busy time is the
+    union of all intervals (``busy_seconds``), not the sum. When groups work at once the sum
+    exceeds the union: ``overlap_s`` is the excess and ``parallelism`` the sum over the union
+    (1.0 when they took turns, up to the number of groups when they always worked together).
+    """
+    total = float(sum(group_busy_s.values()))
+    return {
+        "busy_s": float(union_s),
+        "sum_of_groups_s": total,
+        "overlap_s": max(0.0, total - float(union_s)),
+        "parallelism": total / union_s if union_s > 0 else None,
+    }
 
 
 def _rate(amount: float, seconds: float) -> float | None:

@@ -11,12 +11,13 @@ import importlib
 from typing import Any
 
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
+from medmoe_lm_eval.harness.batching import BatchSetting
 
 BACKENDS: dict[str, tuple[str, str, str]] = {
     # name: (target, module that must import, extra that provides it)
     "hf": ("medmoe_lm_eval.harness.backends.hf:HFBackend", "transformers", "medmoe-lm-eval"),
     "gguf": ("medmoe_lm_eval.harness.backends.gguf:GGUFBackend", "llama_cpp", "medmoe-lm-eval[gguf]"),
-    "remote": ("medmoe_lm_eval.harness.backends.remote:RemoteBackend", "requests", "medmoe-lm-eval"),
+    "remote": ("medmoe_lm_eval.harness.backends.remote:RemoteBackend", "urllib3", "medmoe-lm-eval"),
 }
 
 
@@ -34,8 +35,9 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
-def make_backend(spec: Any, device: str | None = None) -> Backend:
-    return backend_class(spec.backend)(spec, device=device)
+def make_backend(spec: Any, device: str | None = None, batch: BatchSetting | None = None) -> Backend:
+    """A backend for ``spec``; ``batch`` is the command line's batch size (``None``: the adapter's)."""
+    return backend_class(spec.backend)(spec, device=device, batch=batch)
 
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "backend_class", "make_backend"]

@@ -12,8 +12,14 @@ import abc
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from medmoe_lm_eval.harness.batching import BatchSetting
+from medmoe_lm_eval.harness.batching import for_expert as batch_for_expert
+
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
+
+#: requests per call for ``batch_size: auto`` on a backend with nothing to detect
+AUTO_REQUESTS_PER_CALL = 64
 
 
 class BackendError(RuntimeError):
@@ -49,9 +55,11 @@ class Backend(abc.ABC):
     #: lm-eval-style name of the backend, as written in the adapter's ``backend:`` field
     name: str = "base"
 
-    def __init__(self, spec: Any, device: str | None = None) -> None:
+    def __init__(self, spec: Any, device: str | None = None, batch: BatchSetting | None = None) -> None:
         self.spec = spec
         self.device = device
+        self.batch = batch_for_expert(spec, batch)  # the command line's batch, or the adapter's
+        self.effective_batch: dict[str, int] = {}  # request type -> what prepare() settled on
 
     # -- lifecycle -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -132,6 +140,35 @@ class Backend(abc.ABC):
     @property
     def max_concurrency(self) -> int:
         return 1
+
+    # -- batching ----------------------------------------------------------------------------
+    def prepare(self, request_type: str, requests: list[Instance]) -> int:
+        """Settle the batch for this expert's whole share of one request type, before its calls.
+
+        Called once per request type with every request the expert will get, so a backend that
+        detects its batch size (``HFLM``'s ``auto``) does so once, on the longest request, and
+        not once per call. Returns the effective batch size, recorded in the profile.
+        """
+        size = self.batch.size if isinstance(self.batch.size, int) else (self.batch.max_size or AUTO_REQUESTS_PER_CALL)
+        self.effective_batch[request_type] = size
+        return size
+
+    def docs_per_call(self, batch: int) -> int:
+        """Documents the model hands this backend per call, given the effective ``batch``."""
+        return max(1, batch)
+
+    def batch_report(self) -> dict[str, Any]:
+        """The requested and effective batch, and what a batch means for this backend."""
+        return {
+            "requested": self.batch.describe(),
+            "source": self.batch.source,
+            "max_batch_size": self.batch.max_size,
+            "unit": self.batch_unit,
+            "effective": dict(self.effective_batch),
+        }
+
+    #: what one unit of ``batch_size`` is for this backend
+    batch_unit: str = "requests per call"
 
     def peak_rss_bytes(self) -> int | None:
         """Peak RSS of a separate server process behind this backend, where measurable."""

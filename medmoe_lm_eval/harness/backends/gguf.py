@@ -20,6 +20,7 @@ import numpy as np
 from medmoe_lm_eval.harness.backends import _requests as rq
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
 from medmoe_lm_eval.harness.backends.llama_compat import without_extra_buffers
+from medmoe_lm_eval.harness.batching import BatchSetting
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -100,8 +101,8 @@ class GGUFBackend(Backend):
 
     name = "gguf"
 
-    def __init__(self, spec: Any, device: str | None = None) -> None:
-        super().__init__(spec, device)
+    def __init__(self, spec: Any, device: str | None = None, batch: BatchSetting | None = None) -> None:
+        super().__init__(spec, device, batch)
         self._llm: Any = None
         self._codec: _LlamaCodec | None = None
         self._header: dict[str, Any] = {}
@@ -120,7 +121,7 @@ class GGUFBackend(Backend):
                 self._llm = llama_cpp.Llama(
                     model_path=str(self._path),
                     n_ctx=self.spec.n_ctx,
-                    n_batch=min(512, self.spec.n_ctx),
+                    n_batch=self.n_batch,
                     n_threads=self.spec.n_threads or max(1, (os.cpu_count() or 1)),
                     n_gpu_layers=self._gpu_layers(),
                     logits_all=True,
@@ -129,6 +130,18 @@ class GGUFBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"expert '{self.spec.name}': llama.cpp could not load {self._path}: {exc}") from None
         self._codec = _LlamaCodec(self._llm)
+
+    @property
+    def n_batch(self) -> int:
+        """Tokens per llama.cpp decode: the adapter's ``n_batch``, else llama.cpp's 512, within ``n_ctx``.
+
+        Not the command line's ``--batch_size``: that counts sequences, and llama-cpp-python
+        evaluates one sequence at a time (it sets how many requests each call gets).
+        """
+        return min(int(self.spec.n_batch or 512), int(self.spec.n_ctx))
+
+    def batch_report(self) -> dict[str, Any]:
+        return {**super().batch_report(), "n_batch": self.n_batch}
 
     def _model_path(self) -> Path:
         """The local file; with a ``filename`` field, ``model`` is a hub repository to fetch it from."""
@@ -296,6 +309,7 @@ class GGUFBackend(Backend):
             "architecture": self._header.get("general.architecture"),
             "quantization": quant,
             "n_ctx": self.spec.n_ctx,
+            "n_batch": self.n_batch,
             "n_gpu_layers": self._gpu_layers(),
             "llama_cpp_python": llama_cpp.__version__,
             "file_bytes": path.stat().st_size if path.is_file() else None,

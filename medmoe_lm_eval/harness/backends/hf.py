@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
+from medmoe_lm_eval.harness.batching import HF_MAX_BATCH_SIZE, BatchSetting
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
 class HFBackend(Backend):
     name = "hf"
 
-    def __init__(self, spec: Any, device: str | None = None) -> None:
-        super().__init__(spec, device)
+    batch_unit = "sequences per forward pass"
+
+    def __init__(self, spec: Any, device: str | None = None, batch: BatchSetting | None = None) -> None:
+        super().__init__(spec, device, batch)
         self.lm: Any = None  # lm-eval's HFLM once loaded (imported lazily: it pulls in torch)
 
     def load(self) -> None:
@@ -38,7 +41,8 @@ class HFBackend(Backend):
                 revision=spec.revision or "main",
                 device=self.device or "cpu",
                 dtype=spec.dtype,
-                batch_size=spec.batch_size,
+                batch_size=self.batch.lm_eval_value,
+                max_batch_size=self.batch.max_size or HF_MAX_BATCH_SIZE,
                 max_length=spec.max_length,
                 trust_remote_code=spec.trust_remote_code,
                 tokenizer=spec.tokenizer,
@@ -63,15 +67,52 @@ class HFBackend(Backend):
 
             torch.cuda.empty_cache()
 
-    # lm-eval's HFLM does the work; its own tqdm bars are off because the model shows one bar
+    # -- batching --------------------------------------------------------------------------
+    def prepare(self, request_type: str, requests: list[Instance]) -> int:
+        """``auto``: ``HFLM``'s own detection, once for the expert's whole share of the type.
+
+        ``HFLM`` detects in every call (on the call's longest request for loglikelihood, on its
+        full window otherwise); the model calls an expert once per task and batch of documents,
+        so the size is detected here on the same request ``--model hf`` would use and then
+        fixed for the calls that follow. ``auto:N`` is detected once as well (``HFLM`` would
+        re-detect N times as requests get shorter).
+        """
+        if not self.batch.is_auto:
+            return super().prepare(request_type, requests)
+        if request_type == "loglikelihood" and requests:
+            pairs = [self._encode(*r.args) for r in requests]
+            longest = max(pairs, key=lambda p: len(p[0]) + len(p[1]))
+            size = int(self.lm._detect_batch_size([(None, *longest)], 0))
+        else:
+            size = int(self.lm._detect_batch_size())
+        self.effective_batch[request_type] = size
+        return size
+
+    def _encode(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """``HFLM.loglikelihood``'s tokenization of one request (an empty context is the prefix token)."""
+        if context == "":
+            return [self.lm.prefix_token_id], self.lm.tok_encode(continuation)
+        return self.lm._encode_pair(context, continuation)
+
+    def _run(self, request_type: str, requests: list[Instance]) -> list[Any]:
+        """One ``HFLM`` call at the batch size ``prepare`` settled on (lm-eval's bars off: the model shows one)."""
+        fixed = self.effective_batch.get(request_type) if self.batch.is_auto else None
+        if fixed is None:
+            return getattr(self.lm, request_type)(requests, disable_tqdm=True)
+        self.lm.batch_size_per_gpu = fixed
+        try:
+            return getattr(self.lm, request_type)(requests, disable_tqdm=True)
+        finally:
+            self.lm.batch_size_per_gpu = "auto"
+
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        return self.lm.loglikelihood(requests, disable_tqdm=True)
+        return self._run("loglikelihood", requests)
 
     def loglikelihood_rolling(self, requests: list[Instance]) -> list[float]:
-        return self.lm.loglikelihood_rolling(requests, disable_tqdm=True)
+        return self._run("loglikelihood_rolling", requests)
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        return self.lm.generate_until(requests, disable_tqdm=True)
+        return self._run("generate_until", requests)
 
     streams = True
 

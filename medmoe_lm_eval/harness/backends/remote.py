@@ -1,10 +1,11 @@
 """An expert served by an OpenAI-compatible ``/v1/completions`` server (vLLM, llama-cpp-python).
 
 This is how a mixture outgrows one machine: each expert on its own serving cluster, this
-process only routing and fusing. It is the project's only HTTP client: ``requests`` sessions,
-a bounded thread pool (``concurrency``), retries with exponential backoff on connection errors,
-timeouts, 429 and 5xx, and a key read from the environment variable named by ``api_key_env`` at
-every call (never stored, logged or written to results).
+process only routing and fusing. It is the project's only HTTP client (``_http``): urllib3's
+pool and ``Retry`` (backoff with jitter on connection errors, timeouts, 429 and 5xx, a capped
+``Retry-After``, an overall ``deadline_s`` per request), a bounded thread pool (``concurrency``,
+which the command line's ``--batch_size`` overrides), and a key read from the environment
+variable named by ``api_key_env`` at every call (never stored, logged or written to results).
 
 Loglikelihood uses ``echo`` + ``logprobs``: the server returns the log-probability of every
 prompt token, and the continuation's are the last *n* prompt entries, *n* counted by the
@@ -23,19 +24,16 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from medmoe_lm_eval.harness.backends import _requests as rq
+from medmoe_lm_eval.harness.backends._http import HttpSettings, JsonClient
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
 from medmoe_lm_eval.harness.backends.codecs import HFCodec, ServerCodec
+from medmoe_lm_eval.harness.batching import BatchSetting
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -44,17 +42,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_MAX_LENGTH = 2048
-_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class _Retryable(Exception):
-    """A failure worth another attempt (connection, timeout, 429, 5xx)."""
-
-
-# -- tokenizers ----------------------------------------------------------------------------------
-
-
-# -- prompts -------------------------------------------------------------------------------------
+#: without ``deadline_s``: every attempt may use its whole timeout, plus this much waiting between them
+DEFAULT_WAITS_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,9 +60,11 @@ class RemoteBackend(Backend):
 
     name = "remote"
 
-    def __init__(self, spec: Any, device: str | None = None) -> None:
-        super().__init__(spec, device)
-        self._session: requests.Session | None = None
+    batch_unit = "requests in flight"
+
+    def __init__(self, spec: Any, device: str | None = None, batch: BatchSetting | None = None) -> None:
+        super().__init__(spec, device, batch)
+        self._client: JsonClient | None = None
         self._codec: HFCodec | ServerCodec | None = None
         self._served: str | None = None
         self._server_max_len: int | None = None
@@ -84,14 +75,14 @@ class RemoteBackend(Backend):
         return str(self.spec.base_url).rstrip("/").removesuffix("/v1")
 
     def load(self) -> None:
-        if self._session is not None:
+        if self._client is not None:
             return
         self._api_key()  # fail early on a missing environment variable
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(4, int(self.spec.concurrency)))
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        self._session = session
+        spec = self.spec
+        timeout, retries = float(spec.timeout_s), int(spec.max_retries)
+        deadline = float(spec.deadline_s) if spec.deadline_s else (retries + 1) * timeout + DEFAULT_WAITS_S
+        settings = HttpSettings(spec.name, timeout, retries, deadline, self.concurrency, spec.api_key_env)
+        self._client = JsonClient(self.base_url, settings, self._headers)
         try:
             self._served = self._served_model()
             self._codec = self._load_codec()
@@ -115,9 +106,9 @@ class RemoteBackend(Backend):
         return codec
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-        self._session = None
+        if self._client is not None:
+            self._client.close()
+        self._client = None
         self._codec = None
 
     def _served_model(self) -> str | None:
@@ -148,8 +139,23 @@ class RemoteBackend(Backend):
         return int(limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else DEFAULT_MAX_LENGTH
 
     @property
+    def concurrency(self) -> int:
+        """Requests in flight at once: the command line's batch size, else the adapter's ``concurrency``."""
+        return int(self.batch.size) if isinstance(self.batch.size, int) else int(self.spec.concurrency)
+
+    @property
     def max_concurrency(self) -> int:
-        return int(self.spec.concurrency)
+        return self.concurrency
+
+    def prepare(self, request_type: str, requests: list[Instance]) -> int:
+        self.effective_batch[request_type] = self.concurrency
+        return self.concurrency
+
+    def docs_per_call(self, batch: int) -> int:
+        """At least ``concurrency`` documents per call (fewer would leave the server idle), or the
+        adapter's ``batch_size`` when larger (fewer, longer calls)."""
+        own = self.spec.batch_size if isinstance(self.spec.batch_size, int) else 1
+        return max(batch, own)
 
     # -- HTTP ------------------------------------------------------------------------------
     def _api_key(self) -> str | None:
@@ -169,58 +175,13 @@ class RemoteBackend(Backend):
         return self._call("POST", path, payload)
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
-        """One request with retries: exponential backoff with jitter, ``Retry-After`` honoured."""
-        url = f"{self.base_url}{path}"
-        attempts = int(self.spec.max_retries) + 1
-        last = ""
-        for attempt in range(attempts):
-            try:
-                return self._once(method, url, payload)
-            except _Retryable as exc:
-                last = str(exc)
-                if attempt + 1 < attempts:
-                    time.sleep(self._backoff(attempt, exc))
-        raise BackendError(
-            f"expert '{self.spec.name}': {url}: {last} after {attempts} attempt(s); check that the server is up and base_url is right, or raise timeout_s/max_retries"
-        )
-
-    @staticmethod
-    def _backoff(attempt: int, exc: BaseException) -> float:
-        after = getattr(exc, "retry_after", None)
-        if after is not None:
-            return float(after)
-        return min(0.5 * 2**attempt, 8.0) * (1.0 + 0.25 * random.random())
-
-    def _once(self, method: str, url: str, payload: dict[str, Any] | None) -> Any:
-        assert self._session is not None, "load() first"
-        try:
-            resp = self._session.request(method, url, json=payload, headers=self._headers(), timeout=float(self.spec.timeout_s))
-        except requests.Timeout:
-            raise _Retryable(f"no answer within timeout_s={self.spec.timeout_s:g}s") from None
-        except requests.ConnectionError as exc:
-            raise _Retryable(f"connection failed ({type(exc).__name__})") from None
-        if resp.status_code in _RETRY_STATUS:
-            err = _Retryable(f"HTTP {resp.status_code} {_short(resp.text)}")
-            after = resp.headers.get("Retry-After")
-            err.retry_after = float(after) if after and after.replace(".", "", 1).isdigit() else None  # type: ignore[attr-defined]
-            raise err
-        if resp.status_code in (401, 403):
-            raise BackendError(
-                f"expert '{self.spec.name}': {url}: HTTP {resp.status_code} unauthorized; put the server's key in the variable named by api_key_env ({self.spec.api_key_env or 'not set'})"
-            )
-        if resp.status_code >= 400:
-            raise BackendError(f"expert '{self.spec.name}': {url}: HTTP {resp.status_code} {_short(resp.text)}")
-        try:
-            return resp.json()
-        except ValueError:
-            raise BackendError(
-                f"expert '{self.spec.name}': {url}: malformed JSON in the response ({_short(resp.text)}); is base_url an OpenAI-compatible server?"
-            ) from None
+        assert self._client is not None, "load() first"
+        return self._client.call(method, path, payload)
 
     def _map(self, fn: Callable[[int], T], n: int) -> list[T]:
         """``fn(i)`` for ``i < n`` on at most ``concurrency`` threads, results in order."""
         out: list[Any] = [None] * n
-        with ThreadPoolExecutor(max_workers=max(1, min(int(self.spec.concurrency), n or 1))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, n or 1))) as pool:
             futures = {pool.submit(fn, i): i for i in range(n)}
             try:
                 for fut in as_completed(futures):
@@ -357,9 +318,9 @@ class RemoteBackend(Backend):
         payload |= {"temperature": settings.temperature, "stream": True}
         if settings.until:
             payload["stop"] = settings.until[:4]
-        assert self._session is not None, "load() first"
-        events = streamed_texts(self._session, f"{self.base_url}/v1/completions", payload, self._headers(), float(self.spec.timeout_s), self.spec.name)
-        yield from pieces_until(events, settings.until)
+        assert self._client is not None, "load() first"
+        lines = self._client.stream_lines("/v1/completions", payload)
+        yield from pieces_until(streamed_texts(lines, f"{self.base_url}/v1/completions", self.spec.name), settings.until)
 
     def _fitted(self, context: str, settings: rq.GenSettings) -> str:
         """``context`` left-cut to the tokens that fit next to ``max_gen_toks`` new ones."""
@@ -382,11 +343,6 @@ class RemoteBackend(Backend):
             "base_url": self.base_url,
             "served_model": self._served,
             "tokenizer": tokenizer,
-            "concurrency": int(self.spec.concurrency),
+            "concurrency": self.concurrency,
             "api_key_env": self.spec.api_key_env,
         }
-
-
-def _short(text: str, n: int = 160) -> str:
-    """A response body squeezed onto one line for an error message."""
-    return " ".join(str(text).split())[:n]

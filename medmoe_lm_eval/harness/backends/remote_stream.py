@@ -8,31 +8,20 @@ comments (``:``) separate events. vLLM and llama-cpp-python's server both follow
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
-
-import requests
+from collections.abc import Iterable, Iterator
 
 from medmoe_lm_eval.harness.backends.base import BackendError
 
 
-def streamed_texts(session: requests.Session, url: str, payload: dict[str, Any], headers: dict[str, str], timeout_s: float, expert: str) -> Iterator[str]:
-    """The text pieces of one streamed completion, in order; errors name the expert and the URL."""
-    try:
-        resp = session.post(url, json=payload, headers=headers, timeout=timeout_s, stream=True)
-    except requests.RequestException as exc:
-        raise BackendError(f"expert '{expert}': {url}: streaming request failed ({type(exc).__name__}); check that the server is up") from None
-    with resp:
-        if resp.status_code >= 400:
-            body = " ".join(str(resp.text).split())[:160]
-            raise BackendError(f"expert '{expert}': {url}: HTTP {resp.status_code} {body} on a streaming request")
-        for line in resp.iter_lines(decode_unicode=True):
-            if not line or not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            yield event_text(data, url, expert)
+def streamed_texts(lines: Iterable[str], url: str, expert: str) -> Iterator[str]:
+    """The text pieces of one streamed completion, in order, from its response lines."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators and ``:`` comments
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        yield event_text(data, url, expert)
 
 
 def event_text(data: str, url: str, expert: str) -> str:
