@@ -12,8 +12,6 @@ run uses this tracker because lm-eval's ``run`` command looks ``EvaluationTracke
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,23 +19,7 @@ from typing import Any
 
 from lm_eval.loggers import EvaluationTracker
 
-
-def publish_file(source: Path, target: Path) -> Path:
-    """Copy ``source`` to ``target`` atomically; an existing ``target`` is never replaced."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-            dst.flush()
-            os.fsync(dst.fileno())
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            raise FileExistsError(f"{target}: already exists; not overwriting it") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+from medmoe_lm_eval.jsonio import copy_exclusive
 
 
 class AtomicEvaluationTracker(EvaluationTracker):
@@ -64,7 +46,7 @@ class AtomicEvaluationTracker(EvaluationTracker):
                 self.output_path = str(final)
             for path in sorted(Path(staging).rglob("*")):
                 if path.is_file():
-                    publish_file(path, destination / path.relative_to(staging))
+                    copy_exclusive(path, destination / path.relative_to(staging))
 
 
 @contextlib.contextmanager

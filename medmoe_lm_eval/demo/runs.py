@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import threading
-from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from medmoe_lm_eval.jsonio import write_json_exclusive
+from medmoe_lm_eval.jsonio import write_json_exclusive, write_lines_exclusive
 from medmoe_lm_eval.paths import tasks_dir
 
 
@@ -102,37 +99,13 @@ def _sample_line(sample: dict[str, Any]) -> str:
     return json.dumps(line, default=handle_non_serializable, ensure_ascii=False) + "\n"
 
 
-def write_text_exclusive(path: Path, lines: Iterable[str]) -> Path:
-    """The tmp-file + hard-link pattern of ``jsonio.write_json_exclusive``, for JSONL text."""
-    if path.exists():
-        raise FileExistsError(f"{path}: already exists; not overwriting it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise FileExistsError(f"{path}: already exists; not overwriting it") from None
-        except OSError:  # no hard links on this file system
-            if path.exists():
-                raise FileExistsError(f"{path}: already exists; not overwriting it") from None
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def write_samples(folder: Path, stamp: str, samples: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
     """Write each task's ``samples_<task>_<stamp>.jsonl``; return lm-eval's ``task_hashes`` for them."""
     from lm_eval.utils import hash_string
 
     hashes = {}
     for task, rows in samples.items():
-        write_text_exclusive(folder / f"samples_{task}_{stamp}.jsonl", (_sample_line(s) for s in rows))
+        write_lines_exclusive(folder / f"samples_{task}_{stamp}.jsonl", (_sample_line(s) for s in rows))
         hashes[task] = hash_string("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in rows))
     return hashes
 
