@@ -251,13 +251,17 @@ def run_rank(args: argparse.Namespace) -> int:
     return 0
 
 
-def rank_tables(results_dir: str | Path, use_cases: str | Path | None = None, top: int = 0) -> list:
-    """Rich renderables ranking every use case over ``results_dir`` (for reports such as the demo)."""
+def rank_tables(results_dir: str | Path, use_cases: str | Path | None = None, top: int = 0, why: bool = True) -> list:
+    """Rich renderables ranking every use case over ``results_dir`` (for reports such as the demo).
+
+    ``why=False`` leaves out the sentence saying what carried each rank: in a summary it wraps
+    every row over several lines, and ``medmoe rank`` prints it in full.
+    """
     results = load_results(results_dir)
     cases, _ = load_use_cases(use_cases)
     if results.frame.empty:
         return []
-    return [item for case in cases.values() for item in ranking_renderables(rank_results(results, case), top)]
+    return [item for case in cases.values() for item in ranking_renderables(rank_results(results, case), top, why)]
 
 
 def _plain(text: str) -> str:
@@ -266,7 +270,7 @@ def _plain(text: str) -> str:
     return escape(text)
 
 
-def ranking_renderables(ranking: Ranking, top: int = 0) -> list:
+def ranking_renderables(ranking: Ranking, top: int = 0, why: bool = True) -> list:
     """A rich table for one use case, then its plain message and notes (names never parsed as markup)."""
     from rich.table import Table
     from rich.text import Text
@@ -278,6 +282,8 @@ def ranking_renderables(ranking: Ranking, top: int = 0) -> list:
     display = ranking_display(ranking, max_task_columns=3)
     if top > 0:
         display = display.head(top)
+    if not why:
+        display = display.drop(columns=["why"], errors="ignore")
     for column in display.columns:
         # a candidate's name is what a reader looks for and copies: it never wraps
         table.add_column(

@@ -64,9 +64,9 @@ def expectations(ppl: dict[str, dict[str, float]]) -> list[tuple[str, bool | Non
 def print_report(out: Path, runs: dict[str, Path], console: Console) -> None:
     from medmoe_lm_eval.cli.board import rank_tables
 
-    for table in rank_tables(out, top=RANK_TOP):
+    for table in rank_tables(out, top=RANK_TOP, why=False):
         console.print(table)
-    console.print(f"[dim]top {RANK_TOP} per use case; every candidate: medmoe rank --results {out}[/]")
+    console.print(f"[dim]top {RANK_TOP} per use case; every candidate, and what carried each rank: medmoe rank --results {out}[/]")
     ppl = perplexities(runs)
     if ppl:
         console.print("word perplexity on held-out domain text (lower is better)", style="italic")  # as a title it wraps to the table's width
