@@ -75,3 +75,13 @@ def f32_gguf(trained) -> Path:
     from medmoe_lm_eval.quantization.gguf_convert import hf_to_gguf
 
     return hf_to_gguf(trained, trained.parent / "trained-f32.gguf", "f32")
+
+
+@pytest.fixture(scope="module")
+def task_manager():
+    """lm-eval's task manager with medmoe registered and the project's tasks (bundled data)."""
+    from medmoe_lm_eval._lmeval_hook import register
+    from medmoe_lm_eval.demo.runs import task_manager as project_task_manager
+
+    register()
+    return project_task_manager()

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import lm_eval
 import pytest
-import yaml
+from commands import write_adapter
 from lm_eval.tasks import TaskManager
 
-from medmoe_lm_eval._lmeval_hook import register
-from medmoe_lm_eval.demo.runs import task_manager as project_task_manager
 from medmoe_lm_eval.harness.config import ConfigError
 from medmoe_lm_eval.harness.probe import parse_prompts, probe_prompts
 from medmoe_lm_eval.profiling.served import cache_share
@@ -28,19 +26,6 @@ from medmoe_lm_eval.profiling.single_stream import StreamSample, summarise
 pytestmark = pytest.mark.slow
 TASK = "medmoe_medmcqa"  # four answer options: four loglikelihood requests per document
 KEYWORDS = {"biomedical": ["patient", "disease", "drug"], "legal": ["court", "contract"], "code": ["function", "python"]}
-
-
-@pytest.fixture(scope="module")
-def task_manager() -> TaskManager:
-    register()
-    return project_task_manager()
-
-
-def _adapter(folder: Path, name: str, data: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, **data}), encoding="utf-8")
-    return path
 
 
 def _evaluate(adapter: Path, tm: TaskManager, limit: int, **kw) -> dict:
@@ -54,7 +39,7 @@ def test_top2_with_shared_expert_counts_unique_requests_and_expert_calls(tmp_pat
     """3 documents x 4 options = 12 requests; each goes to the top 2 routed experts and the shared one: 36 calls."""
     experts = [{"name": d[:3], "domain": d, "model": str(p), "device": "cpu"} for d, p in tiny_experts.items()]
     experts.append({"name": "gen", "model": str(tiny_model_dir), "device": "cpu"})
-    adapter = _adapter(
+    adapter = write_adapter(
         tmp_path,
         "top2-shared",
         {
@@ -82,7 +67,7 @@ def test_resumed_run_counts_only_what_it_served_and_says_what_came_from_the_cach
     """A run over 2 documents, resumed over 4 with ``--use_cache``, then repeated: 0%, 50% and 100% from the cache."""
     from medmoe_lm_eval.store.results import load_results
 
-    adapter = _adapter(tmp_path, "cached", {"kind": "single", "experts": [{"name": "m", "model": str(tiny_model_dir), "device": "cpu"}]})
+    adapter = write_adapter(tmp_path, "cached", {"kind": "single", "experts": [{"name": "m", "model": str(tiny_model_dir), "device": "cpu"}]})
     cache = str(tmp_path / "cache" / "run")
     runs = [_evaluate(adapter, task_manager, limit=n, use_cache=cache, model_args={"probe": 0}) for n in (2, 4, 4)]
     profiles = [r["config"]["medmoe_profile"] for r in runs]

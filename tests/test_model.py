@@ -9,30 +9,15 @@ from pathlib import Path
 
 import lm_eval
 import pytest
-import yaml
+from commands import write_adapter
 from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
-from medmoe_lm_eval._lmeval_hook import register
-from medmoe_lm_eval.demo.runs import task_manager as project_task_manager
 from medmoe_lm_eval.harness.backends.base import BackendError
 
 pytestmark = pytest.mark.slow
 
 DOMAIN_TASK = {"biomedical": "medmoe_medmcqa", "legal": "medmoe_ppl_legal", "code": "medmoe_ppl_code"}
-
-
-@pytest.fixture(scope="module")
-def task_manager() -> TaskManager:
-    register()
-    return project_task_manager()
-
-
-def write_adapter(folder: Path, name: str, data: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, **data}), encoding="utf-8")
-    return path
 
 
 def single(folder: Path, model: Path, name: str = "single", **expert) -> Path:
