@@ -10,7 +10,7 @@ interval from their standard errors, and says that paired comparisons need ``--l
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -127,9 +127,9 @@ def compare(results: ResultsSet, a: str, b: str) -> Comparison:
         else:
             diff = paired_difference(m.raw[a].to_numpy(), m.raw[b].to_numpy())
             row = TaskComparison(task, m.metric, diff.a, diff.b, diff.delta, diff.ci_low, diff.ci_high, diff.p_value, math.nan, diff.n_paired, diff.test)
-        rows.append(TaskComparison(**{**asdict(row), "note": "; ".join(n for n in (row.note, note) if n)}))
+        rows.append(replace(row, note="; ".join(n for n in (row.note, note) if n)))
     adjusted = holm([r.p_value for r in rows])
-    rows = [TaskComparison(**{**asdict(r), "p_holm": p}) for r, p in zip(rows, adjusted, strict=True)]
+    rows = [replace(r, p_holm=p) for r, p in zip(rows, adjusted, strict=True)]
     return Comparison(
         a, b, tuple(rows), tuple(sorted(set(per[a].index) - set(shared))), tuple(sorted(set(per[b].index) - set(shared))), tuple(str(i) for i in issues)
     )
