@@ -290,7 +290,9 @@ def check_batching(root: Path, model_dir: Path, limit: int, repeats: int = 2) ->
         best = {"hf": math.inf, "medmoe": math.inf}
         out: dict[str, dict[str, Any]] = {}
         for _ in range(repeats):  # taking turns, so drift penalises neither side
-            for side, (model, args) in {"hf": ("hf", {"pretrained": str(model_dir)}), "medmoe": ("medmoe", {"adapter": str(single)})}.items():
+            # like with like: hf serves the evaluation only, so the medmoe side runs without its serving probe
+            sides = {"hf": ("hf", {"pretrained": str(model_dir)}), "medmoe": ("medmoe", {"adapter": str(single), "probe": 0})}
+            for side, (model, args) in sides.items():
                 seconds, out[side] = _timed_run(model, args, batch_size, limit)
                 best[side] = min(best[side], seconds)
         a, b = _answers(out["medmoe"]), _answers(out["hf"])

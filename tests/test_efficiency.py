@@ -61,6 +61,8 @@ def test_top2_with_shared_expert_counts_unique_requests_and_expert_calls(tmp_pat
     assert stream["prompts"] == 2 and stream["warmup"] == 1 and set(stream["experts"]) <= set(calls)  # generation: a top expert
     assert stream["streamed"] is True and stream["e2e_ms"]["n"] == 2
     assert 0 < stream["router_ms"]["p50"] <= stream["ttft_ms"]["p50"] <= stream["e2e_ms"]["p50"]
+    # what probing cost: the two measured answers and the warm-up, so more than the measured ones alone
+    assert stream["probe_s"] * 1000 > stream["e2e_ms"]["mean"] * 2
 
 
 def test_resumed_run_counts_only_what_it_served_and_says_what_came_from_the_cache(tmp_path, tiny_model_dir, task_manager):

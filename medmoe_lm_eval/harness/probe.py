@@ -12,7 +12,10 @@ The prompts are the requests' contexts: a multiple-choice question is answered i
 (``MC_GEN_KWARGS``), a generation task uses its own ``gen_kwargs``, and rolling-loglikelihood
 tasks (whole documents, nothing to answer) are not probed. The probe's batches are not tracked,
 so batch throughput and energy figures are untouched; its routing is not written to the routing
-log. ``probe=0`` in ``--model_args`` turns it off.
+log. What the probe cost (warm-up included) is recorded as the task's ``probe_s``: it is a
+fixed ``prompts + 1`` answers per task, small against a full benchmark but most of a ``--limit``
+smoke run on a tiny model, which is why a throughput comparison with ``--model hf`` (which does
+no such thing) sets ``probe=0``. ``probe=0`` in ``--model_args`` turns it off.
 """
 
 from __future__ import annotations
@@ -101,10 +104,12 @@ class ServingProbe:
             if task in self.done or not items:
                 continue
             self.done.add(task)
+            began = time.perf_counter()
             try:
                 self.one(task, items[0])  # warm-up: caches, allocator, lazy kernels
                 measured = items[1:] or items[:1]  # a one-document task measures its only prompt again
-                self.profiler.add_single_stream(task, [self.one(task, item) for item in measured], warmup=1)
+                samples = [self.one(task, item) for item in measured]
+                self.profiler.add_single_stream(task, samples, warmup=1, probe_s=time.perf_counter() - began)
             except Exception as exc:  # a measurement never fails the evaluation; the profile says why it is missing
                 self.profiler.note(f"single-stream probe of {task} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 

@@ -90,7 +90,7 @@ class Profiler:
         self._expert_devices: dict[str, str] = {}
         self._idle_done: set[str] = set()
         self._served = ServedLedger()
-        self._streams: dict[str, tuple[list[StreamSample], int]] = {}
+        self._streams: dict[str, tuple[list[StreamSample], int, float | None]] = {}
         self._started_at: str | None = None
         self._run_t0: float | None = None
         self._active_s = 0.0
@@ -246,10 +246,10 @@ class Profiler:
         if self.enabled:
             self._served.note_cache(filename)
 
-    def add_single_stream(self, task: str, samples: Sequence[StreamSample], warmup: int) -> None:
-        """The serving probe's measurements of one task (see :mod:`.single_stream`)."""
+    def add_single_stream(self, task: str, samples: Sequence[StreamSample], warmup: int, probe_s: float | None = None) -> None:
+        """The serving probe's measurements of one task, and the wall time it spent (see :mod:`.single_stream`)."""
         if self.enabled:
-            self._streams[task] = (list(samples), int(warmup))
+            self._streams[task] = (list(samples), int(warmup), probe_s)
 
     def note(self, message: str) -> None:
         """Something the profile should say (a figure that could not be measured, and why)."""

@@ -162,9 +162,9 @@ def _single_stream(prof: Profiler) -> dict[str, Any] | None:
     if not prof._streams:
         return None
     out: dict[str, Any] = {}
-    for task, (samples, warmup) in prof._streams.items():
+    for task, (samples, warmup, probe_s) in prof._streams.items():
         energies = [_window_energy(prof, s.device, s.start_s, s.start_s + s.e2e_s) for s in samples]
-        out[task] = summarise(samples, warmup, energies)
+        out[task] = {**summarise(samples, warmup, energies), "probe_s": probe_s}
     return out
 
 
