@@ -123,9 +123,10 @@ def bootstrap_inputs(n_candidates: int, n_tasks: int, n_items: int):
         outcomes = (rng.uniform(size=(n_items, n_candidates)) < np.clip(skill[None, :] + hardness[:, None], 0, 1)).astype(float)
         for c in range(n_candidates):
             name, task = f"cand-{c:02d}", f"task{t}"
+            latency = tuple(10.0 + c + rng.normal(0, 2, 4))  # the serving probe's four measurements, redrawn by the ranking
             frames.append({"candidate": name, "task": task, "domain": "biomedical", "metric": "acc", "filter": "none", "value": outcomes[:, c].mean(),
                            "stderr": outcomes[:, c].std(ddof=1) / np.sqrt(n_items), "is_group": False, "kind": "full", "n_choices": 4.0,
-                           "latency_ms_p50": 10.0 + c, "peak_memory_bytes": 1e9, "energy_per_correct_j": np.nan, "generated_tokens_per_s": np.nan,
+                           "latency_ms_p50": float(np.median(latency)), "latency_samples_ms": latency, "peak_memory_bytes": 1e9, "energy_per_correct_j": np.nan, "generated_tokens_per_s": np.nan,
                            "requests_per_s": 5.0, "num_parameters": 1e6})  # fmt: skip
             items.append(pd.DataFrame({"candidate": name, "run_id": name, "task": task, "doc_id": np.arange(n_items), "doc_hash": [f"h{i}" for i in range(n_items)],
                                        "metric": "acc", "score": outcomes[:, c], "n_choices": 4.0, "option_ll": None}))  # fmt: skip

@@ -176,8 +176,9 @@ def kind_scale() -> alt.Scale:
 
 
 def tradeoff_chart(points: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> alt.Chart:
-    """Quality (y, with its 95% interval as an error bar) against a cost (x), coloured by kind,
-    Pareto front joined by a line. Layers: front, points, labels, error bars."""
+    """Quality (y, with its 95% interval as an error bar) against a cost (x, with a horizontal
+    error bar where ``<x>_low``/``<x>_high`` exist), coloured by kind, Pareto front joined by a
+    line. Layers: front, points, labels, error bars."""
     base = alt.Chart(points)
     scale = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
     enc_x = alt.X(f"{x}:Q", title=x_title, scale=scale)
@@ -196,7 +197,11 @@ def tradeoff_chart(points: pd.DataFrame, x: str, x_title: str, log_x: bool = Fal
     bars = base.mark_rule(strokeWidth=1.5, opacity=0.7).encode(
         x=enc_x, y="ci_low:Q", y2="ci_high:Q", color=alt.Color("kind:N", scale=kind_scale(), legend=None)
     )
-    return (front + dots + labels + bars).properties(height=360)
+    layers = front + dots + labels + bars
+    if f"{x}_low" in points.columns and points[f"{x}_low"].notna().any():  # the cost has an interval too (latency)
+        across = base.transform_filter(f"isValid(datum['{x}_low'])").mark_rule(strokeWidth=1.5, opacity=0.7)
+        layers += across.encode(x=alt.X(f"{x}_low:Q", scale=scale), x2=f"{x}_high:Q", y=enc_y, color=alt.Color("kind:N", scale=kind_scale(), legend=None))
+    return layers.properties(height=360)
 
 
 def heatmap(frame: pd.DataFrame, x: str, y: str, value: str, title: str, fmt: str = ".0%") -> alt.Chart:

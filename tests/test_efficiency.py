@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 import lm_eval
+import numpy as np
 import pytest
 from commands import write_adapter
 from lm_eval.tasks import TaskManager
@@ -63,6 +64,8 @@ def test_top2_with_shared_expert_counts_unique_requests_and_expert_calls(tmp_pat
     assert 0 < stream["router_ms"]["p50"] <= stream["ttft_ms"]["p50"] <= stream["e2e_ms"]["p50"]
     # what probing cost: the two measured answers and the warm-up, so more than the measured ones alone
     assert stream["probe_s"] * 1000 > stream["e2e_ms"]["mean"] * 2
+    # the measurements behind the p50 (warm-up left out), for the ranking's intervals
+    assert len(stream["e2e_samples_ms"]) == 2 and float(np.median(stream["e2e_samples_ms"])) == pytest.approx(stream["e2e_ms"]["p50"])
 
 
 def test_resumed_run_counts_only_what_it_served_and_says_what_came_from_the_cache(tmp_path, tiny_model_dir, task_manager):

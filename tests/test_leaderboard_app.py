@@ -152,6 +152,14 @@ def test_tradeoff_charts_mark_the_pareto_front_with_error_bars(monkeypatch, boar
     assert "model" not in set(data["candidate"])  # plain run: no latency, listed below the chart
     assert (data["pareto"] == "on front").any()
     assert ((data["ci_low"] <= data["quality"]) & (data["quality"] <= data["ci_high"])).all()
+    # latency has a horizontal error bar: the interval of its p50 over the serving probe's measurements
+    across = spec["layer"][4]
+    assert across["mark"]["type"] == "rule" and across["encoding"]["x"]["field"] == "latency_ms_low" and across["encoding"]["x2"]["field"] == "latency_ms_high"
+    probed = data.dropna(subset=["latency_ms_low"])
+    assert (
+        "tiny-bio" in set(probed["candidate"])
+        and ((probed["latency_ms_low"] <= probed["latency_ms"]) & (probed["latency_ms"] <= probed["latency_ms_high"])).all()
+    )
     n_items = data.set_index("candidate")["n_items"]
     assert n_items["tiny-bio"] == 6 and n_items["tiny-bio-gptq-synthetic"] == 0  # a copied results file has no samples: stderr bars
     # one task's own metric, chance-corrected: 4 options, so quality = (acc - 1/4) / (3/4) from the results file

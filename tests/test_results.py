@@ -121,7 +121,9 @@ def test_filters_and_tables(board_results):
     row = both[(both["task"] == "lbfx_bio") & (both["metric"] == "acc")].iloc[0]
     assert row["delta"] == pytest.approx(row["moe-oracle"] - row["tiny-bio"])
     lat = both[(both["task"] == "lbfx_bio") & (both["metric"] == "latency_ms_p50")].iloc[0]
-    assert lat["better"] == ("tiny-bio" if lat["tiny-bio"] < lat["moe-oracle"] else "moe-oracle")
+    assert lat["ci_low"] <= lat["ci_high"]  # B - A from the probe's measurements of both runs
+    faster = "tiny-bio" if lat["tiny-bio"] < lat["moe-oracle"] else "moe-oracle"
+    assert lat["better"] == ("no significant difference" if lat["ci_low"] <= 0 <= lat["ci_high"] else faster)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -230,8 +230,11 @@ def _processes_with(marker: str) -> list[int]:
     ids=["4gb", "growing", "stdout-flood", "stderr-flood", "busy-loop", "sleep-loop"],
 )
 def test_floods_and_loops_are_contained(layer, program, reason):  # noqa: F811
-    # a short wall clock for the loops; room for the floods to reach their limit on a busy machine
-    result = run_program(program, Limits(wall_s=2.0, cpu_s=1) if reason == "timeout" else Limits(wall_s=10.0, cpu_s=5))
+    # a short wall clock for the loops; room for the floods to reach their limit on a busy machine. The
+    # growing program touches every page up to the memory limit, so a smaller one (256 MiB, not the default
+    # 1 GiB) keeps page faults on a slow VM from running it into the wall clock first (seen once in 650 tests)
+    floods = Limits(wall_s=10.0, cpu_s=5, memory_bytes=256 << 20) if reason == "memory" else Limits(wall_s=10.0, cpu_s=5)
+    result = run_program(program, Limits(wall_s=2.0, cpu_s=1) if reason == "timeout" else floods)
     assert (result.passed, result.reason) == (False, reason)
     assert result.duration_s < 15
 

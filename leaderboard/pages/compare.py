@@ -82,12 +82,20 @@ if not subjects.empty:
 efficiency = compare_candidates(view.frame, a, b)
 efficiency = efficiency[efficiency["filter"] == ""].rename(columns={"delta": "difference"}).drop(columns=["filter", "better"])
 if not efficiency.empty:
-    st.subheader("Efficiency (single measurements, no interval)")
+    st.subheader("Efficiency")
+    st.caption(
+        "Single-stream latency p50 comes with the 95% interval of B - A, from redrawing each run's serving-probe measurements; "
+        "where it contains 0 the data do not tell the two apart. Tokens/s, memory and energy are single measurements: no interval."
+    )
     st.dataframe(
         efficiency,
         hide_index=True,
         width="stretch",
-        column_config={"difference": st.column_config.NumberColumn("B - A", format="%.4g")},
+        column_config={
+            "difference": st.column_config.NumberColumn("B - A", format="%.4g"),
+            "ci_low": st.column_config.NumberColumn("95% low", format="%.4g"),
+            "ci_high": st.column_config.NumberColumn("95% high", format="%.4g"),
+        },
         key="efficiency_table",
     )
 

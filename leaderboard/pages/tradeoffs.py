@@ -19,7 +19,8 @@ view = board_ui.current_view()
 st.title("Trade-offs")
 st.caption(
     "Each point is a candidate on one task: the task's own main metric (chance-corrected for multiple choice), never a mean of different "
-    "metrics. Error bars: 95% bootstrap interval over the task's items (or ±1.96 lm-eval standard errors without a per-sample log). "
+    "metrics. Error bars: 95% bootstrap interval over the task's items (or ±1.96 lm-eval standard errors without a per-sample log); "
+    "latency's horizontal bars: 95% interval of its p50 over the serving probe's measurements. "
     "Diamonds joined by the dashed line form the Pareto front: no other candidate is both better and cheaper."
 )
 if board_ui.no_results_message(view):
@@ -42,7 +43,8 @@ for column, (title, axis_title) in AXES.items():
     front = pareto_front(points, maximize=["quality"], minimize=[column])
     points = points.assign(pareto=front.map({True: "on front", False: "dominated"}))
     use_log = log_x and bool((points[column] > 0).all())
-    shown = points[["candidate", "kind", "metric", "quality", "ci_low", "ci_high", "n_items", "data", column, "pareto"]]
+    bounds = [c for c in (f"{column}_low", f"{column}_high") if c in points.columns]  # latency has an interval of its own
+    shown = points[["candidate", "kind", "metric", "quality", "ci_low", "ci_high", "n_items", "data", column, *bounds, "pareto"]]
     st.altair_chart(board_ui.tradeoff_chart(shown, column, axis_title, use_log), width="stretch", key=f"chart_{column}")
     if missing:
         st.caption(f"Not shown (no {title.lower()} measured): {board_ui.md(', '.join(missing))}")

@@ -7,7 +7,9 @@ per-task quality and its combined score, rank, and repeat. A candidate's rank in
 apart by the data; a candidate whose interval overlaps the leader's is tied with it.
 
 A run without a per-sample log has no items to draw; its task score is drawn from a normal
-distribution with lm-eval's standard error instead (fixed when that is unknown too).
+distribution with lm-eval's standard error instead (fixed when that is unknown too). Single-stream
+latency, which a use case may weigh, is redrawn alongside (:mod:`.latency`) and enters each draw
+as a ``shift`` of the scores.
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ def win_rate_scores(quality: np.ndarray) -> np.ndarray:
     return (beats / (n_c - 1)).mean(axis=-1)
 
 
+def figure_win_rates(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Per row of ``values`` (..., C): the share of the other candidates each beats on one figure
+    (ties half, a missing value below every measured one), as ``ranking.figure_win_rate`` does
+    for one row. One candidate: 1.0."""
+    n_c = values.shape[-1]
+    if n_c < 2:
+        return np.ones(values.shape)
+    signed = np.nan_to_num(values if higher_is_better else -values, nan=-np.inf)
+    return (stats.rankdata(signed, method="average", axis=-1) - 1.0) / (n_c - 1)
+
+
 def ranks(scores: np.ndarray) -> np.ndarray:
     """Competition ranks (1 = best, ties share the better rank) along the last axis."""
     return stats.rankdata(-np.nan_to_num(np.asarray(scores, dtype=float), nan=-np.inf), method="min", axis=-1).astype(int)
@@ -74,16 +87,19 @@ def rank_intervals(
     n_boot: int = N_BOOT,
     seed: int = SEED,
     among: np.ndarray | None = None,
+    shift: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(point ranks, 2.5% rank, 97.5% rank) of the candidates in ``among`` (a mask; default all).
 
     ``score`` maps a (..., C, T) quality array to (..., C) scores (higher is better); it sees every
     candidate, and only those in ``among`` are ranked (those failing a hard limit keep their part
-    in the win rates but take no rank).
+    in the win rates but take no rank). ``shift`` (n_boot, C) is added to each draw's scores: how
+    far the other resampled figures (latency) move each candidate's score in that draw.
     """
     keep = np.ones(point.shape[0], dtype=bool) if among is None else np.asarray(among, dtype=bool)
     point_ranks = ranks(score(point)[keep])
-    replicates = ranks(score(resample_quality(point, stderr, draws, n_boot, seed))[:, keep])
+    drawn = score(resample_quality(point, stderr, draws, n_boot, seed))
+    replicates = ranks((drawn if shift is None else drawn + shift)[:, keep])
     low = np.floor(np.percentile(replicates, 2.5, axis=0)).astype(int)
     high = np.ceil(np.percentile(replicates, 97.5, axis=0)).astype(int)
     return point_ranks, np.minimum(low, point_ranks), np.maximum(high, point_ranks)

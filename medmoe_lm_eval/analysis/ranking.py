@@ -12,8 +12,11 @@ How a use case scores a candidate (method :data:`METHOD`):
   lacks ranks below every measured one). Win rates replace min-max scaling, which turned 0.219 vs
   0.225 into 0 vs 1;
 * score = the weighted mean of those win rates; the rank comes with its 2.5-97.5% interval from
-  bootstrapping the items per task (:mod:`.rank_intervals`), and a candidate whose interval
-  overlaps the leader's is marked as tied with it, never as worse.
+  bootstrapping the items per task (:mod:`.rank_intervals`), with single-stream latency's few
+  measurements redrawn in the same draws (:mod:`.latency`; the table gets ``latency_ms_low`` /
+  ``_high`` and ``ttft_ms_low`` / ``_high``), and a candidate whose interval overlaps the
+  leader's is marked as tied with it, never as worse. Memory, energy and throughput are single
+  measurements: their win rates are the same in every draw.
 
 Hard limits (``"memory <= 8 GB"``) leave a candidate listed but unranked; ``accuracy`` limits hold
 only when every counted task's main metric meets them.
@@ -29,8 +32,9 @@ import pandas as pd
 
 from medmoe_lm_eval.analysis.calibration import ece_by_candidate
 from medmoe_lm_eval.analysis.coverage import Coverage, choose_coverage
+from medmoe_lm_eval.analysis.latency import RESAMPLED, FigureDraws, figure_draws
 from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
-from medmoe_lm_eval.analysis.rank_intervals import N_BOOT, TaskDraws, rank_intervals, tied_with_leader, win_rate_scores
+from medmoe_lm_eval.analysis.rank_intervals import N_BOOT, SEED, TaskDraws, figure_win_rates, rank_intervals, tied_with_leader, win_rate_scores
 from medmoe_lm_eval.analysis.use_cases import FIGURES, UseCase
 from medmoe_lm_eval.analysis.why import explain
 from medmoe_lm_eval.store.records import ResultsSet
@@ -222,9 +226,13 @@ def rank_use_case(frame: pd.DataFrame, use_case: UseCase, items: pd.DataFrame | 
     coverage = choose_coverage({str(c): set(g["task"]) for c, g in best.groupby("candidate")})
     figures = candidate_figures(best[best["task"].isin(coverage.tasks)]).reindex(list(coverage.ranked))
     figures["ece"] = ece_by_candidate(scope_frame(frame, use_case), coverage.tasks).reindex(figures.index)
+    rng = np.random.default_rng(SEED + 1)  # its own stream: the item draws stay as they were
+    latency = {col: figure_draws(best[best["task"].isin(coverage.tasks)], list(figures.index), col, n_boot, rng) for col in RESAMPLED}
+    for col, draws in latency.items():
+        figures[f"{col}_low"], figures[f"{col}_high"] = draws.interval()
     quality = _quality(best, items, coverage.ranked, coverage.tasks)
     weights, notes = _measured_weights(use_case, figures)
-    table = _scored_table(use_case, figures, quality, weights, n_boot)
+    table = _scored_table(use_case, figures, quality, weights, n_boot, latency)
     table = pd.concat([table, _excluded_rows(best, coverage)], ignore_index=True)
     table["excluded_reason"] = table["excluded_reason"].astype(object).where(table["excluded_reason"].notna(), None)
     table = table.sort_values(["meets_limits", "score", "candidate"], ascending=[False, False, True], kind="stable", na_position="last").reset_index(drop=True)
@@ -242,12 +250,19 @@ def _limit_checks(use_case: UseCase, figures: pd.DataFrame) -> pd.Series:
     return pd.DataFrame(checks, index=figures.index).all(axis=1) if checks else pd.Series(True, index=figures.index)
 
 
-def _scored_table(use_case: UseCase, figures: pd.DataFrame, quality: _Quality, weights: dict[str, float], n_boot: int) -> pd.DataFrame:
+def _scored_table(
+    use_case: UseCase, figures: pd.DataFrame, quality: _Quality, weights: dict[str, float], n_boot: int, latency: Mapping[str, FigureDraws]
+) -> pd.DataFrame:
     total = sum(weights.values())
     fixed = pd.DataFrame(index=figures.index)
+    shift = np.zeros((n_boot, len(figures)))  # per draw, how far redrawn latency moves each score
     for key, weight in weights.items():
-        if key != "accuracy":
-            fixed[key] = figure_win_rate(figures[FIGURES[key].column], FIGURES[key].higher_is_better) * (weight / total)
+        if key == "accuracy":
+            continue
+        figure = FIGURES[key]
+        fixed[key] = figure_win_rate(figures[figure.column], figure.higher_is_better) * (weight / total)
+        if figure.column in latency:
+            shift += figure_win_rates(latency[figure.column].replicates, figure.higher_is_better) * (weight / total) - fixed[key].to_numpy()
     w_quality = weights.get("accuracy", 0.0) / total
     meets = _limit_checks(use_case, figures)
     eligible = meets.to_numpy()
@@ -264,7 +279,7 @@ def _scored_table(use_case: UseCase, figures: pd.DataFrame, quality: _Quality, w
         table[column] = np.nan
     table["tied_with_leader"] = False
     if eligible.any():
-        _rank_eligible(table, quality, eligible, score, n_boot)
+        _rank_eligible(table, quality, eligible, score, n_boot, shift)
     table["meets_limits"] = meets
     table["n_items"] = quality.n_items.reindex(figures.index).fillna(0).astype(int)
     table["task_list"] = [list(quality.point.columns)] * len(table)
@@ -273,7 +288,9 @@ def _scored_table(use_case: UseCase, figures: pd.DataFrame, quality: _Quality, w
     return table.rename_axis("candidate").reset_index()
 
 
-def _rank_eligible(table: pd.DataFrame, quality: _Quality, eligible: np.ndarray, score: Callable[[np.ndarray], np.ndarray], n_boot: int) -> None:
+def _rank_eligible(
+    table: pd.DataFrame, quality: _Quality, eligible: np.ndarray, score: Callable[[np.ndarray], np.ndarray], n_boot: int, shift: np.ndarray
+) -> None:
     """Point ranks, rank intervals and tie marks of the candidates that meet every limit.
 
     Scores (win rates) are over every covered candidate, as shown in the table; only the eligible
@@ -281,7 +298,7 @@ def _rank_eligible(table: pd.DataFrame, quality: _Quality, eligible: np.ndarray,
     """
     point = quality.point.to_numpy(dtype=float)
     stderr = quality.stderr.to_numpy(dtype=float)
-    r, lo, hi = rank_intervals(point, stderr, quality.draws, score, n_boot, among=eligible)
+    r, lo, hi = rank_intervals(point, stderr, quality.draws, score, n_boot, among=eligible, shift=shift)
     idx = table.index[eligible]
     table.loc[idx, "rank"], table.loc[idx, "rank_low"], table.loc[idx, "rank_high"] = r, lo, hi
     table.loc[idx, "tied_with_leader"] = tied_with_leader(r, lo, hi)

@@ -3,7 +3,8 @@
 A point's height is the task's own main metric (chance-corrected for multiple choice), never a
 mean over different metrics; its error bar is the 95% bootstrap interval of the mean over the
 task's items (``scipy.stats.bootstrap``, percentile), or +-1.96 lm-eval standard errors for a run
-without a per-sample log.
+without a per-sample log. Single-stream latency gets a horizontal one: the 95% interval of its p50
+over the serving probe's measurements (:mod:`.latency`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from medmoe_lm_eval.analysis.latency import median_interval
 from medmoe_lm_eval.analysis.paired import CONFIDENCE, N_RESAMPLES, SEED
 from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
 
 Z_95 = 1.959963984540054
-POINT_COLUMNS = ["candidate", "kind", "metric", "quality", "ci_low", "ci_high", "n_items", "latency_ms", "peak_memory_gb", "energy_per_correct_j", "data"]
+POINT_COLUMNS = [
+    "candidate", "kind", "metric", "quality", "ci_low", "ci_high", "n_items", "latency_ms", "latency_ms_low", "latency_ms_high",
+    "peak_memory_gb", "energy_per_correct_j", "data",
+]  # fmt: skip
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float]:
@@ -54,7 +59,9 @@ def task_points(frame: pd.DataFrame, items: pd.DataFrame, task: str) -> pd.DataF
             q, se = float(r["quality"]), float(r["quality_stderr"])
             low, high = (q - Z_95 * se, q + Z_95 * se) if math.isfinite(se) else (math.nan, math.nan)
             n = 0
+        lat_low, lat_high = median_interval(r.get("latency_samples_ms"), SEED)
         rows.append({"candidate": name, "kind": r["kind"], "metric": r["metric"], "quality": q, "ci_low": low, "ci_high": high, "n_items": n,
-                     "latency_ms": r["latency_ms_p50"], "peak_memory_gb": r["peak_memory_bytes"] / 1e9, "energy_per_correct_j": r["energy_per_correct_j"],
+                     "latency_ms": r["latency_ms_p50"], "latency_ms_low": lat_low, "latency_ms_high": lat_high,
+                     "peak_memory_gb": r["peak_memory_bytes"] / 1e9, "energy_per_correct_j": r["energy_per_correct_j"],
                      "data": r["data_source"]})  # fmt: skip
     return pd.DataFrame(rows, columns=POINT_COLUMNS)

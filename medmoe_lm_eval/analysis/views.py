@@ -6,6 +6,7 @@ and in an exported page are the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medmoe_lm_eval.analysis.latency import difference_interval
+from medmoe_lm_eval.analysis.rank_intervals import SEED
 from medmoe_lm_eval.analysis.ranking import Ranking, candidate_figures, task_win_rates
-from medmoe_lm_eval.analysis.use_cases import FIGURES, format_value
+from medmoe_lm_eval.analysis.use_cases import FIGURES, Figure, format_value
 from medmoe_lm_eval.benchmarks.metric_directions import ACCURACY_METRICS, METRIC_DIRECTIONS
 from medmoe_lm_eval.store.files import as_dict
 from medmoe_lm_eval.store.records import ResultsSet
@@ -114,28 +117,27 @@ def compare_candidates(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     sign = table["higher_is_better"].map({True: 1.0, False: -1.0}).astype(float)
     better = np.sign(table["delta"] * sign)
     table["better"] = better.map({1.0: b, -1.0: a, 0.0: "tie"}).fillna("")
+    inside = (table["ci_low"] <= 0) & (table["ci_high"] >= 0)  # latency: an interval that holds 0 names no winner
+    table.loc[inside, "better"] = "no significant difference"
     return table.rename(columns={"value_a": a if a != b else f"{a} (A)", "value_b": b if a != b else f"{b} (B)"})
 
 
 def _efficiency_rows(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-    """Per task: latency, tokens/s, peak memory, energy per correct of both candidates."""
+    """Per task: latency (with the 95% interval of B - A from the probe's measurements), tokens/s,
+    peak memory and energy per correct of both candidates (single measurements: no interval)."""
     out = []
+    samples = {
+        side: frame.reindex(columns=["latency_samples_ms"]).groupby(level="task")["latency_samples_ms"].first() for side, frame in (("a", left), ("b", right))
+    }
     for column in ("latency_ms_p50", "generated_tokens_per_s", "peak_memory_bytes", "energy_per_correct_j"):
         a = left.groupby(level="task")[column].first()
         b = right.groupby(level="task")[column].first()
         joined = pd.concat({"value_a": a, "value_b": b}, axis=1).dropna(how="all")
         for task, row in joined.iterrows():
-            out.append(
-                {
-                    "task": task,
-                    "metric": column,
-                    "filter": "",
-                    "value_a": row["value_a"],
-                    "value_b": row["value_b"],
-                    "higher_is_better": METRIC_DIRECTIONS[column],
-                }
-            )
-    return pd.DataFrame(out, columns=["task", "metric", "filter", "value_a", "value_b", "higher_is_better"])
+            low, high = difference_interval(samples["a"].get(task), samples["b"].get(task), SEED) if column == "latency_ms_p50" else (np.nan, np.nan)
+            out.append({"task": task, "metric": column, "filter": "", "value_a": row["value_a"], "value_b": row["value_b"],
+                        "higher_is_better": METRIC_DIRECTIONS[column], "ci_low": low, "ci_high": high})  # fmt: skip
+    return pd.DataFrame(out, columns=["task", "metric", "filter", "value_a", "value_b", "higher_is_better", "ci_low", "ci_high"])
 
 
 def run_details(results: ResultsSet, candidate: str) -> list[dict[str, Any]]:
@@ -187,11 +189,34 @@ def ranking_display(ranking: Ranking, max_task_columns: int | None = None) -> pd
         out[f"{task} (quality)"] = table["candidate"].map(ranking.quality[task]).map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")
     for key in shown:
         fig = FIGURES[key]
-        out[fig.label] = table[fig.column].map(lambda v, f=fig: format_value(f, None if pd.isna(v) else float(v)))
+        out[fig.label] = [figure_cell(fig, row) for row in table.to_dict("records")]
     out["tasks"] = table["tasks"]
     out["items"] = table["n_items"]
     out["why"] = table["why"]
     return out
+
+
+def _value(row: Mapping[Hashable, Any], column: str) -> float | None:
+    value = row.get(column)
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _interval(row: Mapping[Hashable, Any], column: str) -> dict[str, float | None]:
+    """A single-stream figure with its 95% bootstrap interval, as ``medmoe rank --json`` prints it."""
+    return {"p50": _value(row, column), "ci_low": _value(row, f"{column}_low"), "ci_high": _value(row, f"{column}_high")}
+
+
+def figure_cell(fig: Figure, row: Mapping[Hashable, Any]) -> str:
+    """A figure in readable units, with its 95% interval where the ranking has one (latency)."""
+    shown = format_value(fig, _value(row, fig.column))
+    low, high = _value(row, f"{fig.column}_low"), _value(row, f"{fig.column}_high")
+    if low is None or high is None:
+        return shown
+    bounds = [format_value(fig, v) for v in (low, high)]
+    units = {b.rpartition(" ")[2] for b in [shown, *bounds]}
+    if len(units) == 1:  # "12.3 ms [11.0–14.1]": the unit once
+        bounds = [b.rpartition(" ")[0] for b in bounds]
+    return f"{shown} [{bounds[0]}–{bounds[1]}]"
 
 
 def ranking_json(ranking: Ranking) -> list[dict[str, Any]]:
@@ -208,6 +233,7 @@ def ranking_json(ranking: Ranking) -> list[dict[str, Any]]:
             "tasks": list(row["task_list"]), "n_items": int(row["n_items"]), "excluded_reason": None if ranked else row["excluded_reason"],
             "meets_limits": bool(row["meets_limits"]), "why": row["why"],
             "quality": {str(t): round(float(v), 6) for t, v in quality.items() if pd.notna(v)},
+            "latency_ms": _interval(row, "latency_ms"), "ttft_ms": _interval(row, "ttft_ms"),
         })  # fmt: skip
     return out
 

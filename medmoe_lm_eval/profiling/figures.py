@@ -6,7 +6,9 @@ Each name means one thing. ``latency_ms_p50``/``_p95`` are single-stream end-to-
 of documents and never stand in for a request's latency (a schema-1 profile, which had only
 those, gets no single-stream figures). ``requests_per_s`` counts unique lm-eval requests served
 in this run; ``expert_calls`` what the experts were sent; ``cache_share`` the share of the
-task's documents answered from lm-eval's cache.
+task's documents answered from lm-eval's cache. ``latency_samples_ms``/``ttft_samples_ms`` are
+the probe's measurements behind those p50s (a tuple, or ``None``), for intervals: a profile from
+elsewhere is data, so only finite, non-negative numbers are kept, at most :data:`MAX_SAMPLES`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from medmoe_lm_eval.profiling.served import cache_share
 TASK_FIGURES: tuple[str, ...] = (
     "latency_ms_p50", "latency_ms_p95", "ttft_ms_p50", "tpot_ms_p50", "batch_latency_ms_p50", "batch_latency_ms_p95",
     "requests_per_s", "generated_tokens_per_s", "requests_served", "expert_calls", "cache_share", "energy_j", "energy_source",
+    "latency_samples_ms", "ttft_samples_ms",
 )  # fmt: skip
+#: the most single-stream measurements read per task (the probe takes a handful)
+MAX_SAMPLES = 1000
 
 
 def _num(value: Any) -> float:
@@ -30,6 +35,14 @@ def _num(value: Any) -> float:
 
 def _map(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _samples(value: Any) -> tuple[float, ...] | None:
+    """A list of latencies in ms as a tuple of floats; ``None`` unless every entry is a finite number >= 0."""
+    if not isinstance(value, list) or not value or len(value) > MAX_SAMPLES:
+        return None
+    numbers = [_num(v) for v in value]
+    return tuple(numbers) if all(math.isfinite(v) and v >= 0 for v in numbers) else None
 
 
 def task_figures(profile: Mapping[str, Any] | None, task: str, n_docs: float) -> dict[str, Any]:
@@ -56,4 +69,6 @@ def task_figures(profile: Mapping[str, Any] | None, task: str, n_docs: float) ->
         "cache_share": math.nan if share is None else share,
         "energy_j": _num(stats.get("energy_j")),
         "energy_source": "+".join(dict.fromkeys(sources)) or None,
+        "latency_samples_ms": _samples(stream.get("e2e_samples_ms")),
+        "ttft_samples_ms": _samples(stream.get("ttft_samples_ms")) if stream.get("streamed") else None,
     }

@@ -9,6 +9,10 @@ backend's streaming path, and hands each measurement here as a :class:`StreamSam
 TPOT is ``(E2E - TTFT) / (output tokens - 1)``, MLPerf's definition, so a one-token answer has
 none. A backend without a streaming path yields the whole answer at once: its TTFT equals its
 E2E, and the summary says ``streamed: false`` so nobody reads that TTFT as a real one.
+
+The summary keeps each measured E2E and TTFT (warm-up excluded), not only their percentiles: a
+p50 over four prompts is uncertain, and the ranking resamples them (``analysis.latency``) so
+that two candidates a few milliseconds apart are not told apart by noise.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def summarise(samples: Sequence[StreamSample], warmup: int, energies: Sequence[f
         "tpot_ms": Latency.from_seconds([t for s in samples if (t := s.tpot_s) is not None]).to_dict(),
         "e2e_ms": Latency.from_seconds([s.e2e_s for s in samples]).to_dict(),
         "router_ms": Latency.from_seconds([s.router_s for s in samples]).to_dict(),
+        # the measurements themselves, so a comparison of candidates can say how sure its p50s are
+        "e2e_samples_ms": [s.e2e_s * 1000.0 for s in samples],
+        "ttft_samples_ms": [s.ttft_s * 1000.0 for s in samples if s.ttft_s is not None],
         "output_tokens": sum(s.output_tokens for s in samples),
         "energy_per_request_j": sum(joules) / len(joules) if joules and len(joules) == len(samples) else None,
     }

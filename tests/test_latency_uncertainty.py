@@ -1,0 +1,130 @@
+"""Single-stream latency's uncertainty, hand-computed: redrawn medians, intervals, win rates, and ranks.
+
+The probe measures a handful of prompts per task; a ranking that weighs latency must not turn a
+p50 a few milliseconds lower, inside the spread of four measurements, into a sure rank difference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medmoe_lm_eval.analysis.latency import FigureDraws, figure_draws, task_medians
+from medmoe_lm_eval.analysis.rank_intervals import figure_win_rates
+from medmoe_lm_eval.analysis.ranking import rank_use_case
+from medmoe_lm_eval.analysis.use_cases import UseCase
+from medmoe_lm_eval.profiling.figures import task_figures
+
+
+def test_redrawn_medians_of_two_measurements_follow_the_hand_computed_distribution():
+    # two values drawn twice with replacement: (10,10) 1/4 -> 10, (10,20)/(20,10) 1/2 -> 15, (20,20) 1/4 -> 20
+    medians = task_medians((10.0, 20.0), 15.0, 40_000, np.random.default_rng(0))
+    share = {v: float(np.mean(medians == v)) for v in (10.0, 15.0, 20.0)}
+    assert share == pytest.approx({10.0: 0.25, 15.0: 0.5, 20.0: 0.25}, abs=0.01)
+    assert set(np.unique(medians)) == {10.0, 15.0, 20.0}
+
+
+def test_a_task_without_measurements_keeps_its_p50_in_every_draw():
+    assert task_medians(None, 42.0, 5, np.random.default_rng(0)).tolist() == [42.0] * 5
+    assert task_medians(float("nan"), 42.0, 3, np.random.default_rng(0)).tolist() == [42.0] * 3  # a NaN cell of the frame
+
+
+def test_interval_is_the_2_5_and_97_5_percent_of_the_draws():
+    draws = FigureDraws(("a", "b"), np.column_stack([np.arange(1.0, 101.0), np.full(100, np.nan)]))
+    low, high = draws.interval()
+    # numpy's linear percentile of 1..100: 1 + 0.025 * 99 and 1 + 0.975 * 99
+    assert (low[0], high[0]) == pytest.approx((3.475, 97.525))
+    assert math.isnan(low[1]) and math.isnan(high[1])  # never measured: no interval
+
+
+def test_candidate_draws_average_its_tasks_like_the_table_does():
+    best = pd.DataFrame(
+        {
+            "candidate": ["a", "a", "b"],
+            "latency_ms_p50": [10.0, 30.0, np.nan],
+            "latency_samples_ms": [(10.0, 10.0, 10.0), None, None],  # task 2 has no measurements: fixed at 30
+        }
+    )
+    draws = figure_draws(best, ["a", "b"], "latency_ms", 50, np.random.default_rng(0))
+    assert draws.replicates[:, 0].tolist() == [20.0] * 50  # (10 + 30) / 2 in every draw
+    assert np.isnan(draws.replicates[:, 1]).all()
+    # a's figure rests partly on a p50 without its measurements: a [20, 20] interval would look sure; none is shown
+    low, high = draws.interval()
+    assert np.isnan(low).all() and np.isnan(high).all()
+
+
+def test_figure_win_rates_per_draw_hand_computed():
+    values = np.array([[100.0, 200.0, np.nan], [300.0, 200.0, 50.0]])
+    # lower is better; draw 1: 100 beats both, 200 beats the unmeasured one; draw 2: 50 < 200 < 300
+    assert figure_win_rates(values, higher_is_better=False).tolist() == [[1.0, 0.5, 0.0], [0.0, 0.5, 1.0]]
+    assert figure_win_rates(np.array([[5.0, 5.0]]), higher_is_better=False).tolist() == [[0.5, 0.5]]  # a tie: half
+    assert figure_win_rates(np.array([[7.0]]), higher_is_better=True).tolist() == [[1.0]]
+
+
+def _frame(latencies: dict[str, tuple[float, ...]]) -> pd.DataFrame:
+    """Candidates equal on one task's accuracy, differing in single-stream latency measurements only."""
+    rows = []
+    for cand, samples in latencies.items():
+        rows.append({
+            "candidate": cand, "task": "t1", "domain": "biomedical", "metric": "acc", "filter": "none", "value": 0.5, "higher_is_better": True,
+            "is_group": False, "kind": "full", "latency_ms_p50": float(np.median(samples)), "latency_samples_ms": samples,
+            "peak_memory_bytes": np.nan, "energy_per_correct_j": np.nan, "generated_tokens_per_s": np.nan,
+            "requests_per_s": np.nan, "num_parameters": np.nan,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+LATENCY_CASE = UseCase(slug="fast", name="Latency only", weights={"accuracy": 0.5, "latency": 0.5}, limits=[])
+
+
+def test_latency_a_few_ms_apart_inside_the_spread_is_a_tie_not_a_rank_difference():
+    # p50s 115 vs 117.5 ms from four measurements each that interleave: no draw-proof winner
+    table = rank_use_case(_frame({"A": (90.0, 100.0, 130.0, 140.0), "B": (95.0, 110.0, 125.0, 150.0)}), LATENCY_CASE).table.set_index("candidate")
+    assert table.loc["A", "rank"] == 1 and table.loc["B", "rank"] == 2  # the point estimate still orders them
+    assert table.loc["B", "rank_low"] == 1 and bool(table.loc["B", "tied_with_leader"])  # but the data cannot tell them apart
+    assert table.loc["A", "latency_ms_low"] < table.loc["B", "latency_ms"] < table.loc["A", "latency_ms_high"]
+
+
+def test_latency_far_apart_is_a_rank_difference():
+    table = rank_use_case(_frame({"A": (10.0, 11.0, 12.0, 13.0), "B": (100.0, 101.0, 102.0, 103.0)}), LATENCY_CASE).table.set_index("candidate")
+    assert (table.loc["A", "rank_low"], table.loc["A", "rank_high"]) == (1, 1)
+    assert (table.loc["B", "rank_low"], table.loc["B", "rank_high"]) == (2, 2) and not table.loc["B", "tied_with_leader"]
+    # medians of four redrawn values of 10..13 lie within [10, 13]; the table's figure is the p50 11.5
+    assert 10.0 <= table.loc["A", "latency_ms_low"] <= 11.5 <= table.loc["A", "latency_ms_high"] <= 13.0
+
+
+def test_profile_measurements_reach_the_frame_and_hostile_ones_do_not():
+    stream = {"streamed": True, "e2e_ms": {"p50": 2.0}, "ttft_ms": {"p50": 1.0}, "e2e_samples_ms": [1.0, 2.0, 3.0], "ttft_samples_ms": [1, 1.0]}
+    figures = task_figures({"single_stream": {"t": stream}}, "t", 3)
+    assert figures["latency_samples_ms"] == (1.0, 2.0, 3.0) and figures["ttft_samples_ms"] == (1.0, 1.0)
+    for bad in (["1.0", 2.0], [float("nan")], [-1.0], "123", [True, 1.0], [1.0] * 1001, []):
+        hostile = {"single_stream": {"t": {**stream, "e2e_samples_ms": bad}}}
+        assert task_figures(hostile, "t", 3)["latency_samples_ms"] is None, bad
+
+
+def test_compare_names_a_faster_candidate_only_outside_the_interval():
+    from medmoe_lm_eval.analysis.views import compare_candidates
+
+    def lat(frame: pd.DataFrame) -> pd.Series:
+        table = compare_candidates(frame, "A", "B")
+        return table[table["metric"] == "latency_ms_p50"].iloc[0]
+
+    overlapping = lat(_frame({"A": (90.0, 100.0, 130.0, 140.0), "B": (95.0, 110.0, 125.0, 150.0)}))
+    assert overlapping["ci_low"] < 0 < overlapping["ci_high"] and overlapping["better"] == "no significant difference"
+    apart = lat(_frame({"A": (10.0, 11.0, 12.0, 13.0), "B": (100.0, 101.0, 102.0, 103.0)}))
+    # redrawn medians lie in [10, 13] and [100, 103]: B - A within [87, 93]
+    assert 87.0 <= apart["ci_low"] <= apart["ci_high"] <= 93.0 and apart["better"] == "A"
+
+
+def test_rank_table_and_json_show_latency_with_its_interval():
+    from medmoe_lm_eval.analysis.views import ranking_display, ranking_json
+
+    ranking = rank_use_case(_frame({"A": (10.0, 11.0, 12.0, 13.0), "B": (100.0, 101.0, 102.0, 103.0)}), LATENCY_CASE)
+    table = ranking_display(ranking).set_index("candidate")
+    low, high = ranking.table.set_index("candidate").loc["A", ["latency_ms_low", "latency_ms_high"]]
+    assert table.loc["A", "single-stream latency p50"] == f"11.5 ms [{low:.1f}–{high:.1f}]"
+    (a, _) = ranking_json(ranking)
+    assert a["latency_ms"] == {"p50": 11.5, "ci_low": pytest.approx(low), "ci_high": pytest.approx(high)}
