@@ -496,6 +496,25 @@ def test_show_profile_without_a_profile_gives_one_line_naming_the_file(tmp_path)
     assert "disabled" in _print(off)
 
 
+def test_show_profile_of_a_file_from_elsewhere_with_wrong_values_shows_what_it_can(tmp_path):
+    """A profile is data: strings where numbers go, a string where a table goes, markup in names."""
+    hostile = {
+        "enabled": True, "schema": 2, "total": {"requests": "many", "wall_s": float("nan")},
+        "tasks": {"t": "oops"}, "single_stream": {"t": {"prompts": "four", "probe_s": "3s", "ttft_ms": {"p50": "fast"}}},
+        "experts": {"[bold red]evil[/]": {"loads": "one", "energy_j": "lots", "device": "[link=http://x]cpu[/link]"}},
+        "energy": "none", "sampler": {"notes": "a single note"},
+    }  # fmt: skip
+    path = tmp_path / "profile_hostile.json"
+    path.write_text(json.dumps(hostile))
+    text = _print(path, width=400)
+    assert "tasks: not shown, this profile holds values medmoe does not write there (AttributeError" in text
+    assert "resources: not shown" in text  # energy is a string, not a table
+    assert "[bold red]evil[/]" in text and "[link=http://x]cpu[/link]" in text  # shown as written, never read as markup
+    assert "note: a single note" in text and "note: a\n" not in text  # one message, not its letters
+    single = next(line for line in text.splitlines() if line.startswith("│ t "))  # strings where numbers go: "-"
+    assert "four" not in single and "3s" not in single and "fast" not in single
+
+
 # -- end to end through lm-eval and MedMoELM -------------------------------------------------------------
 
 _E2E_TASKS = {

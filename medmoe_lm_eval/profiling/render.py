@@ -8,6 +8,7 @@ profile holds: a figure that was not measured shows as ``-`` and the reason is p
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +43,15 @@ def load_profile(path: str | os.PathLike[str]) -> dict[str, Any]:
 # -- formatting ----------------------------------------------------------------------------------
 
 
+def _number(value: Any) -> int | float | None:
+    """A profile's number, or ``None``: a file from elsewhere may hold anything where a number goes."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value
+
+
 def _num(value: Any, digits: int = 1) -> str:
+    value = _number(value)
     if value is None:
         return MISSING
     if isinstance(value, int):
@@ -51,7 +60,7 @@ def _num(value: Any, digits: int = 1) -> str:
 
 
 def _bytes(value: Any) -> str:
-    if value is None:
+    if _number(value) is None:
         return MISSING
     size = float(value)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -62,6 +71,7 @@ def _bytes(value: Any) -> str:
 
 
 def _joules(value: Any) -> str:
+    value = _number(value)
     if value is None:
         return MISSING
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
@@ -85,6 +95,12 @@ def _stat_cells(stats: dict[str, Any]) -> list[str]:
 _STAT_COLUMNS = ("requests", "expert calls", "busy s", "req/s", "prompt tok/s", "gen tok/s", "batch p50 ms", "batch p95 ms", "batch max ms")
 
 
+def _row(table: Table, *cells: Any, style: str | None = None) -> None:
+    """One row of plain text: a task, expert or device name from a file is shown as written, never
+    read as rich markup (``[link=...]``, styles)."""
+    table.add_row(*(Text(str(c)) for c in cells), style=style)
+
+
 def _table(title: str, first: str, extra: tuple[str, ...] = ()) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column(first, style="cyan", no_wrap=True)
@@ -98,7 +114,7 @@ def _key_values(title: str, rows: list[tuple[str, str]]) -> Table:
     table.add_column(style="cyan", no_wrap=True)
     table.add_column()
     for key, value in rows:
-        table.add_row(key, value)
+        _row(table, key, value)
     return table
 
 
@@ -125,9 +141,9 @@ def _overview(p: dict[str, Any]) -> Table:
 
 def _throughput(p: dict[str, Any]) -> Table:
     table = _table("Throughput and batch latency (a batch is one backend call on up to batch_size documents)", "scope")
-    table.add_row("total", *_stat_cells(p.get("total") or {}), style="bold")
+    _row(table, "total", *_stat_cells(p.get("total") or {}), style="bold")
     for rtype, stats in (p.get("request_types") or {}).items():
-        table.add_row(rtype, *_stat_cells(stats))
+        _row(table, rtype, *_stat_cells(stats))
     return table
 
 
@@ -137,7 +153,7 @@ def _tasks(p: dict[str, Any]) -> Table:
         energy, n = stats.get("energy_j"), stats.get("requests")
         per = energy / n if energy is not None and n else None
         on = ",".join(stats.get("energy_devices") or []) or MISSING
-        table.add_row(task, *_stat_cells(stats), _num(stats.get("docs")), _joules(energy), _joules(per), on, _num(stats.get("truncated", 0)))
+        _row(table, task, *_stat_cells(stats), _num(stats.get("docs")), _joules(energy), _joules(per), on, _num(stats.get("truncated", 0)))
     return table
 
 
@@ -155,9 +171,7 @@ def _single_stream(p: dict[str, Any]) -> Table | None:
         streamed = "yes" if s.get("streamed") else "no (TTFT = E2E)"
         cells = (ttft.get("p50"), ttft.get("p95"), tpot.get("p50"), e2e.get("p50"), e2e.get("p95"))
         cost = _num(s.get("probe_s"), 2)  # what measuring took, warm-up included
-        table.add_row(
-            task, _num(s.get("prompts")), streamed, *(_num(v) for v in cells), _num(router.get("p50"), 3), _joules(s.get("energy_per_request_j")), cost
-        )
+        _row(table, task, _num(s.get("prompts")), streamed, *(_num(v) for v in cells), _num(router.get("p50"), 3), _joules(s.get("energy_per_request_j")), cost)
     return table
 
 
@@ -166,7 +180,7 @@ def _experts(p: dict[str, Any]) -> Table:
     for name, stats in (p.get("experts") or {}).items():
         loads = (_num(stats.get("loads")), _num(stats.get("load_s"), 2))
         energy = (_joules(stats.get("energy_j")), str(stats.get("energy_source") or MISSING))
-        table.add_row(name, *_stat_cells(stats), str(stats.get("device") or MISSING), *loads, *energy, _num(stats.get("truncated", 0)))
+        _row(table, name, *_stat_cells(stats), str(stats.get("device") or MISSING), *loads, *energy, _num(stats.get("truncated", 0)))
     return table
 
 
@@ -230,7 +244,9 @@ def _served_rows(p: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _problems(p: dict[str, Any]) -> Text | None:
     sampler = p.get("sampler") or {}
-    lines = [f"error: {e}" for e in sampler.get("errors") or []] + [f"note: {n}" for n in sampler.get("notes") or []]
+    errors, notes = (sampler.get(k) or [] for k in ("errors", "notes"))
+    errors, notes = ([v] if isinstance(v, str) else v for v in (errors, notes))  # one string is one message, not its letters
+    lines = [f"error: {e}" for e in errors] + [f"note: {n}" for n in notes]
     if p.get("failed_batches"):
         lines.append(f"error: {p['failed_batches']} batch(es) raised and are not in the figures")
     return Text("\n".join(lines), style="yellow") if lines else None
@@ -240,10 +256,23 @@ _SECTIONS: tuple[Callable[[dict[str, Any]], RenderableType | None], ...] = (_ove
 
 
 def render_profile(profile: dict[str, Any]) -> list[RenderableType]:
-    """The profile as a list of rich renderables (print them in order)."""
+    """The profile as a list of rich renderables (print them in order).
+
+    A profile is data from wherever the results folder came from: a section whose values are not
+    shaped as medmoe writes them is replaced by one line saying so, and the others still show.
+    """
     if not profile.get("enabled", True):
         return [Text("profiling was disabled for this run (profile=false)")]
-    return [r for r in (section(profile) for section in _SECTIONS) if r is not None]
+    out: list[RenderableType] = []
+    for section in _SECTIONS:
+        try:
+            shown = section(profile)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            name = section.__name__.strip("_").replace("_", " ")
+            shown = Text(f"{name}: not shown, this profile holds values medmoe does not write there ({type(exc).__name__}: {exc})", style="yellow")
+        if shown is not None:
+            out.append(shown)
+    return out
 
 
 def show_profile(path: str | os.PathLike[str], console: Console | None = None) -> None:
