@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from medmoe_lm_eval.analysis.calibration import calibration, selective_accuracy
@@ -123,3 +124,15 @@ def test_diagnosis_weighs_calibration(judgement_results):
     ranking = rank_results(results, cases["diagnosis"], n_boot=50, frame=singles)
     ranked = ranking.table.set_index("candidate")
     assert "ece" in ranked and ranked["ece"].notna().any()
+
+
+def test_a_subject_only_b_answered_is_left_out_of_where_a_fails():
+    from medmoe_lm_eval.analysis.subjects import _subject_rows
+
+    rows = [("A", "X", 0, 1.0), ("A", "X", 1, 0.0), ("B", "X", 0, 1.0), ("B", "X", 1, 1.0), ("B", "Y", 2, 1.0)]
+    items = pd.DataFrame([{"candidate": c, "task": "t", "metric": "acc", "subject": s, "doc_id": d, "doc_hash": f"h{d}", "score": v} for c, s, d, v in rows])
+    (only,) = _subject_rows(items, "t", "acc", "A", "B")  # Y: A has no score there, so no row (it had n 0 and a NaN mean)
+    # Wilson 95% for 1 of 2: centre 0.5, half-width z * sqrt(1/8 + z^2/16) / (1 + z^2/2) = 0.40547
+    assert (only["subject"], only["n"], only["a"]) == ("X", 2, 0.5)
+    assert (only["a_low"], only["a_high"]) == pytest.approx((0.5 - 0.40547, 0.5 + 0.40547), abs=1e-4)
+    assert only["delta"] == pytest.approx(0.5)

@@ -390,6 +390,16 @@ def test_per_item_records_from_real_samples_and_bad_lines(board_results, tmp_pat
     found: list = []
     again = read_samples(broken, "lbfx_bio", "r", found)
     assert len(again) == len(items) and [i.message for i in found] == ["2 malformed per-sample line(s) skipped"]
+    # wrong types from a file made elsewhere: a dict as doc_id (unhashable: it broke the pairing), a bool,
+    # a dict among the declared metrics, a score that is not finite; the good line still counts
+    good = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+    hostile = [{**good, "doc_id": {"a": 1}}, {**good, "doc_id": True}, {**good, "doc_id": 99, "metrics": [{"x": 1}, "acc"], "acc": float("nan")}, good]
+    odd = tmp_path / "samples_odd.jsonl"
+    odd.write_text("".join(json.dumps(line) + "\n" for line in hostile), encoding="utf-8")
+    found = []
+    rows = read_samples(odd, "lbfx_bio", "r", found)
+    assert [i.message for i in found] == ["2 malformed per-sample line(s) skipped"]
+    assert sorted(rows["metric"]) == ["acc", "acc_norm"] and set(rows["doc_id"]) == {good["doc_id"]}  # doc 99: its only metric is NaN
 
 
 def test_a_run_without_samples_still_ranks_with_a_note(board_results, capsys):

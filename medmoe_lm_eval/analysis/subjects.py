@@ -39,6 +39,8 @@ def _subject_rows(items: pd.DataFrame, task: str, metric: str, a: str, b: str | 
     out = []
     for subject, group in wide.groupby(level="subject", sort=True):
         mine = group[a].dropna().to_numpy(dtype=float)
+        if not len(mine):  # only B answered this subject's documents: nothing to say about A here
+            continue
         low, high = score_interval(mine)
         row: dict[str, object] = {"task": task, "subject": subject, "metric": metric, "n": len(mine), "a": float(mine.mean()), "a_low": low, "a_high": high}
         both = group[[a, b]].dropna() if b is not None and b in group.columns else pd.DataFrame()

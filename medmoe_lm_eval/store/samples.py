@@ -85,15 +85,19 @@ def _scores(line: dict[str, Any], metrics: Iterable[str] | None) -> dict[str, fl
         if name in RUN_PROPERTY_METRICS:
             continue
         value = line.get(name)
-        if isinstance(value, (bool, int, float)):
+        if isinstance(value, (bool, int, float)) and math.isfinite(value):
             out[name] = float(value)
     return out
 
 
 def _item_rows(line: Any, task: str, run_id: str) -> list[dict[str, Any]] | None:
-    if not isinstance(line, dict) or not isinstance(line.get("doc_hash"), str) or "doc_id" not in line:
+    """A line's item rows; ``None`` for a line not shaped as lm-eval writes it (a file from elsewhere)."""
+    if not isinstance(line, dict) or not isinstance(line.get("doc_hash"), str):
         return None
-    declared = line.get("metrics") if isinstance(line.get("metrics"), list) else None
+    doc_id = line.get("doc_id")
+    if isinstance(doc_id, bool) or not isinstance(doc_id, int):  # the pairing key: lm-eval's index of the document
+        return None
+    declared = [m for m in line["metrics"] if isinstance(m, str)] if isinstance(line.get("metrics"), list) else None
     scores = _scores(line, declared)
     options = _option_loglikelihoods(line.get("filtered_resps"))
     base = {"run_id": run_id, "task": task, "doc_id": line["doc_id"], "doc_hash": line["doc_hash"]}
