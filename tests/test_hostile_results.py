@@ -58,7 +58,9 @@ def test_every_read_only_command_survives_wrong_types_in_a_results_folder(board_
         ["compare", "--results", root, "tiny-bio", "moe-oracle"],
         ["compare", "--results", root, "tiny-bio", "moe-oracle", "--json"],
         ["fidelity", "--results", root],
+        ["fidelity", "--results", root, "--json"],
         ["routing", "--results", root, "--candidate", "moe-oracle"],
+        ["routing", "--results", root, "--candidate", "moe-oracle", "--json"],
         ["leaderboard", "--results", root, "--export", str(tmp_path / "board.html")],
     ]
     for args in commands:
@@ -68,6 +70,12 @@ def test_every_read_only_command_survives_wrong_types_in_a_results_folder(board_
         assert "Traceback" not in out + err, args
         if rc:
             assert err.strip().count("\n") == 0 and err.strip(), (args, err)  # a failure is one line
+        elif "--json" in args:  # what a script reads is standard JSON: no NaN or Infinity from the file
+            json.loads(out, parse_constant=_refuse)
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"non-standard JSON constant {constant} in --json output")
 
 
 def test_every_board_page_survives_wrong_types_in_a_results_folder(board_results, tmp_path, monkeypatch):
