@@ -1,8 +1,11 @@
-"""Writing result files so that a crash or a second writer never costs an earlier file.
+"""Writing result files so that a crash or a second writer never costs an earlier file, and
+reading ones made elsewhere.
 
 Results, samples, profiles and routing summaries are the record a user acts on: a half-written
 file would read as a corrupt run and a silent overwrite would lose one. Every writer in the
 package goes through :func:`write_exclusive` (JSON, JSONL text, or a copy of a staged file).
+Every reader of a results folder goes through :func:`loads_data`: such a folder may come from
+anywhere, and an integer literal too long for a float would make any later ``float()`` raise.
 """
 
 from __future__ import annotations
@@ -70,3 +73,17 @@ def copy_exclusive(source: str | os.PathLike[str], path: str | os.PathLike[str])
             shutil.copyfileobj(src, fh)
 
     return write_exclusive(path, fill)
+
+
+#: digits beyond which an integer literal cannot become a float (about 1.8e308)
+_FLOAT_DIGITS = 308
+
+
+def _bounded_int(literal: str) -> int | float:
+    """An integer literal as an int, or as +-inf when no float could hold it."""
+    return int(literal) if len(literal.lstrip("-")) <= _FLOAT_DIGITS else float(literal)
+
+
+def loads_data(text: str) -> Any:
+    """``json.loads`` for a file from elsewhere: every number it yields converts to a float."""
+    return json.loads(text, parse_int=_bounded_int)

@@ -32,6 +32,8 @@ def test_ece_is_one_when_always_certain_and_always_wrong():
 def test_ece_and_brier_by_hand():
     # bin 9: conf .9, acc .5 -> 2/3 x .4; bin 3: conf .3, acc 0 -> 1/3 x .3; total .266667 + .1
     assert expected_calibration_error([(0.9, 1.0), (0.9, 0.0), (0.3, 0.0)]) == pytest.approx(0.366667, abs=1e-6)
+    # a pair with no confidence (every option at -inf, in a file from elsewhere) has no bin: left out
+    assert expected_calibration_error([(0.9, 1.0), (math.nan, 1.0), (0.9, 0.0), (0.3, 0.0)]) == pytest.approx(0.366667, abs=1e-6)
     assert brier([0.7, 0.2, 0.1], 0) == pytest.approx(0.3**2 + 0.2**2 + 0.1**2)
     process = mc_process_results(lambda doc: doc["gold"])
     out = process({"gold": 0}, [(math.log(0.7), True), (math.log(0.2), False), (math.log(0.1), False)])

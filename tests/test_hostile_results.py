@@ -2,7 +2,8 @@
 
 The real runs of the shared results fixture are copied and a share of their JSON values (results
 files, profiles, per-sample logs, routing logs) replaced by values of the wrong type: strings where
-numbers go, lists and tables where text goes, NaN, huge numbers, rich markup. Every read-only
+numbers go, lists and tables where text goes, NaN, huge numbers (an integer literal of 400 digits,
+which no float can hold), rich markup. Every read-only
 command then runs on the copy; each must finish with its tables or a one-line error, never a
 traceback. (Found this way: a dict as a sample's ``doc_id`` broke ``medmoe rank``.)
 """
@@ -20,7 +21,7 @@ from medmoe_lm_eval.cli import main
 
 pytest_plugins = ["results_fixtures"]
 
-WRONG = ["x", -1, 1e308, None, [], {}, [1, "a"], {"a": 1}, True, "[bold red]m[/]", float("nan")]
+WRONG = ["x", -1, 1e308, 10**400, -(10**400), None, [], {}, [1, "a"], {"a": 1}, True, "[bold red]m[/]", float("nan")]
 
 
 def _mutate(value, rng: random.Random, rate: float):
@@ -92,3 +93,12 @@ def test_every_board_page_survives_wrong_types_in_a_results_folder(board_results
         at.switch_page(f"pages/{page}").run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, [e.value for e in at.error])
+
+
+def test_an_integer_literal_no_float_can_hold_reads_as_infinity():
+    from medmoe_lm_eval.jsonio import loads_data
+
+    zeros = "0" * 400
+    data = loads_data(f'{{"a": 1{zeros}, "b": -1{zeros}, "c": 12, "d": 1e3}}')
+    assert data == {"a": float("inf"), "b": float("-inf"), "c": 12, "d": 1000.0} and isinstance(data["c"], int)
+    assert loads_data("1" + "0" * 307) == 10**307  # still a float's range: kept exact

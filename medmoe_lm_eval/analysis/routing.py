@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from medmoe_lm_eval.analysis.quality import main_metric_rows
-from medmoe_lm_eval.store.files import as_dict, number
+from medmoe_lm_eval.store.files import as_dict, number, text
 from medmoe_lm_eval.store.records import ResultsSet, RunInfo
 
 
@@ -31,7 +31,7 @@ def routing_share(results: ResultsSet) -> pd.DataFrame:
                     {
                         "candidate": info.candidate,
                         "task": task,
-                        "domain": summary.get("domain"),
+                        "domain": text(summary.get("domain")),
                         "expert": expert,
                         "share": number(shares.get(expert, 0.0)),
                         "requests": number(summary.get("requests")),

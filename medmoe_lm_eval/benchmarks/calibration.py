@@ -44,8 +44,11 @@ def expected_calibration_error(items: Sequence[tuple[float, float]] | np.ndarray
     """ECE over ``(confidence, correct)`` pairs in ``n_bins`` equal-width bins of [0, 1].
 
     A confidence of exactly 1 falls in the top bin; an empty list gives NaN (nothing to judge).
+    A pair that is not finite (options whose log-likelihoods were all -inf, in a file from
+    elsewhere) has no bin and is left out.
     """
     pairs = np.asarray(items, dtype=float).reshape(-1, 2)
+    pairs = pairs[np.isfinite(pairs).all(axis=1)]
     if len(pairs) == 0:
         return float("nan")
     conf, correct = pairs[:, 0], pairs[:, 1]

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from medmoe_lm_eval.console import cli_console
+from medmoe_lm_eval.jsonio import loads_data
 from medmoe_lm_eval.profiling import ProfileError
 
 MISSING = "-"
@@ -28,7 +29,7 @@ def load_profile(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The profile dict in a results or profile JSON file (raises :class:`ProfileError`)."""
     file = Path(path)
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = loads_data(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ProfileError(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from medmoe_lm_eval.jsonio import loads_data
 from medmoe_lm_eval.store.records import ReadIssue
 
 _SKIP_NAME = re.compile(r"^(profile_|samples_|routing_)")
@@ -54,7 +55,7 @@ def _load_json(path: Path) -> tuple[dict[str, Any] | None, ReadIssue | None]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, ReadIssue(str(path), f"cannot read ({type(exc).__name__}); skipped")
     try:
-        data = json.loads(text)
+        data = loads_data(text)
     except json.JSONDecodeError as exc:
         return None, ReadIssue(str(path), f"not valid JSON, truncated or corrupt (line {exc.lineno}, column {exc.colno}: {exc.msg}); skipped")
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
@@ -66,15 +67,17 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def text(value: Any) -> str | None:
+    """A name or label from a file, or ``None`` where it holds something else (a list, a table)."""
+    return value if isinstance(value, str) else None
+
+
 def number(value: Any) -> float:
-    """A float, or NaN for lm-eval's ``"N/A"``, None, lists and other non-numbers."""
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
+    """A float, or NaN for lm-eval's ``"N/A"``, None, lists and other non-numbers (and for an
+    integer no float can hold: ``loads_data`` already reads those as infinity)."""
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return math.nan
 
 

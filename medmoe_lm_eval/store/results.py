@@ -13,7 +13,6 @@ Re-runs of one candidate and task keep the newest in ``frame``; ``history`` keep
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from medmoe_lm_eval.benchmarks.metric_directions import direction, main_metric
+from medmoe_lm_eval.jsonio import loads_data
 from medmoe_lm_eval.profiling.figures import task_figures
 from medmoe_lm_eval.store.candidates import _hardware_text, _joined, _model_ref, _peak_memory, _plain_label, _quantization_text, _short_name, kind_of
 from medmoe_lm_eval.store.files import _load_json, _run_date, as_dict, find_result_files, number
@@ -106,7 +106,7 @@ def _read_profile(config: Mapping[str, Any], medmoe: Mapping[str, Any], folder: 
     if isinstance(name, str) and name:
         path = folder / Path(name).name
         try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
+            loaded = loads_data(path.read_text(encoding="utf-8"))
             if isinstance(loaded, dict):
                 return loaded
         except (OSError, ValueError):

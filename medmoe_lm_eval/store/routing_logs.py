@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from medmoe_lm_eval.jsonio import loads_data
 from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
 
 LOG_COLUMNS = ("task", "doc_id", "request_type", "experts", "weights", "domain", "routed_domain", "router_ms", "text")
+
+
+_TEXT_FIELDS = ("task", "request_type", "domain", "routed_domain", "text")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _clean(row: object) -> dict[str, object] | None:
+    """A log line with each field of the type medmoe writes, or ``None`` when its experts are not
+    a list of names. A log may come from elsewhere: a field of another type (a list where a domain
+    goes) reads as missing, since the scorecard groups and pairs on these fields."""
+    if not isinstance(row, dict):
+        return None
+    experts = row.get("experts")
+    if not isinstance(experts, list) or not all(isinstance(e, str) for e in experts):
+        return None
+    weights = row.get("weights")
+    doc_id = row.get("doc_id")
+    return {
+        **{f: row[f] if isinstance(row.get(f), str) else None for f in _TEXT_FIELDS},
+        "doc_id": doc_id if isinstance(doc_id, int) and not isinstance(doc_id, bool) else None,
+        "experts": experts,
+        "weights": weights if isinstance(weights, list) and all(_number(w) for w in weights) else None,
+        "router_ms": row["router_ms"] if _number(row.get("router_ms")) else None,
+    }
 
 
 def read_routing_log(path: str | Path, issues: list[ReadIssue] | None = None) -> pd.DataFrame:
@@ -20,14 +47,15 @@ def read_routing_log(path: str | Path, issues: list[ReadIssue] | None = None) ->
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 try:
-                    row = json.loads(line)
+                    row = loads_data(line)
                 except ValueError:
                     bad += 1
                     continue
-                if isinstance(row, dict) and isinstance(row.get("experts"), list):
-                    rows.append(row)
-                else:
+                clean = _clean(row)
+                if clean is None:
                     bad += 1
+                else:
+                    rows.append(clean)
     except OSError as exc:
         issues.append(ReadIssue(str(path), f"routing log unreadable ({type(exc).__name__})"))
     if bad:

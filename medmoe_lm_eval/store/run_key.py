@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from medmoe_lm_eval.jsonio import loads_data
 from medmoe_lm_eval.store.files import as_dict, number
 
 SourceKind = Literal["hub", "bundled", "synthetic", "dir", "unknown"]
@@ -58,7 +59,7 @@ def _bundled_is_synthetic(benchmark: str) -> bool:
     path = bundled_data_dir() / f"{benchmark}.jsonl"
     try:
         with path.open(encoding="utf-8") as fh:
-            return any(json.loads(line).get("synthetic") for line in fh if line.strip())
+            return any(loads_data(line).get("synthetic") for line in fh if line.strip())
     except (OSError, ValueError, AttributeError):
         return False
 

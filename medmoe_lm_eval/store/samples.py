@@ -14,7 +14,6 @@ that folder, when ``--output_path`` named a file). Bad lines are skipped and cou
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from medmoe_lm_eval.jsonio import loads_data
 from medmoe_lm_eval.store.files import number
 from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
 
@@ -59,7 +59,7 @@ def _option_loglikelihoods(filtered: Any) -> tuple[float, ...] | None:
         if not (isinstance(item, list) and len(item) == 2):
             return None
         value = number(item[0])
-        if math.isnan(value):
+        if math.isnan(value) or value == math.inf:  # -inf is a probability of 0; +inf or NaN no log-likelihood
             return None
         out.append(value)
     return tuple(out)
@@ -117,7 +117,7 @@ def read_samples(path: str | Path, task: str, run_id: str, issues: list[ReadIssu
                 if not text.strip():
                     continue
                 try:
-                    found = _item_rows(json.loads(text), task, run_id)
+                    found = _item_rows(loads_data(text), task, run_id)
                 except ValueError:
                     found = None
                 if found is None:
