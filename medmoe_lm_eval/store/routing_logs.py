@@ -7,15 +7,14 @@ from pathlib import Path
 import pandas as pd
 
 from medmoe_lm_eval.jsonio import loads_data
+from medmoe_lm_eval.store.files import text
 from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
 
 LOG_COLUMNS = ("task", "doc_id", "request_type", "experts", "weights", "domain", "routed_domain", "router_ms", "text")
-
-
 _TEXT_FIELDS = ("task", "request_type", "domain", "routed_domain", "text")
 
 
-def _number(value: object) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -31,11 +30,11 @@ def _clean(row: object) -> dict[str, object] | None:
     weights = row.get("weights")
     doc_id = row.get("doc_id")
     return {
-        **{f: row[f] if isinstance(row.get(f), str) else None for f in _TEXT_FIELDS},
+        **{f: text(row.get(f)) for f in _TEXT_FIELDS},
         "doc_id": doc_id if isinstance(doc_id, int) and not isinstance(doc_id, bool) else None,
         "experts": experts,
-        "weights": weights if isinstance(weights, list) and all(_number(w) for w in weights) else None,
-        "router_ms": row["router_ms"] if _number(row.get("router_ms")) else None,
+        "weights": weights if isinstance(weights, list) and all(_is_number(w) for w in weights) else None,
+        "router_ms": row["router_ms"] if _is_number(row.get("router_ms")) else None,
     }
 
 
