@@ -3,9 +3,9 @@
 The real runs of the shared results fixture are copied and a share of their JSON values (results
 files, profiles, per-sample logs, routing logs) replaced by values of the wrong type: strings where
 numbers go, lists and tables where text goes, NaN, huge numbers (an integer literal of 400 digits,
-which no float can hold), rich markup. Every read-only
-command then runs on the copy; each must finish with its tables or a one-line error, never a
-traceback. (Found this way: a dict as a sample's ``doc_id`` broke ``medmoe rank``.)
+which no float can hold), rich markup. Every read-only command then runs on the copy; each must
+finish with its tables or a one-line error, never a traceback. (Found this way: a dict as a
+sample's ``doc_id`` broke ``medmoe rank``; a list as a routing log's domain broke the Routing page.)
 """
 
 from __future__ import annotations
