@@ -10,14 +10,16 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from medmoe_lm_eval.jsonio import loads_data
 from medmoe_lm_eval.store.records import ReadIssue
+
+T = TypeVar("T")
 
 _SKIP_NAME = re.compile(r"^(profile_|samples_|routing_)")
 
@@ -61,6 +63,32 @@ def _load_json(path: Path) -> tuple[dict[str, Any] | None, ReadIssue | None]:
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         return None, ReadIssue(str(path), "not an lm-eval results file (no 'results' mapping); ignored", "info")
     return data, None
+
+
+def read_jsonl(path: str | Path, parse: Callable[[str], T | None], log: str, line: str, issues: list[ReadIssue]) -> list[T]:
+    """What ``parse`` makes of each line of a JSONL file; lines it rejects (``None`` or a
+    ``ValueError``) are counted in one issue, an unreadable file is one issue, never an error.
+
+    ``log`` and ``line`` name the file and its lines in those issues ("per-sample log", "per-sample").
+    """
+    out: list[T] = []
+    bad = 0
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for text in fh:
+                try:
+                    item = parse(text)
+                except ValueError:
+                    item = None
+                if item is None:
+                    bad += 1
+                else:
+                    out.append(item)
+    except OSError as exc:
+        issues.append(ReadIssue(str(path), f"{log} unreadable ({type(exc).__name__})"))
+    if bad:
+        issues.append(ReadIssue(str(path), f"{bad} malformed {line} line(s) skipped"))
+    return out
 
 
 def as_dict(value: Any) -> dict[str, Any]:

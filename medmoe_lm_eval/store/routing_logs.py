@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from medmoe_lm_eval.jsonio import loads_data
-from medmoe_lm_eval.store.files import text
+from medmoe_lm_eval.store.files import read_jsonl, text
 from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
 
 LOG_COLUMNS = ("task", "doc_id", "request_type", "experts", "weights", "domain", "routed_domain", "router_ms", "text")
@@ -41,24 +41,7 @@ def _clean(row: object) -> dict[str, object] | None:
 def read_routing_log(path: str | Path, issues: list[ReadIssue] | None = None) -> pd.DataFrame:
     """A routing log as a frame; bad lines are skipped and counted in one issue."""
     issues = issues if issues is not None else []
-    rows, bad = [], 0
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    row = loads_data(line)
-                except ValueError:
-                    bad += 1
-                    continue
-                clean = _clean(row)
-                if clean is None:
-                    bad += 1
-                else:
-                    rows.append(clean)
-    except OSError as exc:
-        issues.append(ReadIssue(str(path), f"routing log unreadable ({type(exc).__name__})"))
-    if bad:
-        issues.append(ReadIssue(str(path), f"{bad} malformed routing-log line(s) skipped"))
+    rows = read_jsonl(path, lambda line: _clean(loads_data(line)), "routing log", "routing-log", issues)
     frame = pd.DataFrame.from_records(rows).reindex(columns=list(LOG_COLUMNS))
     frame["top_expert"] = frame["experts"].map(lambda e: e[0] if isinstance(e, list) and e else None)
     return frame

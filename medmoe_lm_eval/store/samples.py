@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from medmoe_lm_eval.jsonio import loads_data
-from medmoe_lm_eval.store.files import number
+from medmoe_lm_eval.store.files import number, read_jsonl
 from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
 
 #: Columns of an item frame: one row per run x task x document x metric.
@@ -109,26 +109,12 @@ def _item_rows(line: Any, task: str, run_id: str) -> list[dict[str, Any]] | None
 def read_samples(path: str | Path, task: str, run_id: str, issues: list[ReadIssue] | None = None) -> pd.DataFrame:
     """One per-sample log as an item frame (:data:`ITEM_COLUMNS`); bad lines counted in one issue."""
     issues = issues if issues is not None else []
-    rows: list[dict[str, Any]] = []
-    bad = 0
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for text in fh:
-                if not text.strip():
-                    continue
-                try:
-                    found = _item_rows(loads_data(text), task, run_id)
-                except ValueError:
-                    found = None
-                if found is None:
-                    bad += 1
-                else:
-                    rows.extend(found)
-    except OSError as exc:
-        issues.append(ReadIssue(str(path), f"per-sample log unreadable ({type(exc).__name__})"))
-    if bad:
-        issues.append(ReadIssue(str(path), f"{bad} malformed per-sample line(s) skipped"))
-    frame = pd.DataFrame.from_records(rows, columns=list(ITEM_COLUMNS))
+
+    def parse(text: str) -> list[dict[str, Any]] | None:
+        return _item_rows(loads_data(text), task, run_id) if text.strip() else []  # a blank line: no rows, not malformed
+
+    found = read_jsonl(path, parse, "per-sample log", "per-sample", issues)
+    frame = pd.DataFrame.from_records([row for rows in found for row in rows], columns=list(ITEM_COLUMNS))
     return frame.drop_duplicates(["doc_id", "doc_hash", "metric"], keep="first")
 
 
