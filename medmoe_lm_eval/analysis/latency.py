@@ -49,9 +49,14 @@ class FigureDraws:
         return low, high
 
 
+def measured(samples: object) -> bool:
+    """Whether a frame cell holds the probe's measurements (a non-empty tuple; NaN or None when not)."""
+    return isinstance(samples, tuple | list) and len(samples) > 0
+
+
 def task_medians(samples: Sequence[float] | None, p50: float, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """``n_boot`` medians of ``samples`` redrawn with replacement; ``p50`` in each when there are none."""
-    if not isinstance(samples, tuple | list) or not samples:
+    if not measured(samples):
         return np.full(n_boot, p50, dtype=float)
     values = np.asarray(samples, dtype=float)
     picks = rng.integers(0, len(values), size=(n_boot, len(values)))
@@ -68,13 +73,13 @@ def figure_draws(best: pd.DataFrame, candidates: Sequence[str], column: str, n_b
         rows = [(p50, samples) for _, p50, samples in rows_of[rows_of["candidate"] == cand].itertuples(index=False) if pd.notna(p50)]
         if rows:
             out[:, j] = np.mean([task_medians(samples, float(p50), n_boot, rng) for p50, samples in rows], axis=0)
-            complete[j] = all(isinstance(samples, tuple | list) and samples for _, samples in rows)
+            complete[j] = all(measured(samples) for _, samples in rows)
     return FigureDraws(tuple(candidates), out, complete)
 
 
 def median_interval(samples: Sequence[float] | None, seed: int) -> tuple[float, float]:
     """95% percentile-bootstrap interval of one task's p50 (NaN, NaN without measurements)."""
-    if not isinstance(samples, tuple | list) or not samples:
+    if not measured(samples):
         return math.nan, math.nan
     low, high = np.percentile(task_medians(samples, math.nan, N_DRAWS, np.random.default_rng(seed)), [2.5, 97.5])
     return float(low), float(high)
@@ -83,7 +88,7 @@ def median_interval(samples: Sequence[float] | None, seed: int) -> tuple[float, 
 def difference_interval(samples_a: Sequence[float] | None, samples_b: Sequence[float] | None, seed: int) -> tuple[float, float]:
     """95% interval of ``p50(B) - p50(A)`` from redrawing each side's measurements on its own
     (two runs' prompts are timed apart, so nothing pairs them); NaN, NaN if a side has none."""
-    if not all(isinstance(s, tuple | list) and s for s in (samples_a, samples_b)):
+    if not (measured(samples_a) and measured(samples_b)):
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     a, b = task_medians(samples_a, math.nan, N_DRAWS, rng), task_medians(samples_b, math.nan, N_DRAWS, rng)

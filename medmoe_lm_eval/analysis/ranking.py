@@ -83,12 +83,10 @@ def task_win_rates(frame: pd.DataFrame) -> pd.Series:
 
 
 def figure_win_rate(values: pd.Series, higher_is_better: bool) -> pd.Series:
-    """Share of the other candidates each one beats on one figure (ties half; missing = below all)."""
-    if len(values) < 2:
-        return pd.Series(1.0, index=values.index)
-    numeric = pd.to_numeric(values, errors="coerce").astype(float)
-    signed = (numeric if higher_is_better else -numeric).fillna(-np.inf)
-    return (signed.rank(method="average") - 1.0) / (len(values) - 1)
+    """Share of the other candidates each one beats on one figure (ties half; missing = below all):
+    :func:`.rank_intervals.figure_win_rates` of one row, as a Series."""
+    numeric = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
+    return pd.Series(figure_win_rates(numeric, higher_is_better), index=values.index, dtype=float)
 
 
 def pareto_front(points: pd.DataFrame, maximize: Sequence[str] = (), minimize: Sequence[str] = ()) -> pd.Series:
@@ -224,10 +222,11 @@ def rank_use_case(frame: pd.DataFrame, use_case: UseCase, items: pd.DataFrame | 
         empty = pd.DataFrame(columns=["rank", "rank_low", "rank_high", "tied_with_leader", "candidate", "score", "meets_limits", "why", "excluded_reason"])
         return Ranking(use_case, empty, f"No results cover {use_case.name} ({scope}): run candidates on those tasks first.")
     coverage = choose_coverage({str(c): set(g["task"]) for c, g in best.groupby("candidate")})
-    figures = candidate_figures(best[best["task"].isin(coverage.tasks)]).reindex(list(coverage.ranked))
+    counted = best[best["task"].isin(coverage.tasks)]
+    figures = candidate_figures(counted).reindex(list(coverage.ranked))
     figures["ece"] = ece_by_candidate(scope_frame(frame, use_case), coverage.tasks).reindex(figures.index)
     rng = np.random.default_rng(SEED + 1)  # its own stream: the item draws stay as they were
-    latency = {col: figure_draws(best[best["task"].isin(coverage.tasks)], list(figures.index), col, n_boot, rng) for col in RESAMPLED}
+    latency = {col: figure_draws(counted, list(figures.index), col, n_boot, rng) for col in RESAMPLED}
     for col, draws in latency.items():
         figures[f"{col}_low"], figures[f"{col}_high"] = draws.interval()
     quality = _quality(best, items, coverage.ranked, coverage.tasks)
