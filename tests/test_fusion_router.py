@@ -166,7 +166,7 @@ def test_corrupt_wrong_kind_and_old_format_router_files(tmp_path):
         load_scorer(wrong)
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"kind": "medmoe-router", "format": 1, "domains": ["a"]}))
-    with pytest.raises(RouterError, match="router format 1, this release reads 2") as err:
+    with pytest.raises(RouterError, match="router format 1, this release reads 2 and 3") as err:
         load_scorer(old)
     assert "medmoe train-router" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(RouterError, match="file not found"):

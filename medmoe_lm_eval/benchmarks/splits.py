@@ -125,7 +125,9 @@ def _router_sources(split: Split) -> dict[str, list[list[tuple[str, str]]]]:
     if split == "heldout":
         legal.append([(r["question"], "legal_ruleqa") for r in _bundled("legal_ruleqa.jsonl")])
     mbpp = _bundled(_file(split, "mbpp"))
+    # a code request arrives as the problem alone, with its asserts, or as code
     code = [
+        [(r["text"], "mbpp") for r in mbpp],
         [(r["text"] + "\n" + "\n".join(r["test_list"]), "mbpp") for r in mbpp],
         [(_code_text(r["code"]), "mbpp") for r in mbpp],
     ]
@@ -145,7 +147,7 @@ def router_examples(split: Split) -> list[dict[str, str]]:
 
     Built from the same split as ``domain_texts``: biomedical = PubMedQA, MedMCQA and MedQuAD
     questions; legal = LegalBench texts (+ rule_qa questions, held out only); code = MBPP
-    problem statements with their asserts, and MBPP solutions. Domains are interleaved; texts
+    problem statements alone and with their asserts, and MBPP solutions. Domains are interleaved; texts
     are unique, and no held-out text occurs in ``train``.
     """
     _check_split(split)

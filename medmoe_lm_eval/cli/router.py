@@ -24,7 +24,8 @@ def _rows(data: str, split: Split) -> list[dict[str, str]]:
     if Path(data).is_dir():
         from medmoe_lm_eval.benchmarks.router_corpus import corpus
 
-        return [{"text": r["text"], "domain": r["domain"]} for r in corpus(data, "train" if split == "train" else "unseen")]
+        rows = corpus(data, "train" if split == "train" else "unseen")
+        return rows if split != "train" else [{"text": r["text"], "domain": r["domain"]} for r in rows]
     return training.read_examples(data)
 
 
@@ -67,7 +68,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def render(report: dict[str, Any]) -> Group:
-    """Headline, confusion matrix, speed line. The lines sit outside the table: as its title and
+    """Headline, recall per domain, confusion matrix, speed line. The lines sit outside the table: as its title and
     caption they would wrap to the table's own width (48 columns for three domains)."""
     table = Table()
     table.add_column("gold \\ predicted", style="bold")
@@ -76,8 +77,9 @@ def render(report: dict[str, Any]) -> Group:
     for label, row in zip(report["labels"], report["confusion"]):
         table.add_row(label, *[str(v) for v in row])
     title = f"router: accuracy {report['accuracy']:.4f} · macro-F1 {report['macro_f1']:.4f} · {report['rows']} rows"
+    recall = "recall per domain: " + " · ".join(f"{d} {v:.4f}" for d, v in report["accuracy_per_domain"].items())
     speed = f"median routing time {report['median_ms_per_query']:.3f} ms/query in batches of 64 (as in evaluation), {report['median_ms_single_query']:.3f} ms one query at a time"
-    return Group(Text(title, style="bold"), table, Text(speed, style="dim"))
+    return Group(Text(title, style="bold"), Text(recall), table, Text(speed, style="dim"))
 
 
 def run_eval(args: argparse.Namespace) -> int:

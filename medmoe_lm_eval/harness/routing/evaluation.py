@@ -26,9 +26,16 @@ def evaluate_router(path: str | Path, rows: Sequence[Mapping[str, str]]) -> dict
         "macro_f1": float(f1_score(gold, pred, average="macro")),
         "labels": labels,
         "confusion": confusion_matrix(gold, pred, labels=labels).tolist(),
-        "accuracy_per_domain": {d: float(np.mean([p == d for g, p in zip(gold, pred) if g == d])) for d in sorted(set(gold))},
+        # the recall of each domain: the share of its queries routed to it
+        "accuracy_per_domain": _share_right(gold, gold, pred),
+        **({"accuracy_per_source": _share_right([r["source"] for r in rows], gold, pred)} if all("source" in r for r in rows) else {}),
         **routing_times(scorer, texts),
     }
+
+
+def _share_right(keys: Sequence[str], gold: Sequence[str], pred: Sequence[str]) -> dict[str, float]:
+    """Per key, the share of its rows routed to their gold domain."""
+    return {k: float(np.mean([g == p for kk, g, p in zip(keys, gold, pred) if kk == k])) for k in sorted(set(keys))}
 
 
 def routing_times(scorer: DomainScorer, texts: Sequence[str], batch: int = 64) -> dict[str, float]:

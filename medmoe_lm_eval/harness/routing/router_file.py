@@ -1,4 +1,4 @@
-"""The router file: plain JSON of a TF-IDF vocabulary, its idf weights and a linear model's weights.
+"""The router file: plain JSON of TF-IDF vocabularies, their idf weights and a linear model's weights.
 
 Why JSON and not a pickle: a router path can come from a results folder someone else wrote (the
 Consult page rebuilds candidates from them), and unpickling runs whatever code the file names;
@@ -6,9 +6,12 @@ reading JSON runs none. JSON also frees users from the scikit-learn release that
 router: scoring needs only the documented tokenisation (``CountVectorizer`` with a fixed
 vocabulary), numpy and scipy. The library versions that trained it are recorded in the file.
 
-A scored query: counts of the vocabulary's word n-grams (stop words dropped before n-grams are
-formed, as scikit-learn does) -> ``1 + log(count)`` (sublinear tf) ->
-times idf -> L2-normalised -> ``x @ coef.T + intercept`` -> softmax over the domains.
+A scored query (format 3): for each feature block (``features``: word n-grams with stop words
+dropped before n-grams are formed, as scikit-learn does, or ``char_wb`` character n-grams), counts
+of the block's vocabulary -> ``1 + log(count)`` (sublinear tf) -> times idf -> L2-normalised; the
+blocks side by side -> ``scale * (x @ coef.T + intercept)`` -> softmax over the domains. ``scale``
+(``calibration``) was fitted on rows the weights never saw, so that the probabilities, which the
+gate's threshold reads, are calibrated. Format 2 (one word block, no scale) is still read.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from typing import Any
 import numpy as np
 
 KIND = "medmoe-router"
-FORMAT = 2
+FORMAT = 3
+#: formats this release reads (2: one word block in ``vectorizer``, no calibration)
+READS = (2, 3)
+ANALYZERS = ("word", "char_wb")
 #: first bytes of pickles (protocol 2+) and of zlib/gzip/bz2/xz/lzma-compressed joblib files
 PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00")
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
@@ -55,13 +61,19 @@ def read_router_json(path: Path) -> dict[str, Any]:
         raise RouterError(f"{path}: router.path: not a JSON router file ({type(exc).__name__}); fix: {_retrain(path)}") from None
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
         raise RouterError(f'{path}: router.path: not a medmoe router (no "kind": "{KIND}"); fix: {_retrain(path)}')
-    if payload.get("format") != FORMAT:
-        raise RouterError(f"{path}: router.path: router format {payload.get('format')!r}, this release reads {FORMAT}; fix: {_retrain(path)}")
-    for key in ("domains", "vectorizer", "linear"):
+    if payload.get("format") not in READS:
+        raise RouterError(
+            f"{path}: router.path: router format {payload.get('format')!r}, this release reads {' and '.join(map(str, READS))}; fix: {_retrain(path)}"
+        )
+    old = payload["format"] == 2
+    for key in ("domains", "vectorizer" if old else "features", "linear"):
         if key not in payload:
             raise RouterError(f"{path}: router.path: field '{key}' is missing; fix: {_retrain(path)}")
-    if payload["vectorizer"].get("norm") != "l2" or payload["vectorizer"].get("analyzer") != "word":
-        raise RouterError(f"{path}: router.path: only word n-grams with L2 norm are supported; fix: {_retrain(path)}")
+    if old:  # the same model: one word block, scale 1
+        payload = {**payload, "features": [payload["vectorizer"]], "calibration": {"scale": 1.0}}
+    blocks = payload["features"]
+    if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) and b.get("norm") == "l2" and b.get("analyzer") in ANALYZERS for b in blocks):
+        raise RouterError(f"{path}: router.path: only {' and '.join(ANALYZERS)} n-grams with L2 norm are supported; fix: {_retrain(path)}")
     return payload
 
 
@@ -85,32 +97,35 @@ def _round(values: np.ndarray, digits: int = 6) -> list[Any]:
     return [float(f"{v:.{digits}g}") for v in np.asarray(values, dtype=float).ravel()]
 
 
-def write_router_json(path: Path, vectorizer: Any, classifier: Any, report: dict[str, Any]) -> None:
-    """Save a fitted ``TfidfVectorizer`` and multinomial ``LogisticRegression`` as a router file."""
+def _block(vectorizer: Any) -> dict[str, Any]:
+    """One fitted ``TfidfVectorizer`` as a feature block of the router file."""
+    block: dict[str, Any] = {"analyzer": vectorizer.analyzer, "ngram_range": list(vectorizer.ngram_range), "lowercase": bool(vectorizer.lowercase)}
+    if vectorizer.analyzer == "word":
+        # the list itself, not "english": scikit-learn's built-in list may change between releases
+        block |= {"token_pattern": vectorizer.token_pattern, "stop_words": sorted(vectorizer.get_stop_words() or ())}
+    terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+    return block | {"sublinear_tf": bool(vectorizer.sublinear_tf), "norm": vectorizer.norm, "terms": terms, "idf": _round(vectorizer.idf_)}
+
+
+def write_router_json(path: Path, vectorizers: Sequence[Any], classifier: Any, report: dict[str, Any], scale: float = 1.0) -> None:
+    """Save fitted ``TfidfVectorizer`` blocks and a linear classifier (``coef_``, ``intercept_``) as a router file.
+
+    ``scale`` multiplies the logits before the softmax (the calibration); a multinomial logistic
+    regression is calibrated as it is (1.0), one-vs-rest margins are not.
+    """
     domains = [str(c) for c in classifier.classes_]
     coef = np.asarray(classifier.coef_, dtype=float)
     if len(domains) == 2:  # binary: one weight row for classes_[1]; as a softmax, [-w/2, w/2]
         coef, intercept = np.vstack([-coef[0] / 2, coef[0] / 2]), np.array([-classifier.intercept_[0] / 2, classifier.intercept_[0] / 2])
     else:
         intercept = np.asarray(classifier.intercept_, dtype=float)
-    terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
     payload = {
         "kind": KIND,
         "format": FORMAT,
         "domains": domains,
-        "vectorizer": {
-            "analyzer": "word",
-            "ngram_range": list(vectorizer.ngram_range),
-            "lowercase": bool(vectorizer.lowercase),
-            "token_pattern": vectorizer.token_pattern,
-            # the list itself, not "english": scikit-learn's built-in list may change between releases
-            "stop_words": sorted(vectorizer.get_stop_words() or ()),
-            "sublinear_tf": bool(vectorizer.sublinear_tf),
-            "norm": vectorizer.norm,
-            "terms": terms,
-            "idf": _round(vectorizer.idf_),
-        },
+        "features": [_block(v) for v in vectorizers],
         "linear": {"coef": [_round(row) for row in coef], "intercept": _round(intercept)},
+        "calibration": {"scale": float(f"{scale:.6g}")},
         "versions": library_versions(),
         "report": report,
     }
@@ -120,46 +135,57 @@ def write_router_json(path: Path, vectorizer: Any, classifier: Any, report: dict
     tmp.replace(path)
 
 
-class LinearScorer:
-    """Scores queries with a router file's vocabulary, idf and linear weights (no pickled objects)."""
+class _Block:
+    """One feature block: a fixed-vocabulary counter and its idf, giving L2-normalised TF-IDF rows."""
 
-    def __init__(self, path: Path, payload: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any]) -> None:
         from sklearn.feature_extraction.text import CountVectorizer
 
-        vec, lin = payload["vectorizer"], payload["linear"]
-        self.path = path
-        self.domains = [str(d) for d in payload["domains"]]
-        self.versions = dict(payload.get("versions") or {})
-        self.sublinear = bool(vec["sublinear_tf"])
-        self._counts = CountVectorizer(
-            vocabulary={t: i for i, t in enumerate(vec["terms"])},
-            ngram_range=tuple(vec["ngram_range"]),
-            lowercase=bool(vec["lowercase"]),
-            token_pattern=vec["token_pattern"],
-            stop_words=list(vec.get("stop_words") or ()) or None,
-            dtype=np.float64,
-        )
-        self._idf = np.asarray(vec["idf"], dtype=np.float64)
-        self._coef_t = np.asarray(lin["coef"], dtype=np.float64).T.copy()
-        self._intercept = np.asarray(lin["intercept"], dtype=np.float64)
-        if self._coef_t.shape != (len(self._idf), len(self.domains)) or self._intercept.shape != (len(self.domains),):
-            raise RouterError(f"{path}: router.path: weights do not match the vocabulary and domains; fix: {_retrain(path)}")
+        options: dict[str, Any] = {"analyzer": spec["analyzer"], "ngram_range": tuple(spec["ngram_range"]), "lowercase": bool(spec["lowercase"])}
+        if spec["analyzer"] == "word":
+            options |= {"token_pattern": spec["token_pattern"], "stop_words": list(spec.get("stop_words") or ()) or None}
+        self.counts = CountVectorizer(vocabulary={t: i for i, t in enumerate(spec["terms"])}, dtype=np.float64, **options)
+        self.idf = np.asarray(spec["idf"], dtype=np.float64)
+        self.sublinear = bool(spec["sublinear_tf"])
 
-    def features(self, texts: Sequence[str]) -> Any:
-        """The TF-IDF rows scikit-learn's ``TfidfVectorizer`` would give these texts."""
-        x = self._counts.transform(list(texts)).tocsr()
+    def transform(self, texts: list[str]) -> Any:
+        """The rows scikit-learn's ``TfidfVectorizer`` would give these texts."""
+        x = self.counts.transform(texts).tocsr()
         if self.sublinear:
             np.log(x.data, out=x.data)
             x.data += 1.0
-        x = x.multiply(self._idf).tocsr()
+        x = x.multiply(self.idf).tocsr()
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0
         return x.multiply(1.0 / norms[:, None]).tocsr()
 
+
+class LinearScorer:
+    """Scores queries with a router file's vocabularies, idf and linear weights (no pickled objects)."""
+
+    def __init__(self, path: Path, payload: dict[str, Any]) -> None:
+        lin = payload["linear"]
+        self.path = path
+        self.domains = [str(d) for d in payload["domains"]]
+        self.versions = dict(payload.get("versions") or {})
+        self._blocks = [_Block(spec) for spec in payload["features"]]
+        self._coef_t = np.asarray(lin["coef"], dtype=np.float64).T.copy()
+        self._intercept = np.asarray(lin["intercept"], dtype=np.float64)
+        self._scale = float((payload.get("calibration") or {}).get("scale", 1.0))
+        width = sum(len(b.idf) for b in self._blocks)
+        if self._coef_t.shape != (width, len(self.domains)) or self._intercept.shape != (len(self.domains),) or not self._scale > 0:
+            raise RouterError(f"{path}: router.path: weights do not match the vocabulary and domains; fix: {_retrain(path)}")
+
+    def features(self, texts: Sequence[str]) -> Any:
+        """The blocks' TF-IDF rows side by side (as a scikit-learn ``FeatureUnion`` of them)."""
+        import scipy.sparse
+
+        return scipy.sparse.hstack([b.transform(list(texts)) for b in self._blocks], format="csr")
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, len(self.domains)))
-        logits = np.asarray(self.features(texts) @ self._coef_t) + self._intercept
+        logits = self._scale * (np.asarray(self.features(texts) @ self._coef_t) + self._intercept)
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         return probs / probs.sum(axis=1, keepdims=True)
