@@ -149,15 +149,20 @@ class _Block:
         self.sublinear = bool(spec["sublinear_tf"])
 
     def transform(self, texts: list[str]) -> Any:
-        """The rows scikit-learn's ``TfidfVectorizer`` would give these texts."""
+        """The rows scikit-learn's ``TfidfVectorizer`` would give these texts.
+
+        Weighted and normalised in place on the CSR arrays: scipy's elementwise ``multiply`` cost
+        ten times the counting itself on a single query.
+        """
         x = self.counts.transform(texts).tocsr()
         if self.sublinear:
             np.log(x.data, out=x.data)
             x.data += 1.0
-        x = x.multiply(self.idf).tocsr()
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return x.multiply(1.0 / norms[:, None]).tocsr()
+        x.data *= self.idf[x.indices]
+        rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+        norms = np.sqrt(np.bincount(rows, weights=x.data * x.data, minlength=x.shape[0]))
+        x.data /= norms[rows]
+        return x
 
 
 class LinearScorer:
@@ -185,7 +190,12 @@ class LinearScorer:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, len(self.domains)))
-        logits = self._scale * (np.asarray(self.features(texts) @ self._coef_t) + self._intercept)
+        logits = np.tile(self._intercept, (len(texts), 1))
+        start = 0
+        for block in self._blocks:  # block by block: no stacked matrix to build
+            logits += np.asarray(block.transform(list(texts)) @ self._coef_t[start : start + len(block.idf)])
+            start += len(block.idf)
+        logits *= self._scale
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         return probs / probs.sum(axis=1, keepdims=True)
