@@ -32,6 +32,7 @@ class TaskRun:
     limit: float | None = None
     confidence: list[float] | None = None  #: top option's probability per document (calibration)
     source: str = "hub"
+    metrics: tuple[str, ...] = ("acc",)  #: per-sample metric fields, each holding the document's 0/1 answer
 
     def n_docs(self) -> int:
         return len(self.correct) if self.correct is not None else int(self.n or 0)
@@ -78,7 +79,7 @@ def write_run(
             with open(folder / f"samples_{task}_{stamp}.jsonl", "w", encoding="utf-8") as fh:
                 for i, (doc_id, ok) in enumerate(zip(ids, run.correct, strict=True)):
                     conf = run.confidence[i] if run.confidence else None
-                    line = {"doc_id": doc_id, "doc_hash": _doc_hash(run.content, doc_id), "acc": float(ok), "metrics": ["acc"],
+                    line = {"doc_id": doc_id, "doc_hash": _doc_hash(run.content, doc_id), **{m: float(ok) for m in run.metrics}, "metrics": list(run.metrics),
                             "filtered_resps": _option_ll(run.k, ok, conf), "doc": {"question": f"{run.content}-{doc_id}"}}  # fmt: skip
                     fh.write(json.dumps(line) + "\n")
     limits = {run.limit for run in tasks.values()}

@@ -11,7 +11,8 @@ work: a rank statistic's extremes are biased in every draw, so 20 equal candidat
 A pair of candidates is then compared as the use case weighs its figures: the weighted share of
 figures on which one is surely better (not told apart: half each; measured figures by their
 noise, :mod:`.tolerance`). One is significantly better than the other when its sure wins outweigh
-the other's (a share above one half). As Chatbot Arena numbers ranks:
+the other's (a share above one half) and its score (HELM win rate of the point estimates) is
+higher as well. As Chatbot Arena numbers ranks:
 
 * rank = 1 + the number of candidates significantly better (candidates not told apart share it);
 * rank range = [rank, C - the number significantly worse], which holds whenever the joint
@@ -180,13 +181,17 @@ class JointRanks:
     better: np.ndarray  #: (C, C) True where row is significantly better than column
 
 
-def joint_ranks(preference: np.ndarray) -> JointRanks:
+def joint_ranks(preference: np.ndarray, scores: np.ndarray | None = None) -> JointRanks:
     """Ranks from ``preference`` (C, C): the weighted share of the use case's figures on which row
     is surely better than column (ties inside the noise half each). Row is significantly better
-    when that share exceeds one half: its sure wins outweigh the column's."""
+    when that share exceeds one half (its sure wins outweigh the column's) and its point ``scores``
+    is higher too, so a rank never contradicts the score the table lists by."""
     pref = np.round(np.asarray(preference, dtype=float), DIGITS)
     n = len(pref)
     better = pref > 0.5
+    if scores is not None:
+        s = np.round(np.asarray(scores, dtype=float), DIGITS)
+        better &= s[:, None] > s[None, :]
     np.fill_diagonal(better, False)
     rank = 1 + better.sum(axis=0)
     return JointRanks(rank.astype(int), rank.astype(int), (n - better.sum(axis=1)).astype(int), better)

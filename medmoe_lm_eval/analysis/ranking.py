@@ -315,7 +315,7 @@ def _scored_table(
     table["tied_with_leader"] = False
     if ok:
         point = parts.sum(axis=1).to_numpy()
-        joint = joint_ranks(preference + _drawn_preference(sub, ece if w_ece else None, w_q, w_ece, n_boot))
+        joint = joint_ranks(preference + _drawn_preference(sub, ece if w_ece else None, w_q, w_ece, n_boot), point)
         table.loc[ok, "score"], table.loc[ok, "rank"], table.loc[ok, "rank_low"], table.loc[ok, "rank_high"] = point, joint.rank, joint.low, joint.high
         table.loc[ok, "tied_with_leader"] = tied_with_leader(joint, point)
     table["meets_limits"] = meets
