@@ -100,3 +100,16 @@ def test_latency_interval_covers_the_median_as_labelled():
         print(f"n = {n}: coverage {covered:.4f} (exact {expected:.4f})")
         assert covered == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / 20_000))
     assert order_interval((5.0, 1.0, 3.0, 2.0, 4.0, 6.0)) == (1.0, 6.0, pytest.approx(1 - 2 / 64))
+
+
+def test_ece_is_recomputed_on_each_draws_items():
+    # two documents, both at confidence 0.85 (bin 8), one right, one wrong; a draw picks two with replacement:
+    # (right, right) 1/4 -> ECE |0.85 - 1| = 0.15; (wrong, wrong) 1/4 -> 0.85; mixed 1/2 -> |1.7 - 1| / 2 = 0.35
+    gaps = np.zeros((2, 1, 10))
+    gaps[0, 0, 8], gaps[1, 0, 8] = 0.85 - 1.0, 0.85 - 0.0
+    draw = TaskDraws(0, np.array([0]), np.array([[1.0], [0.0]]), gaps)
+    reps = draw_components(np.array([[0.5]]), np.array([[np.nan]]), [draw], 8000, ece_point=np.array([0.35]))
+    ece = np.round(reps[:, 0, 1], 9)
+    share = {v: float(np.mean(ece == v)) for v in (0.15, 0.35, 0.85)}
+    assert share == pytest.approx({0.15: 0.25, 0.35: 0.5, 0.85: 0.25}, abs=0.02)
+    assert set(np.unique(ece)) == {0.15, 0.35, 0.85}

@@ -104,9 +104,9 @@ def test_rank_json_has_intervals_and_tie_marks(runs, capsys, tmp_path):
     out = _json(capsys, ["rank", "--results", str(runs), "--use-case", "mcq", "--use-cases", str(cases), "--json"])
     rows = out["candidates"]
     assert out["use_case"] == "mcq" and isinstance(out["notes"], list)
-    assert [set(r) >= {"candidate", "rank", "rank_low", "rank_high", "score", "tied_with_leader", "tasks", "n_items", "excluded_reason", "notes"} for r in rows] == [
-        True
-    ] * 3
+    assert [
+        set(r) >= {"candidate", "rank", "rank_low", "rank_high", "score", "tied_with_leader", "tasks", "n_items", "excluded_reason", "notes"} for r in rows
+    ] == [True] * 3
     by_name = {r["candidate"]: r for r in rows}
     assert by_name["twin-a"]["score"] == by_name["twin-b"]["score"] and by_name["twin-a"]["rank"] == by_name["twin-b"]["rank"]
     assert all(r["tasks"] == [TASK] and r["n_items"] == N and r["excluded_reason"] is None for r in rows)

@@ -147,7 +147,8 @@ def match_documents(task: str, rows: pd.DataFrame, items: pd.DataFrame, chance_o
     metric = str(rows["metric"].iloc[0])
     cands = list(rows["candidate"])
     chosen = items[(items["task"] == task) & (items["metric"] == metric) & items["candidate"].isin(cands)] if not items.empty else items
-    logged = [c for c in cands if c in set(chosen["candidate"])] if len(chosen) else []
+    have = set(chosen["candidate"].unique()) if len(chosen) else set()
+    logged = [c for c in cands if c in have]
     wide, mismatched = _pivot(chosen, logged) if logged else (pd.DataFrame(), 0)
     common = wide.dropna() if logged else wide
     if mismatched:

@@ -17,6 +17,7 @@ in a ranking (:mod:`.tolerance`). A task whose profile kept no measurements give
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ def measured(samples: object) -> bool:
     return isinstance(samples, tuple | list) and len(samples) > 0
 
 
+@functools.lru_cache(maxsize=256)
 def order_statistic_rank(n: int, level: float = LEVEL) -> tuple[int, float]:
     """``(j, coverage)``: the largest ``j`` whose ``[X(j), X(n+1-j)]`` covers the median with
     probability >= ``level``, and that probability; ``j = 1`` (``[min, max]``) with its own
