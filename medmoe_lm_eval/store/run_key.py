@@ -128,11 +128,10 @@ class RunKey:
         return tuple(v for k, v in vars(self).items() if k != "adapter")
 
     def settings(self) -> str:
-        """A short id of what is *asked* on the task (version, data, n-shot, generation, chat template):
-        candidates are ranked together on a task only when it agrees. Limits and row counts may
-        differ: the ranking then pairs the runs on their common documents."""
-        fields = (self.task_version, self.source_kind, self.source_origin, self.num_fewshot, self.gen_kwargs, self.chat_template)
-        return hashlib.sha256(json.dumps(fields, default=str).encode("utf-8")).hexdigest()[:12]
+        """What is *asked* on the task (version, data, n-shot, generation, chat template) as one
+        string: candidates are ranked together on a task only when it agrees. Limits and row
+        counts may differ: the ranking then pairs the runs on their common documents."""
+        return "\x1f".join(map(str, (self.task_version, self.source_kind, self.source_origin, self.num_fewshot, self.gen_kwargs, self.chat_template)))
 
     @property
     def is_limited(self) -> bool:
