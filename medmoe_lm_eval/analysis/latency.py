@@ -103,7 +103,7 @@ def _redrawn_medians(samples: Sequence[float], n_boot: int, rng: np.random.Gener
 def difference_interval(samples_a: Sequence[float] | None, samples_b: Sequence[float] | None, seed: int) -> tuple[float, float]:
     """95% interval of ``p50(B) - p50(A)`` from redrawing each side's measurements on its own
     (two runs' prompts are timed apart, so nothing pairs them); NaN, NaN if a side has none."""
-    if not (measured(samples_a) and measured(samples_b)):
+    if samples_a is None or samples_b is None or not (measured(samples_a) and measured(samples_b)):
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     a, b = _redrawn_medians(samples_a, N_DRAWS, rng), _redrawn_medians(samples_b, N_DRAWS, rng)

@@ -226,7 +226,7 @@ def _quality(rows: pd.DataFrame, ev: Evidence, ranked: Sequence[str], tasks: Seq
         cols = [c for c in ranked if found is not None and c in found.raw.columns]
         for cand in set(ranked) - set(cols):
             notes.setdefault(cand, []).append(f"{task}: no per-sample log; its aggregate is drawn from lm-eval's stderr")
-        if not cols:
+        if found is None or not cols:
             continue
         for cand, n in found.dropped.items():
             if cand in cols:
@@ -236,7 +236,8 @@ def _quality(rows: pd.DataFrame, ev: Evidence, ranked: Sequence[str], tasks: Seq
         acc.loc[cols, task] = scores.sum(axis=0) / len(scores)
         stderr.loc[cols, task] = np.nan
         n_items[cols] += len(scores)
-        gaps = found.ece_gaps[:, [list(found.raw.columns).index(c) for c in cols]] if found.ece_gaps is not None else None
+        keep = np.array([list(found.raw.columns).index(c) for c in cols], dtype=int)
+        gaps = found.ece_gaps[:, keep] if found.ece_gaps is not None else None
         draws.append(TaskDraws(t_index, np.array([acc.index.get_loc(c) for c in cols]), scores, gaps))
     chance = pd.Series({t: ev.tasks[t].chance for t in tasks if t in ev.tasks}, dtype=float)
     return _Quality(acc, stderr, draws, n_items, chance)

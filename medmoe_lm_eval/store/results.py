@@ -50,14 +50,13 @@ def energy_per_correct(profile: Mapping[str, Any] | None, task: str, accuracy: f
 
 def energy_per_request(profile: Mapping[str, Any] | None, task: str, n_samples: float) -> float:
     """Joules per request (per document this run served) on ``task``, NaN when unmeasured: what a
-    use case weighs beside accuracy (J per correct answer would count accuracy twice)."""
-    from medmoe_lm_eval.profiling.served import docs_served
-
+    use case weighs beside accuracy (J per correct answer would count accuracy twice). Read field
+    by field: a profile from elsewhere may hold anything there."""
     entry = as_dict(as_dict(as_dict(profile).get("tasks")).get(task))
     joules = number(entry.get("energy_j"))
-    served = docs_served(profile, task) if profile else None
-    docs = float(n_samples) if served is None else float(served)
-    return joules / docs if math.isfinite(joules) and docs == docs and docs > 0 else math.nan
+    served = number(entry.get("docs")) if as_dict(profile).get("served") is not None else math.nan
+    docs = served if math.isfinite(served) and served > 0 else number(n_samples)
+    return joules / docs if math.isfinite(joules) and math.isfinite(docs) and docs > 0 else math.nan
 
 
 # ---------------------------------------------------------------------------------------------
