@@ -215,16 +215,18 @@ def _rank_json(args: argparse.Namespace) -> int:
         print(f"error: --use-case {args.use_case!r}: --json needs one use case; choose one of: {', '.join(cases) or '(none defined)'}", file=sys.stderr)
         return 2
     results = load_results(args.results)
-    for line in [*problems, *(str(i) for i in results.warnings)]:
-        print(f"warning: {line}", file=sys.stderr)
-    if results.frame.empty:
-        print(json.dumps({"use_case": args.use_case, "notes": [f"no results to rank in {args.results}"], "candidates": []}, indent=2))
+    warnings = [*problems, *(str(i) for i in results.warnings)]
+    if results.frame.empty:  # a failure is one line; the text command lists every warning
+        more = f" (and {len(warnings) - 1} more warning(s): medmoe rank without --json lists them)" if len(warnings) > 1 else ""
+        print(f"error: no results to rank in {args.results}" + (f": {warnings[0]}{more}" if warnings else ""), file=sys.stderr)
         return 1
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     out = ranking_json(rank_results(results, cases[args.use_case]))
     if args.top > 0:
         out["candidates"] = out["candidates"][: args.top]
     print(json.dumps(out, indent=2, ensure_ascii=False))
-    return 0 if out["candidates"] else 1
+    return 0  # an empty ranking is an answer: its message says why
 
 
 def run_rank(args: argparse.Namespace) -> int:
