@@ -1,7 +1,7 @@
-"""Single-stream latency's uncertainty, hand-computed: redrawn medians, intervals, win rates, and ranks.
+"""Single-stream latency's uncertainty, hand-computed: order-statistic intervals, win rates, and ranks.
 
 The probe measures a handful of prompts per task; a ranking that weighs latency must not turn a
-p50 a few milliseconds lower, inside the spread of four measurements, into a sure rank difference.
+p50 a few milliseconds lower, inside the spread of the measurements, into a sure rank difference.
 """
 
 from __future__ import annotations
@@ -12,48 +12,34 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medmoe_lm_eval.analysis.latency import FigureDraws, figure_draws, task_medians
+from medmoe_lm_eval.analysis.latency import figure_intervals, order_interval
 from medmoe_lm_eval.analysis.rank_intervals import figure_win_rates
 from medmoe_lm_eval.analysis.ranking import rank_use_case
 from medmoe_lm_eval.analysis.use_cases import UseCase
 from medmoe_lm_eval.profiling.figures import task_figures
 
 
-def test_redrawn_medians_of_two_measurements_follow_the_hand_computed_distribution():
-    # two values drawn twice with replacement: (10,10) 1/4 -> 10, (10,20)/(20,10) 1/2 -> 15, (20,20) 1/4 -> 20
-    medians = task_medians((10.0, 20.0), 15.0, 40_000, np.random.default_rng(0))
-    share = {v: float(np.mean(medians == v)) for v in (10.0, 15.0, 20.0)}
-    assert share == pytest.approx({10.0: 0.25, 15.0: 0.5, 20.0: 0.25}, abs=0.01)
-    assert set(np.unique(medians)) == {10.0, 15.0, 20.0}
+def test_interval_is_the_order_statistics_and_says_its_level():
+    # six measurements: [X(1), X(6)] covers the median with 1 - 2/64; nine: [X(2), X(8)] with 1 - 2 * 10/512
+    assert order_interval((30.0, 10.0, 20.0, 60.0, 50.0, 40.0)) == (10.0, 60.0, pytest.approx(1 - 2 / 64))
+    assert order_interval(tuple(float(v) for v in range(1, 10))) == (2.0, 8.0, pytest.approx(1 - 20 / 512))
+    low, high, level = order_interval((1.0, 2.0, 3.0, 4.0))  # four: [min, max] at its true level, 87.5%
+    assert (low, high, level) == (1.0, 4.0, 0.875)
+    assert all(math.isnan(v) for v in order_interval(None))
 
 
-def test_a_task_without_measurements_keeps_its_p50_in_every_draw():
-    assert task_medians(None, 42.0, 5, np.random.default_rng(0)).tolist() == [42.0] * 5
-    assert task_medians(float("nan"), 42.0, 3, np.random.default_rng(0)).tolist() == [42.0] * 3  # a NaN cell of the frame
-
-
-def test_interval_is_the_2_5_and_97_5_percent_of_the_draws():
-    draws = FigureDraws(("a", "b"), np.column_stack([np.arange(1.0, 101.0), np.full(100, np.nan)]))
-    low, high = draws.interval()
-    # numpy's linear percentile of 1..100: 1 + 0.025 * 99 and 1 + 0.975 * 99
-    assert (low[0], high[0]) == pytest.approx((3.475, 97.525))
-    assert math.isnan(low[1]) and math.isnan(high[1])  # never measured: no interval
-
-
-def test_candidate_draws_average_its_tasks_like_the_table_does():
+def test_candidate_intervals_average_its_tasks_like_the_table_does():
     best = pd.DataFrame(
         {
-            "candidate": ["a", "a", "b"],
-            "latency_ms_p50": [10.0, 30.0, np.nan],
-            "latency_samples_ms": [(10.0, 10.0, 10.0), None, None],  # task 2 has no measurements: fixed at 30
+            "candidate": ["a", "a", "b", "c"],
+            "latency_ms_p50": [35.0, 350.0, np.nan, 20.0],
+            "latency_samples_ms": [(10.0, 20.0, 30.0, 40.0, 50.0, 60.0), (100.0, 200.0, 300.0, 400.0, 500.0, 600.0), None, None],
         }
     )
-    draws = figure_draws(best, ["a", "b"], "latency_ms", 50, np.random.default_rng(0))
-    assert draws.replicates[:, 0].tolist() == [20.0] * 50  # (10 + 30) / 2 in every draw
-    assert np.isnan(draws.replicates[:, 1]).all()
-    # a's figure rests partly on a p50 without its measurements: a [20, 20] interval would look sure; none is shown
-    low, high = draws.interval()
-    assert np.isnan(low).all() and np.isnan(high).all()
+    got = figure_intervals(best, ["a", "b", "c"], "latency_ms")
+    # a: mean of [10, 60] and [100, 600] -> [55, 330], level 1 - 2/64; b unmeasured; c has a p50 without measurements: no interval
+    assert (got.low[0], got.high[0], got.level[0]) == (55.0, 330.0, pytest.approx(1 - 2 / 64))
+    assert np.isnan(got.low[1:]).all() and np.isnan(got.high[1:]).all()
 
 
 def test_figure_win_rates_per_draw_hand_computed():
@@ -70,7 +56,7 @@ def _frame(latencies: dict[str, tuple[float, ...]]) -> pd.DataFrame:
     for cand, samples in latencies.items():
         rows.append({
             "candidate": cand, "task": "t1", "domain": "biomedical", "metric": "acc", "filter": "none", "value": 0.5, "higher_is_better": True,
-            "is_group": False, "kind": "full", "latency_ms_p50": float(np.median(samples)), "latency_samples_ms": samples,
+            "is_group": False, "kind": "full", "n_choices": 4.0, "latency_ms_p50": float(np.median(samples)), "latency_samples_ms": samples,
             "peak_memory_bytes": np.nan, "energy_per_correct_j": np.nan, "generated_tokens_per_s": np.nan,
             "requests_per_s": np.nan, "num_parameters": np.nan,
         })  # fmt: skip
@@ -81,19 +67,20 @@ LATENCY_CASE = UseCase(slug="fast", name="Latency only", weights={"accuracy": 0.
 
 
 def test_latency_a_few_ms_apart_inside_the_spread_is_a_tie_not_a_rank_difference():
-    # p50s 115 vs 117.5 ms from four measurements each that interleave: no draw-proof winner
+    # p50s 115 vs 117.5 ms from four measurements each; intervals [90, 140] and [95, 150] overlap: a tie,
+    # so with equal accuracy both score 0.5 x 0.5 + 0.5 x 0.5 = 0.5 and share rank 1
     table = rank_use_case(_frame({"A": (90.0, 100.0, 130.0, 140.0), "B": (95.0, 110.0, 125.0, 150.0)}), LATENCY_CASE).table.set_index("candidate")
-    assert table.loc["A", "rank"] == 1 and table.loc["B", "rank"] == 2  # the point estimate still orders them
-    assert table.loc["B", "rank_low"] == 1 and bool(table.loc["B", "tied_with_leader"])  # but the data cannot tell them apart
-    assert table.loc["A", "latency_ms_low"] < table.loc["B", "latency_ms"] < table.loc["A", "latency_ms_high"]
+    assert table.loc["A", "score"] == table.loc["B", "score"] == 0.5
+    assert table.loc["A", "rank"] == table.loc["B", "rank"] == 1 and bool(table.loc["B", "tied_with_leader"])
+    assert (table.loc["A", "latency_ms_low"], table.loc["A", "latency_ms_high"]) == (90.0, 140.0)
 
 
 def test_latency_far_apart_is_a_rank_difference():
     table = rank_use_case(_frame({"A": (10.0, 11.0, 12.0, 13.0), "B": (100.0, 101.0, 102.0, 103.0)}), LATENCY_CASE).table.set_index("candidate")
     assert (table.loc["A", "rank_low"], table.loc["A", "rank_high"]) == (1, 1)
     assert (table.loc["B", "rank_low"], table.loc["B", "rank_high"]) == (2, 2) and not table.loc["B", "tied_with_leader"]
-    # medians of four redrawn values of 10..13 lie within [10, 13]; the table's figure is the p50 11.5
-    assert 10.0 <= table.loc["A", "latency_ms_low"] <= 11.5 <= table.loc["A", "latency_ms_high"] <= 13.0
+    # four values 10..13: [min, max] = [10, 13] (an 87.5% interval); the table's figure is the p50 11.5
+    assert (table.loc["A", "latency_ms_low"], table.loc["A", "latency_ms_high"], table.loc["A", "latency_ms_level"]) == (10.0, 13.0, 0.875)
 
 
 def test_profile_measurements_reach_the_frame_and_hostile_ones_do_not():
@@ -125,6 +112,6 @@ def test_rank_table_and_json_show_latency_with_its_interval():
     ranking = rank_use_case(_frame({"A": (10.0, 11.0, 12.0, 13.0), "B": (100.0, 101.0, 102.0, 103.0)}), LATENCY_CASE)
     table = ranking_display(ranking).set_index("candidate")
     low, high = ranking.table.set_index("candidate").loc["A", ["latency_ms_low", "latency_ms_high"]]
-    assert table.loc["A", "single-stream latency p50"] == f"11.5 ms [{low:.1f}–{high:.1f}]"
-    (a, _) = ranking_json(ranking)
-    assert a["latency_ms"] == {"p50": 11.5, "ci_low": pytest.approx(low), "ci_high": pytest.approx(high)}
+    assert table.loc["A", "single-stream latency p50"] == f"11.5 ms [{low:.1f}–{high:.1f}] (87.5% interval)"  # four probes: its true level
+    (a, _) = ranking_json(ranking)["candidates"]
+    assert a["latency_ms"] == {"p50": 11.5, "ci_low": pytest.approx(low), "ci_high": pytest.approx(high), "level": 0.875}

@@ -18,7 +18,7 @@ def _row(candidate: str, task: str = "t1", value: float = 0.5, **extra) -> dict:
         "candidate": candidate, "task": task, "domain": "biomedical", "metric": "acc", "filter": "none",
         "value": value, "is_group": False, "kind": "full", "latency_ms_p50": np.nan, "peak_memory_bytes": np.nan,
         "energy_per_correct_j": np.nan, "generated_tokens_per_s": np.nan, "requests_per_s": np.nan,
-        "num_parameters": np.nan,
+        "num_parameters": np.nan, "n_choices": 4.0,
     }  # fmt: skip
     base.update(extra)
     return base
@@ -50,21 +50,22 @@ def test_figure_win_rates_both_directions_and_edge_cases():
 
 
 def test_weighted_score_and_hard_limit_hand_computed(three):
-    # win rates among A, B, C (each beats a share of the 2 others):
-    # acc A 1, B .5, C 0; latency (lower) B 1, A .5, C 0; memory B 1, A .5, C 0
+    # C fails the memory limit: win rates among A and B only (C shifts nobody's score):
+    # acc A 1, B 0; latency (lower; 50 vs 100 ms, outside 25%) B 1, A 0; memory (2 vs 4 GB, outside 10%) B 1, A 0
     case = _case({"accuracy": 0.6, "latency": 0.2, "memory": 0.2}, ["memory <= 8 GB"])
     table = rank_use_case(three, case).table.set_index("candidate")
-    assert table.loc["A", "score"] == pytest.approx(0.6 + 0.1 + 0.1)
-    assert table.loc["B", "score"] == pytest.approx(0.3 + 0.2 + 0.2)
-    assert table.loc["C", "score"] == pytest.approx(0.0)
+    assert table.loc["A", "score"] == pytest.approx(0.6)
+    assert table.loc["B", "score"] == pytest.approx(0.2 + 0.2)
+    assert math.isnan(table.loc["C", "score"])
     assert table.loc["A", "rank"] == 1 and table.loc["B", "rank"] == 2
     assert (table.loc["A", "rank_low"], table.loc["A", "rank_high"]) == (1, 1)  # no stderr, no items: fixed
     assert not table.loc["C", "meets_limits"] and math.isnan(table.loc["C", "rank"])
     assert "fails peak memory ≤ 8.00 GB (10.00 GB)" in table.loc["C", "why"]
     assert table.loc["C", "excluded_reason"] == "fails peak memory ≤ 8.00 GB (10.00 GB)" and table.loc["A", "excluded_reason"] is None
     assert table.loc["A", "why"].startswith("meets peak memory ≤ 8.00 GB (4.00 GB)")
-    assert "carried by accuracy (0.60 of 0.80)" in table.loc["A", "why"]
-    assert "carried by accuracy (0.30 of 0.70)" in table.loc["B", "why"]
+    assert "carried by accuracy (0.60 of 0.60)" in table.loc["A", "why"]
+    assert "carried by single-stream latency p50 (0.20 of 0.40)" in table.loc["B", "why"]
+    assert "not scored" in table.loc["C", "why"]
     assert list(rank_use_case(three, case).table["candidate"]) == ["A", "B", "C"]  # eligible first
 
 
@@ -87,7 +88,8 @@ def test_a_gap_inside_the_noise_is_a_tie_not_a_rank_difference():
     )  # fmt: skip
     frame = pd.DataFrame([_row("A", value=a.mean(), n_choices=4.0), _row("B", value=b.mean(), n_choices=4.0)])
     table = rank_use_case(frame, _case({"accuracy": 1}), items=items).table.set_index("candidate")
-    assert table.loc["B", "rank"] == 1 and table.loc["A", "rank"] == 2  # the point estimate orders them
+    assert table.loc["B", "rank"] == table.loc["A", "rank"] == 1  # not told apart: one rank number
+    assert list(rank_use_case(frame, _case({"accuracy": 1}), items=items).table["candidate"]) == ["B", "A"]  # listed by score
     assert (table.loc["A", "rank_low"], table.loc["A", "rank_high"]) == (1, 2)
     assert table.loc["A", "tied_with_leader"] and table.loc["B", "tied_with_leader"]
     assert table.loc["A", "n_items"] == 200
@@ -110,8 +112,8 @@ def test_no_candidate_meets_the_limits_is_said_plainly(three):
 def test_missing_figure_counts_as_worst_and_fails_its_limit(three):
     frame = pd.concat([three, pd.DataFrame([_row("Plain", value=0.9)])], ignore_index=True)
     table = rank_use_case(frame, _case({"accuracy": 0.5, "latency": 0.5}, ["latency <= 1 s"])).table.set_index("candidate")
-    # win rates among 4: Plain beats all 3 on accuracy (1), nobody on latency (unmeasured: 0)
-    assert table.loc["Plain", "score"] == pytest.approx(0.5)
+    # Plain fails the latency limit (not measured): listed, not scored, not ranked
+    assert math.isnan(table.loc["Plain", "score"]) and math.isnan(table.loc["Plain", "rank"])
     assert not table.loc["Plain", "meets_limits"]
     assert "single-stream latency p50 ≤ 1.00 s (not measured)" in table.loc["Plain", "why"]
     assert "no single-stream latency p50 measured (counted as worst)" in table.loc["Plain", "why"]
@@ -122,7 +124,7 @@ def test_a_figure_nobody_measured_is_left_out_and_said_once(three):
     ranking = rank_use_case(three, _case({"accuracy": 1, "latency": 1, "energy": 2}))
     table = ranking.table.set_index("candidate")
     assert table.loc["A", "score"] == pytest.approx((1.0 + 0.5) / 2)
-    assert ranking.notes == ["energy per correct answer was measured for no candidate here, so its weight (2) is left out"]
+    assert ranking.notes == ["energy per request was measured for no candidate here, so its weight (2) is left out"]
     assert "energy" not in table.loc["A", "why"]
 
 

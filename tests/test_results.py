@@ -404,7 +404,7 @@ def test_per_item_records_from_real_samples_and_bad_lines(board_results, tmp_pat
 
 def test_a_run_without_samples_still_ranks_with_a_note(board_results, capsys):
     assert main(["rank", "--results", str(board_results.root), "--use-case", "research", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["candidates"]
     by_name = {r["candidate"]: r for r in rows}
     assert by_name["tiny-bio-gptq-synthetic"]["rank"] is not None and by_name["tiny-bio"]["n_items"] == 3 * 6
     assert by_name["tiny-bio-gptq-synthetic"]["n_items"] == 0

@@ -101,16 +101,18 @@ def test_compare_p_value_matches_mcnemar_by_hand_on_the_logged_samples(runs, cap
 def test_rank_json_has_intervals_and_tie_marks(runs, capsys, tmp_path):
     cases = tmp_path / "use_cases.yaml"
     cases.write_text(f"use_cases:\n  mcq:\n    name: MCQ\n    tasks: [{TASK}]\n    weights: {{accuracy: 1}}\n", encoding="utf-8")
-    rows = _json(capsys, ["rank", "--results", str(runs), "--use-case", "mcq", "--use-cases", str(cases), "--json"])
-    assert [set(r) >= {"candidate", "rank", "rank_low", "rank_high", "score", "tied_with_leader", "tasks", "n_items", "excluded_reason"} for r in rows] == [
-        True
-    ] * 3
+    out = _json(capsys, ["rank", "--results", str(runs), "--use-case", "mcq", "--use-cases", str(cases), "--json"])
+    rows = out["candidates"]
+    assert out["use_case"] == "mcq" and isinstance(out["notes"], list)
+    assert [
+        set(r) >= {"candidate", "rank", "rank_low", "rank_high", "score", "tied_with_leader", "tasks", "n_items", "excluded_reason", "notes"} for r in rows
+    ] == [True] * 3
     by_name = {r["candidate"]: r for r in rows}
     assert by_name["twin-a"]["score"] == by_name["twin-b"]["score"] and by_name["twin-a"]["rank"] == by_name["twin-b"]["rank"]
     assert all(r["tasks"] == [TASK] and r["n_items"] == N and r["excluded_reason"] is None for r in rows)
     assert all(r["rank_low"] <= r["rank"] <= r["rank_high"] for r in rows)
     twins = [(by_name[t]["rank_low"], by_name[t]["rank_high"], by_name[t]["tied_with_leader"]) for t in ("twin-a", "twin-b")]
-    assert twins[0] == twins[1]  # identical answers: the same interval in every bootstrap draw
+    assert twins[0] == twins[1]  # identical answers: never told apart, one rank number and range
     if by_name["twin-a"]["rank"] == 1:
         assert twins[0][2]  # the two leaders are tied with each other
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)

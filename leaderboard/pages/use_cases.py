@@ -41,15 +41,18 @@ st.dataframe(
     width="stretch",
     column_config={
         "score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.3f"),
-        "rank range": st.column_config.TextColumn("rank range", help="2.5-97.5% of the ranks over bootstrap draws of the items, per task"),
-        "tied": st.column_config.TextColumn("tied", help="'= leader': its rank interval overlaps the leader's, so the data do not tell them apart"),
+        "rank": st.column_config.TextColumn("rank", help="1 + the candidates significantly better: candidates not told apart share it"),
+        "rank range": st.column_config.TextColumn("rank range", help="joint 95% set: [rank, candidates - those significantly worse]"),
+        "tied": st.column_config.TextColumn("tied", help="'= leader': not significantly worse than the top score"),
+        "notes": st.column_config.TextColumn("notes", width="large"),
         "why": st.column_config.TextColumn("why", width="large"),
     },
     key="ranking_table",
 )
 st.caption(
     f"Score: {ranking.method}; each weighted efficiency figure is a win rate too (share of the other candidates beaten, "
-    "a missing figure ranks last). Rank range: 2.5-97.5% of the ranks over bootstrap draws of each task's items; '= leader' marks "
-    "candidates the data do not tell apart from the first. Quality columns: each task's main metric, chance-corrected for multiple choice. "
-    "Candidates failing a hard limit, or missing a counted task, are listed without a rank."
+    "a missing figure ranks last, a difference inside a measured figure's noise is a tie). Rank: 1 + the candidates significantly better "
+    "(max-t bootstrap over every pair, jointly 95%), shared by candidates not told apart; '= leader' marks candidates not significantly "
+    "worse than the first. Quality columns: each task's main metric, chance-corrected once per task. "
+    "Candidates failing a hard limit are listed unscored; those missing a counted task or not comparable on it, without a rank."
 )

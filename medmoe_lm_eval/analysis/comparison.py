@@ -3,17 +3,21 @@
 Per task both ran: the task's main metric for A and B on the documents both answered (matched on
 doc_id and doc_hash), ``delta = b - a`` with its 95% paired bootstrap interval, the paired test's
 p-value and the Holm-adjusted one across this comparison's tasks (:mod:`.paired`). A task where
-either run kept no per-sample log still shows, with lm-eval's aggregate values and an unpaired
-interval from their standard errors, and says that paired comparisons need ``--log_samples``.
+either run kept no per-sample log still shows, with lm-eval's aggregate values, an unpaired
+interval and a two-sided normal p-value from their standard errors (in Holm's correction with the
+others), and says that paired comparisons need ``--log_samples``. Runs whose task settings differ
+(rows, shots, data, limit) say so in the task's note.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pandas as pd
+from scipy import stats
 
 from medmoe_lm_eval.analysis.paired import CONFIDENCE, holm, paired_difference
 from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
@@ -92,12 +96,16 @@ class Comparison:
 
 
 def _unpaired(task: str, ra: pd.Series, rb: pd.Series) -> TaskComparison:
+    """Aggregates only: ``delta`` with a normal interval and a two-sided normal p-value from the
+    two standard errors (independent samples), which enters Holm's correction with the others."""
     delta = float(rb["accuracy"] - ra["accuracy"])
     scale = 100.0 if ra["metric"] in PERCENT_SCALE_METRICS else 1.0
     se = math.sqrt(float(ra["stderr"]) ** 2 + float(rb["stderr"]) ** 2) / scale
     half = Z_95 * se if math.isfinite(se) else math.nan
+    p = 2.0 * float(stats.norm.sf(abs(delta) / se)) if math.isfinite(se) and se > 0 else (1.0 if delta == 0 and se == 0 else math.nan)
+    test = "normal (unpaired)" if math.isfinite(p) else "none"
     return TaskComparison(
-        task, str(ra["metric"]), float(ra["accuracy"]), float(rb["accuracy"]), delta, delta - half, delta + half, math.nan, math.nan, 0, "none", NEEDS_SAMPLES
+        task, str(ra["metric"]), float(ra["accuracy"]), float(rb["accuracy"]), delta, delta - half, delta + half, p, math.nan, 0, test, NEEDS_SAMPLES
     )
 
 
@@ -106,7 +114,9 @@ def _key_note(results: ResultsSet, ra: pd.Series, rb: pd.Series) -> str:
     ka, kb = results.keys.get(str(ra.get("run_key"))), results.keys.get(str(rb.get("run_key")))
     if ka is None or kb is None or ka.task_part() == kb.task_part():
         return ""
-    reasons = [r for r in key_reasons(kb, ka) if not r.startswith("adapter changed")]
+    # the adapter always differs between two candidates: compare the task settings alone, so that
+    # "adapter changed" never hides "different rows" (key_reasons says that only when nothing else differs)
+    reasons = [r for r in key_reasons(dataclasses.replace(kb, adapter=ka.adapter), ka) if r != "another comparability key"]
     return f"runs differ ({', '.join(reasons)})" if reasons else ""
 
 

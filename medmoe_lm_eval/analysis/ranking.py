@@ -1,46 +1,57 @@
-"""Use-case rankings with rank intervals, over the tidy results frame and its per-item records.
+"""Use-case rankings whose order is the order the data supports, over the tidy results frame.
 
 Everything here takes and returns pandas objects (reading no files except through the store), so
 the Streamlit app, ``medmoe rank`` and the static export show the very same numbers.
 
 How a use case scores a candidate (method :data:`METHOD`):
 
-* quality per task = the task's own main metric, chance-corrected for multiple choice
-  (:mod:`.quality`); only tasks every ranked candidate ran count (:mod:`.coverage`);
-* every weighted figure becomes a HELM-style win rate among the ranked candidates: the share of
-  the others it beats (ties count half; quality per task, averaged over tasks; a figure a candidate
-  lacks ranks below every measured one). Win rates replace min-max scaling, which turned 0.219 vs
-  0.225 into 0 vs 1;
-* score = the weighted mean of those win rates; the rank comes with its 2.5-97.5% interval from
-  bootstrapping the items per task (:mod:`.rank_intervals`), with single-stream latency's few
-  measurements redrawn in the same draws (:mod:`.latency`; the table gets ``latency_ms_low`` /
-  ``_high`` and ``ttft_ms_low`` / ``_high``), and a candidate whose interval overlaps the
-  leader's is marked as tied with it, never as worse. Memory, energy and throughput are single
-  measurements: their win rates are the same in every draw.
+* only comparable runs meet on a task (:mod:`.comparable`): the same task settings, the same
+  documents (paired on ``(doc_id, doc_hash)``, dropped counts said), one chance correction per
+  task; only tasks every ranked candidate ran count (:mod:`.coverage`);
+* wins are decided per task on accuracy over the paired documents (a count over one number of
+  documents: equal counts are equal scores, whatever the chance correction, which is monotone
+  within a task and only shown); every weighted figure becomes a HELM win rate among the
+  candidates within the use case's hard limits (ties half). Measured figures tie inside their
+  noise (:mod:`.tolerance`); calibration is recomputed on each bootstrap draw (:mod:`.scoring`);
+* score = the weighted mean of those win rates; rank = 1 + the number of candidates
+  significantly better by a max-t bootstrap over every pair (:mod:`.rank_intervals`), so
+  candidates not told apart share a rank number; the rank range is the joint 95% set.
 
-Hard limits (``"memory <= 8 GB"``) leave a candidate listed but unranked; ``accuracy`` limits hold
+Hard limits (``"memory <= 8 GB"``) leave a candidate listed but unscored; ``accuracy`` limits hold
 only when every counted task's main metric meets them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from medmoe_lm_eval.analysis.calibration import ece_by_candidate
-from medmoe_lm_eval.analysis.coverage import Coverage, choose_coverage
-from medmoe_lm_eval.analysis.latency import RESAMPLED, FigureDraws, figure_draws
-from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
-from medmoe_lm_eval.analysis.rank_intervals import N_BOOT, SEED, TaskDraws, figure_win_rates, rank_intervals, tied_with_leader, win_rate_scores
+from medmoe_lm_eval.analysis.comparable import Evidence, gather
+from medmoe_lm_eval.analysis.coverage import Coverage
+from medmoe_lm_eval.analysis.latency import RESAMPLED, figure_intervals
+from medmoe_lm_eval.analysis.quality import main_metric_rows
+from medmoe_lm_eval.analysis.rank_intervals import (
+    N_BOOT,
+    TaskDraws,
+    certain_beats,
+    draw_components,
+    figure_win_rates,
+    joint_ranks,
+    tied_with_leader,
+    win_rate_scores,
+)
+from medmoe_lm_eval.analysis.scoring import ece_figure, fixed_parts
 from medmoe_lm_eval.analysis.use_cases import FIGURES, UseCase
 from medmoe_lm_eval.analysis.why import explain
+from medmoe_lm_eval.benchmarks.metric_directions import PERCENT_SCALE_METRICS
 from medmoe_lm_eval.store.records import ResultsSet
 from medmoe_lm_eval.store.samples import load_items, missing_samples
 
-METHOD = "HELM mean win rate over per-task main metrics (chance-corrected for multiple choice)"
+METHOD = "HELM mean win rate (per-task accuracy on paired documents; measured figures tie inside their noise)"
 
 __all__ = [
     "METHOD",
@@ -125,6 +136,7 @@ FIGURE_COLUMNS = [
     "ttft_ms",
     "batch_latency_ms",
     "peak_memory_bytes",
+    "energy_per_request_j",
     "energy_per_correct_j",
     "generated_tokens_per_s",
     "requests_per_s",
@@ -144,7 +156,9 @@ def candidate_figures(frame: pd.DataFrame) -> pd.DataFrame:
     best = main_metric_rows(frame)
     if best.empty:
         return pd.DataFrame(columns=FIGURE_COLUMNS).rename_axis("candidate")
-    best = best.reindex(columns=list(dict.fromkeys([*best.columns, "ttft_ms_p50", "batch_latency_ms_p50"])))  # frames from before these figures
+    best = best.reindex(
+        columns=list(dict.fromkeys([*best.columns, "ttft_ms_p50", "batch_latency_ms_p50", "energy_per_request_j"]))
+    )  # frames from before these figures
     grouped = best.groupby("candidate", sort=True)
     return pd.DataFrame(
         {
@@ -153,6 +167,7 @@ def candidate_figures(frame: pd.DataFrame) -> pd.DataFrame:
             "ttft_ms": grouped["ttft_ms_p50"].mean(),
             "batch_latency_ms": grouped["batch_latency_ms_p50"].mean(),
             "peak_memory_bytes": grouped["peak_memory_bytes"].max(),
+            "energy_per_request_j": grouped["energy_per_request_j"].mean(),
             "energy_per_correct_j": grouped["energy_per_correct_j"].mean(),
             "generated_tokens_per_s": grouped["generated_tokens_per_s"].mean(),
             "requests_per_s": grouped["requests_per_s"].mean(),
@@ -165,15 +180,21 @@ def candidate_figures(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Ranking:
-    """A use case's ranking: ``table`` (ranked first, best first), per-task ``quality``, coverage."""
+    """A use case's ranking: ``table`` (ranked first, best first), per-task ``quality``, coverage, notes.
+
+    ``notes`` concern the whole ranking; ``candidate_notes`` one candidate each (dropped documents,
+    aggregates standing in for per-item records, ties inside a figure's noise). ``--json`` and
+    the tables carry both.
+    """
 
     use_case: UseCase
     table: pd.DataFrame
     message: str | None = None
     notes: list[str] = field(default_factory=list)
-    quality: pd.DataFrame = field(default_factory=pd.DataFrame)  #: candidates x counted tasks
+    quality: pd.DataFrame = field(default_factory=pd.DataFrame)  #: candidates x counted tasks (chance-corrected)
     coverage: Coverage | None = None
     method: str = METHOD
+    candidate_notes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def eligible(self) -> pd.DataFrame:
@@ -182,66 +203,91 @@ class Ranking:
 
 @dataclass(frozen=True)
 class _Quality:
-    point: pd.DataFrame  #: candidates x tasks
+    accuracy: pd.DataFrame  #: candidates x tasks, the metric's 0-1 scale (what wins are decided on)
     stderr: pd.DataFrame
     draws: list[TaskDraws]
     n_items: pd.Series
+    chance: pd.Series  #: per task, the guessing accuracy (0: no correction)
+
+    def corrected(self) -> pd.DataFrame:
+        """Chance-corrected quality, one correction per task: ``(acc - c) / (1 - c)``."""
+        c = self.chance.reindex(self.accuracy.columns).fillna(0.0)
+        return (self.accuracy - c) / (1.0 - c)
 
 
-def _quality(best: pd.DataFrame, items: pd.DataFrame | None, ranked: Sequence[str], tasks: Sequence[str]) -> _Quality:
-    """Point quality per candidate x task (item means where items exist), spread, and item draws."""
-    rows = best[best["candidate"].isin(ranked) & best["task"].isin(tasks)]
-    point = rows.pivot_table(index="candidate", columns="task", values="quality", aggfunc="first").reindex(index=list(ranked), columns=list(tasks))
-    stderr = rows.pivot_table(index="candidate", columns="task", values="quality_stderr", aggfunc="first", dropna=False)
-    stderr = stderr.reindex(index=point.index, columns=point.columns)
-    draws: list[TaskDraws] = []
-    n_items = pd.Series(0, index=point.index)
-    matrices = task_matrices(items, rows) if items is not None else {}
+def _quality(rows: pd.DataFrame, ev: Evidence, ranked: Sequence[str], tasks: Sequence[str], notes: dict[str, list[str]]) -> _Quality:
+    """Accuracy per candidate x task on the paired documents (aggregates where no items), and draws."""
+    scale = pd.Series(np.where(rows["metric"].isin(PERCENT_SCALE_METRICS), 100.0, 1.0), index=rows.index)
+    acc = rows.pivot_table(index="candidate", columns="task", values="accuracy", aggfunc="first").reindex(index=list(ranked), columns=list(tasks))
+    stderr = (rows["stderr"].astype(float) / scale).groupby([rows["candidate"], rows["task"]]).first().unstack().reindex(index=acc.index, columns=acc.columns)
+    draws, n_items = [], pd.Series(0, index=acc.index)
     for t_index, task in enumerate(tasks):
-        matrix = matrices.get(task)
-        if matrix is None:
+        found = ev.tasks.get(task)
+        cols = [c for c in ranked if found is not None and c in found.raw.columns]
+        for cand in set(ranked) - set(cols):
+            notes.setdefault(cand, []).append(f"{task}: no per-sample log; its aggregate is drawn from lm-eval's stderr")
+        if found is None or not cols:
             continue
-        cols = [c for c in ranked if c in matrix.scores.columns]
-        scores = matrix.scores[cols].to_numpy(dtype=float)
-        point.loc[cols, task] = scores.mean(axis=0)
+        for cand, n in found.dropped.items():
+            if cand in cols:
+                notes.setdefault(cand, []).append(f"{task}: {n} of its documents dropped (not answered by every ranked candidate)")
+        divisor = 100.0 if found.metric in PERCENT_SCALE_METRICS else 1.0
+        scores = found.raw[cols].to_numpy(dtype=float) / divisor
+        acc.loc[cols, task] = scores.sum(axis=0) / len(scores)
         stderr.loc[cols, task] = np.nan
-        n_items[cols] += scores.shape[0]
-        draws.append(TaskDraws(t_index, np.array([point.index.get_loc(c) for c in cols]), scores))
-    return _Quality(point, stderr, draws, n_items)
+        n_items[cols] += len(scores)
+        keep = np.array([list(found.raw.columns).index(c) for c in cols], dtype=int)
+        gaps = found.ece_gaps[:, keep] if found.ece_gaps is not None else None
+        draws.append(TaskDraws(t_index, np.array([acc.index.get_loc(c) for c in cols]), scores, gaps))
+    chance = pd.Series({t: ev.tasks[t].chance for t in tasks if t in ev.tasks}, dtype=float)
+    return _Quality(acc, stderr, draws, n_items, chance)
 
 
 def rank_use_case(frame: pd.DataFrame, use_case: UseCase, items: pd.DataFrame | None = None, n_boot: int = N_BOOT) -> Ranking:
     """Score, rank and interval every candidate for ``use_case`` (see the module docstring).
 
     ``items`` is the per-item frame of ``store.samples.load_items``; without it (or for runs that
-    kept no per-sample log) task scores are resampled from lm-eval's standard errors.
+    kept no per-sample log) task scores are drawn from lm-eval's standard errors.
     """
-    best = main_metric_rows(scope_frame(frame, use_case))
+    scoped = scope_frame(frame, use_case)
+    best = main_metric_rows(scoped)
     if best.empty:
         scope = ", ".join(use_case.domains or use_case.tasks) or "any task"
-        empty = pd.DataFrame(columns=["rank", "rank_low", "rank_high", "tied_with_leader", "candidate", "score", "meets_limits", "why", "excluded_reason"])
-        return Ranking(use_case, empty, f"No results cover {use_case.name} ({scope}): run candidates on those tasks first.")
-    coverage = choose_coverage({str(c): set(g["task"]) for c, g in best.groupby("candidate")})
-    counted = best[best["task"].isin(coverage.tasks)]
+        return Ranking(use_case, _empty_table(), f"No results cover {use_case.name} ({scope}): run candidates on those tasks first.")
+    ece_tasks = sorted(set(scoped.loc[scoped["metric"] == "ece", "task"])) if use_case.weights.get("calibration", 0) > 0 else []
+    counted, ev, coverage = gather(best, items, ece_tasks)
+    cand_notes: dict[str, list[str]] = {}
     figures = candidate_figures(counted).reindex(list(coverage.ranked))
-    figures["ece"] = ece_by_candidate(scope_frame(frame, use_case), coverage.tasks).reindex(figures.index)
-    rng = np.random.default_rng(SEED + 1)  # its own stream: the item draws stay as they were
-    latency = {col: figure_draws(counted, list(figures.index), col, n_boot, rng) for col in RESAMPLED}
-    for col, draws in latency.items():
-        figures[f"{col}_low"], figures[f"{col}_high"] = draws.interval()
-    quality = _quality(best, items, coverage.ranked, coverage.tasks)
+    for col in RESAMPLED:
+        bounds = figure_intervals(counted, list(figures.index), col)
+        figures[f"{col}_low"], figures[f"{col}_high"], figures[f"{col}_level"] = bounds.low, bounds.high, bounds.level
+    ece_counted = [t for t in ece_tasks if t in coverage.tasks]
+    aggregate = ece_by_candidate(scoped, ece_counted).reindex(figures.index)
+    figures["ece"], _ = ece_figure(ev.tasks, ece_counted, aggregate, cand_notes)
+    quality = _quality(counted, ev, coverage.ranked, coverage.tasks, cand_notes)
     weights, notes = _measured_weights(use_case, figures)
-    table = _scored_table(use_case, figures, quality, weights, n_boot, latency)
-    table = pd.concat([table, _excluded_rows(best, coverage)], ignore_index=True)
+    table = _scored_table(use_case, figures, quality, weights, n_boot, cand_notes)
+    table = pd.concat([table, _excluded_rows(best, coverage, ev)], ignore_index=True)
     table["excluded_reason"] = table["excluded_reason"].astype(object).where(table["excluded_reason"].notna(), None)
-    table = table.sort_values(["meets_limits", "score", "candidate"], ascending=[False, False, True], kind="stable", na_position="last").reset_index(drop=True)
-    if coverage.not_counted:
-        notes.append(f"not counted (not run by every ranked candidate): {', '.join(coverage.not_counted)}")
+    table = table.sort_values(["meets_limits", "rank", "score", "candidate"], ascending=[False, True, False, True], kind="stable", na_position="last")
+    notes += _ranking_notes(ev, coverage)
     message = None
     if not table["meets_limits"].any():
         limits = "; ".join(lim.describe() for lim in use_case.limits)
         message = f"No candidate meets every limit of {use_case.name} ({limits}). The table shows how close each came."
-    return Ranking(use_case, table, message, notes, quality.point, coverage)
+    return Ranking(use_case, table.reset_index(drop=True), message, notes, quality.corrected(), coverage, candidate_notes=cand_notes)
+
+
+def _empty_table() -> pd.DataFrame:
+    return pd.DataFrame(columns=["rank", "rank_low", "rank_high", "tied_with_leader", "candidate", "score", "meets_limits", "why", "excluded_reason"])
+
+
+def _ranking_notes(ev: Evidence, coverage: Coverage) -> list[str]:
+    notes = [f"{task} left out: {why}" for task, why in sorted(ev.tasks_left_out.items())]
+    notes += list(ev.notes)
+    if coverage.not_counted:
+        notes.append(f"not counted (not run by every ranked candidate): {', '.join(coverage.not_counted)}")
+    return notes
 
 
 def _limit_checks(use_case: UseCase, figures: pd.DataFrame) -> pd.Series:
@@ -250,62 +296,67 @@ def _limit_checks(use_case: UseCase, figures: pd.DataFrame) -> pd.Series:
 
 
 def _scored_table(
-    use_case: UseCase, figures: pd.DataFrame, quality: _Quality, weights: dict[str, float], n_boot: int, latency: Mapping[str, FigureDraws]
+    use_case: UseCase, figures: pd.DataFrame, quality: _Quality, weights: dict[str, float], n_boot: int, notes: dict[str, list[str]]
 ) -> pd.DataFrame:
+    """Scores, ranks and tie marks of the candidates within every limit (win rates among them only);
+    the others are listed with NaN scores and the limit they fail."""
     total = sum(weights.values())
-    fixed = pd.DataFrame(index=figures.index)
-    shift = np.zeros((n_boot, len(figures)))  # per draw, how far redrawn latency moves each score
-    for key, weight in weights.items():
-        if key == "accuracy":
-            continue
-        figure = FIGURES[key]
-        fixed[key] = figure_win_rate(figures[figure.column], figure.higher_is_better) * (weight / total)
-        if figure.column in latency:
-            shift += figure_win_rates(latency[figure.column].replicates, figure.higher_is_better) * (weight / total) - fixed[key].to_numpy()
-    w_quality = weights.get("accuracy", 0.0) / total
     meets = _limit_checks(use_case, figures)
-    eligible = meets.to_numpy()
-    fixed_sum = fixed.sum(axis=1).to_numpy()
-
-    def score(q: np.ndarray) -> np.ndarray:
-        return w_quality * win_rate_scores(q) + fixed_sum
-
-    point_q = quality.point.to_numpy(dtype=float)
+    ok = list(figures.index[meets.to_numpy(dtype=bool)])
+    fixed, preference = fixed_parts(figures.loc[ok], weights, notes)
+    w_q, w_ece = weights.get("accuracy", 0.0) / total, weights.get("calibration", 0.0) / total
+    sub = _subset(quality, [figures.index.get_loc(c) for c in ok])
+    accuracy, ece = sub.accuracy.to_numpy(dtype=float), figures.loc[ok, "ece"].to_numpy(dtype=float)
+    parts = fixed.assign(accuracy=w_q * win_rate_scores(accuracy))
+    if w_ece:
+        parts["calibration"] = w_ece * figure_win_rates(ece, False)
     table = figures.copy()
-    table["score"] = score(point_q)
-    parts = fixed.assign(accuracy=w_quality * win_rate_scores(point_q))
-    for column in ("rank", "rank_low", "rank_high"):
+    for column in ("score", "rank", "rank_low", "rank_high"):
         table[column] = np.nan
     table["tied_with_leader"] = False
-    if eligible.any():
-        _rank_eligible(table, quality, eligible, score, n_boot, shift)
+    if ok:
+        point = parts.sum(axis=1).to_numpy()
+        joint = joint_ranks(preference + _drawn_preference(sub, ece if w_ece else None, w_q, w_ece, n_boot), point)
+        table.loc[ok, "score"], table.loc[ok, "rank"], table.loc[ok, "rank_low"], table.loc[ok, "rank_high"] = point, joint.rank, joint.low, joint.high
+        table.loc[ok, "tied_with_leader"] = tied_with_leader(joint, point)
     table["meets_limits"] = meets
     table["n_items"] = quality.n_items.reindex(figures.index).fillna(0).astype(int)
-    table["task_list"] = [list(quality.point.columns)] * len(table)
-    table["why"] = [explain(use_case, weights, figures.loc[c], parts.loc[c], bool(meets[c])) for c in figures.index]
+    table["task_list"] = [list(quality.accuracy.columns)] * len(table)
+    table["why"] = [explain(use_case, weights, figures.loc[c], parts.loc[c] if c in parts.index else None, bool(meets[c])) for c in figures.index]
     table["excluded_reason"] = [None if meets[c] else table.loc[c, "why"].split("; ")[0] for c in figures.index]
     return table.rename_axis("candidate").reset_index()
 
 
-def _rank_eligible(
-    table: pd.DataFrame, quality: _Quality, eligible: np.ndarray, score: Callable[[np.ndarray], np.ndarray], n_boot: int, shift: np.ndarray
-) -> None:
-    """Point ranks, rank intervals and tie marks of the candidates that meet every limit.
-
-    Scores (win rates) are over every covered candidate, as shown in the table; only the eligible
-    ones are ranked, in the point estimate and in every bootstrap draw.
-    """
-    point = quality.point.to_numpy(dtype=float)
-    stderr = quality.stderr.to_numpy(dtype=float)
-    r, lo, hi = rank_intervals(point, stderr, quality.draws, score, n_boot, among=eligible, shift=shift)
-    idx = table.index[eligible]
-    table.loc[idx, "rank"], table.loc[idx, "rank_low"], table.loc[idx, "rank_high"] = r, lo, hi
-    table.loc[idx, "tied_with_leader"] = tied_with_leader(r, lo, hi)
+def _drawn_preference(sub: _Quality, ece: np.ndarray | None, w_q: float, w_ece: float, n_boot: int) -> np.ndarray:
+    """Weighted pairwise sure wins on the bootstrapped components: each task's accuracy (averaged
+    over tasks, as the win rate is) and ECE, compared jointly (:func:`.rank_intervals.certain_beats`)."""
+    accuracy = sub.accuracy.to_numpy(dtype=float)
+    n_t = accuracy.shape[1]
+    point = accuracy if ece is None else np.column_stack([accuracy, ece])
+    reps = draw_components(accuracy, sub.stderr.to_numpy(dtype=float), sub.draws, n_boot, ece_point=ece)
+    higher = np.array([True] * n_t + ([] if ece is None else [False]))
+    sure, _ = certain_beats(point, reps, higher)
+    out = w_q * sure[:, :, :n_t].mean(axis=2) if n_t else np.zeros(sure.shape[:2])
+    return out + (w_ece * sure[:, :, n_t] if ece is not None else 0.0)
 
 
-def _excluded_rows(best: pd.DataFrame, coverage: Coverage) -> pd.DataFrame:
+def _subset(quality: _Quality, rows: Sequence[int]) -> _Quality:
+    """The quality of the candidates at ``rows`` (those within the limits), draws re-indexed."""
+    where = {old: new for new, old in enumerate(rows)}
+    draws = []
+    for d in quality.draws:
+        keep = [i for i, c in enumerate(d.candidate_index) if int(c) in where]
+        if keep:
+            gaps = d.ece_gaps[:, keep] if d.ece_gaps is not None else None
+            draws.append(TaskDraws(d.task_index, np.array([where[int(d.candidate_index[i])] for i in keep]), d.scores[:, keep], gaps))
+    return _Quality(quality.accuracy.iloc[list(rows)], quality.stderr.iloc[list(rows)], draws, quality.n_items.iloc[list(rows)], quality.chance)
+
+
+def _excluded_rows(best: pd.DataFrame, coverage: Coverage, ev: Evidence) -> pd.DataFrame:
     rows = []
     for cand, reason in coverage.excluded.items():
+        own = [why for (c, _), why in ev.left_out.items() if c == cand]
+        reason = "; ".join(own) if own else reason
         ran = sorted(best.loc[best["candidate"] == cand, "task"])
         kind = best.loc[best["candidate"] == cand, "kind"]
         rows.append({"candidate": cand, "kind": kind.iloc[0] if len(kind) else None, "tasks": len(ran), "task_list": ran, "score": np.nan, "meets_limits": False,

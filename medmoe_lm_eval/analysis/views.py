@@ -158,7 +158,7 @@ def utc_now() -> str:
 
 
 def rank_range(low: Any, high: Any) -> str:
-    """``"1"`` or ``"1–3"``: the 2.5-97.5% rank interval; ``"—"`` when unranked."""
+    """``"1"`` or ``"1–3"``: the joint 95% rank set; ``"—"`` when unranked."""
     if pd.isna(low) or pd.isna(high):
         return "—"
     return str(int(low)) if int(low) == int(high) else f"{int(low)}–{int(high)}"
@@ -174,6 +174,8 @@ def ranking_display(ranking: Ranking, max_task_columns: int | None = None) -> pd
         return pd.DataFrame(columns=["rank", "rank range", "tied", "candidate", "kind", "score", "why"])
     shown = [k for k in ranking.use_case.weights if k != "accuracy"]
     shown += [lim.figure for lim in ranking.use_case.limits if lim.figure not in shown and lim.figure != "accuracy"]
+    if "energy" in shown and "energy_per_correct" not in shown:  # J per correct answer: shown, not weighed
+        shown.insert(shown.index("energy") + 1, "energy_per_correct")
     out = pd.DataFrame(
         {
             "rank": table["rank"].map(lambda r: "—" if pd.isna(r) else str(int(r))),
@@ -193,6 +195,7 @@ def ranking_display(ranking: Ranking, max_task_columns: int | None = None) -> pd
     out["tasks"] = table["tasks"]
     out["items"] = table["n_items"]
     out["why"] = table["why"]
+    out["notes"] = table["candidate"].map(lambda c: "; ".join(ranking.candidate_notes.get(c, [])))
     return out
 
 
@@ -202,8 +205,14 @@ def _value(row: Mapping[Hashable, Any], column: str) -> float | None:
 
 
 def _interval(row: Mapping[Hashable, Any], column: str) -> dict[str, float | None]:
-    """A single-stream figure with its 95% bootstrap interval, as ``medmoe rank --json`` prints it."""
-    return {"p50": _value(row, column), "ci_low": _value(row, f"{column}_low"), "ci_high": _value(row, f"{column}_high")}
+    """A single-stream figure with its order-statistic interval and that interval's level (>= 0.95
+    from 6 measurements on), as ``medmoe rank --json`` prints it."""
+    return {
+        "p50": _value(row, column),
+        "ci_low": _value(row, f"{column}_low"),
+        "ci_high": _value(row, f"{column}_high"),
+        "level": _value(row, f"{column}_level"),
+    }
 
 
 def figure_cell(fig: Figure, row: Mapping[Hashable, Any]) -> str:
@@ -216,11 +225,14 @@ def figure_cell(fig: Figure, row: Mapping[Hashable, Any]) -> str:
     units = {b.rpartition(" ")[2] for b in [shown, *bounds]}
     if len(units) == 1:  # "12.3 ms [11.0–14.1]": the unit once
         bounds = [b.rpartition(" ")[0] for b in bounds]
-    return f"{shown} [{bounds[0]}–{bounds[1]}]"
+    level = _value(row, f"{fig.column}_level")
+    label = "" if level is None or level >= 0.95 else f" ({level:.1%} interval)"  # fewer than 6 measurements: its true level
+    return f"{shown} [{bounds[0]}–{bounds[1]}]{label}"
 
 
-def ranking_json(ranking: Ranking) -> list[dict[str, Any]]:
-    """``medmoe rank --json``: best first, one object per candidate (ranked, then the rest)."""
+def ranking_json(ranking: Ranking) -> dict[str, Any]:
+    """``medmoe rank --json``: the use case, the ranking's notes, and one object per candidate, best
+    first (ranked, then the rest), each with its own notes: every note the text table shows."""
     out = []
     for row in ranking.table.to_dict("records"):
         ranked = not pd.isna(row["rank"])
@@ -234,8 +246,10 @@ def ranking_json(ranking: Ranking) -> list[dict[str, Any]]:
             "meets_limits": bool(row["meets_limits"]), "why": row["why"],
             "quality": {str(t): round(float(v), 6) for t, v in quality.items() if pd.notna(v)},
             "latency_ms": _interval(row, "latency_ms"), "ttft_ms": _interval(row, "ttft_ms"),
+            "notes": list(ranking.candidate_notes.get(name, [])),
         })  # fmt: skip
-    return out
+    case = ranking.use_case
+    return {"use_case": case.slug, "name": case.name, "method": ranking.method, "message": ranking.message, "notes": list(ranking.notes), "candidates": out}
 
 
 def summary_display(results_frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,10 +9,11 @@ import pandas as pd
 from medmoe_lm_eval.analysis.use_cases import FIGURES, UseCase, format_value
 
 
-def explain(use_case: UseCase, weights: Mapping[str, float], figures: pd.Series, parts: pd.Series, meets: bool) -> str:
+def explain(use_case: UseCase, weights: Mapping[str, float], figures: pd.Series, parts: pd.Series | None, meets: bool) -> str:
     """``"meets <limits>; carried by <figure> (<part> of <score>)"`` or ``"fails <limit> (<value>); ..."``.
 
-    ``parts`` are the weighted win rates that sum to the score (accuracy = the quality win rate).
+    ``parts`` are the weighted win rates that sum to the score (accuracy = the quality win rate);
+    ``None`` for a candidate outside the limits, which is not scored.
     """
     phrases: list[str] = []
     failed = [lim for lim in use_case.limits if not lim.holds(figures[FIGURES[lim.figure].column])]
@@ -24,7 +25,9 @@ def explain(use_case: UseCase, weights: Mapping[str, float], figures: pd.Series,
         phrases.append(f"{lim.describe()} ({status})")
     head = ("fails " if not meets else "meets ") + ", ".join(phrases) if phrases else "no hard limits"
     missing = [FIGURES[k].label for k in weights if k != "accuracy" and pd.isna(figures[FIGURES[k].column])]
-    if parts.sum() > 0:
+    if parts is None or not meets:
+        tail = "not scored: win rates are among the candidates within every limit"
+    elif parts.sum() > 0:
         top = str(parts.idxmax())
         tail = f"carried by {FIGURES[top].label} ({parts[top]:.2f} of {parts.sum():.2f})"
     else:

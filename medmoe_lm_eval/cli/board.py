@@ -203,11 +203,11 @@ def add_rank_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--use-cases", metavar="YAML", help="use-case profiles (default: leaderboard/use_cases.yaml)")
     parser.add_argument("--list", action="store_true", help="list the use cases and exit")
     parser.add_argument("--top", type=int, default=0, help="show only the first N rows (0 = all)")
-    parser.add_argument("--json", action="store_true", help="print the ranking as JSON (one use case; list of candidates, best first)")
+    parser.add_argument("--json", action="store_true", help="print the ranking as JSON (one use case: its notes and candidates, best first)")
 
 
 def _rank_json(args: argparse.Namespace) -> int:
-    """``--json``: one use case's ranking as a JSON list on stdout; problems on stderr."""
+    """``--json``: one use case's ranking as a JSON object on stdout (``notes``, ``candidates``); problems on stderr."""
     import json
 
     cases, problems = load_use_cases(args.use_cases or default_use_cases_path())
@@ -215,11 +215,18 @@ def _rank_json(args: argparse.Namespace) -> int:
         print(f"error: --use-case {args.use_case!r}: --json needs one use case; choose one of: {', '.join(cases) or '(none defined)'}", file=sys.stderr)
         return 2
     results = load_results(args.results)
-    for line in [*problems, *(str(i) for i in results.warnings)]:
+    warnings = [*problems, *(str(i) for i in results.warnings)]
+    if results.frame.empty:  # a failure is one line; the text command lists every warning
+        more = f" (and {len(warnings) - 1} more warning(s): medmoe rank without --json lists them)" if len(warnings) > 1 else ""
+        print(f"error: no results to rank in {args.results}" + (f": {warnings[0]}{more}" if warnings else ""), file=sys.stderr)
+        return 1
+    for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
-    rows = ranking_json(rank_results(results, cases[args.use_case])) if not results.frame.empty else []
-    print(json.dumps(rows[: args.top] if args.top > 0 else rows, indent=2, ensure_ascii=False))
-    return 0 if rows else 1
+    out = ranking_json(rank_results(results, cases[args.use_case]))
+    if args.top > 0:
+        out["candidates"] = out["candidates"][: args.top]
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0  # an empty ranking is an answer: its message says why
 
 
 def run_rank(args: argparse.Namespace) -> int:
@@ -277,11 +284,15 @@ def ranking_renderables(ranking: Ranking, top: int = 0, why: bool = True) -> lis
 
     case = ranking.use_case
     limits = "; ".join(lim.describe() for lim in case.limits) or "none"
-    caption = f"hard limits: {limits}. Score: {ranking.method}; rank range = 2.5-97.5% over bootstrap draws of the items; '= leader': not told apart from #1."
+    caption = (
+        f"hard limits: {limits}. Score: {ranking.method}. Rank = 1 + candidates significantly better (max-t bootstrap over all pairs): "
+        "candidates not told apart share it; rank range = joint 95% set; '= leader': not told apart from the top score."
+    )
     table = Table(title=Text(f"{case.name} ({case.slug})"), caption=Text(caption))
     display = ranking_display(ranking, max_task_columns=3)
     if top > 0:
         display = display.head(top)
+    display = display.drop(columns=["notes"], errors="ignore")  # printed below the table, one line per note
     if not why:
         display = display.drop(columns=["why"], errors="ignore")
     for column in display.columns:
@@ -294,4 +305,6 @@ def ranking_renderables(ranking: Ranking, top: int = 0, why: bool = True) -> lis
     extra = [Text(ranking.message, style="bold yellow")] if ranking.message else []
     if ranking.coverage is not None and ranking.coverage.tasks:
         extra.append(Text(f"counted tasks: {', '.join(ranking.coverage.tasks)}", style="dim"))
-    return [table, *extra, *(Text(note, style="dim") for note in ranking.notes), Text("")]
+    shown = set(display["candidate"])
+    per = [Text(f"{name}: {note}", style="dim") for name, notes in ranking.candidate_notes.items() if name in shown for note in notes]
+    return [table, *extra, *(Text(note, style="dim") for note in ranking.notes), *per, Text("")]

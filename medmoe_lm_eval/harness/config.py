@@ -139,7 +139,7 @@ class ProfileConfig(_Strict):
     enabled: bool = True
     interval_ms: float = Field(100.0, ge=5.0, le=5000.0)
     idle_s: float = Field(default=1.0, ge=0.0, le=60.0)  #: idle draw measured per device before the run (0: none)
-    probe_prompts: int = Field(default=4, ge=0, le=1000)  #: single-stream prompts per task after one warm-up (0: off)
+    probe_prompts: int = Field(default=6, ge=0, le=1000)  #: single-stream prompts per task after one warm-up (0: off)
 
 
 class AdapterConfig(_Strict):

@@ -72,7 +72,10 @@ def docs_served(profile: Mapping[str, Any] | None, task: str) -> int | None:
     if not profile or profile.get("enabled") is False or profile.get("served") is None:
         return None
     entry = _task_entry(profile, task)
-    return int(entry.get("docs") or 0) if entry is not None else 0
+    try:
+        return int(entry.get("docs") or 0) if entry is not None else 0
+    except (TypeError, ValueError, OverflowError):  # a profile from elsewhere: no usable count
+        return None
 
 
 def cache_share(profile: Mapping[str, Any] | None, task: str, n_docs: float) -> float | None:

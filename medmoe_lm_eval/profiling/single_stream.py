@@ -11,8 +11,8 @@ none. A backend without a streaming path yields the whole answer at once: its TT
 E2E, and the summary says ``streamed: false`` so nobody reads that TTFT as a real one.
 
 The summary keeps each measured E2E and TTFT (warm-up excluded), not only their percentiles: a
-p50 over four prompts is uncertain, and the ranking resamples them (``analysis.latency``) so
-that two candidates a few milliseconds apart are not told apart by noise.
+p50 over six prompts is uncertain, and the ranking gives it an exact interval (``analysis.latency``)
+so that two candidates a few milliseconds apart are not told apart by noise.
 """
 
 from __future__ import annotations

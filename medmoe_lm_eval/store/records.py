@@ -23,9 +23,9 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "peak_memory_bytes", "energy_j", "energy_per_correct_j", "adapter_sha256", "lm_eval_version",
     # efficiency figures added with single-stream latency (profiling.figures.TASK_FIGURES)
     "ttft_ms_p50", "tpot_ms_p50", "batch_latency_ms_p50", "batch_latency_ms_p95", "requests_served", "expert_calls",
-    "cache_share", "energy_source", "latency_samples_ms", "ttft_samples_ms",
+    "cache_share", "energy_source", "latency_samples_ms", "ttft_samples_ms", "energy_per_request_j",
     "task_version", "task_hash", "git_hash", "hardware", "source_file", "latest",
-    "data_source", "data_origin", "limit", "rows_fingerprint", "run_key", "variant", "samples_file", "sandbox", "n_choices",
+    "data_source", "data_origin", "limit", "rows_fingerprint", "run_key", "task_settings", "variant", "samples_file", "sandbox", "n_choices",
 )  # fmt: skip
 
 

@@ -48,6 +48,17 @@ def energy_per_correct(profile: Mapping[str, Any] | None, task: str, accuracy: f
     return math.nan if value is None else float(value)
 
 
+def energy_per_request(profile: Mapping[str, Any] | None, task: str, n_samples: float) -> float:
+    """Joules per request (per document this run served) on ``task``, NaN when unmeasured: what a
+    use case weighs beside accuracy (J per correct answer would count accuracy twice). Read field
+    by field: a profile from elsewhere may hold anything there."""
+    entry = as_dict(as_dict(as_dict(profile).get("tasks")).get(task))
+    joules = number(entry.get("energy_j"))
+    served = number(entry.get("docs")) if as_dict(profile).get("served") is not None else math.nan
+    docs = served if math.isfinite(served) and served > 0 else number(n_samples)
+    return joules / docs if math.isfinite(joules) and math.isfinite(docs) and docs > 0 else math.nan
+
+
 # ---------------------------------------------------------------------------------------------
 # One file -> rows
 
@@ -188,7 +199,7 @@ def _key_columns(ctx: _RunContext, task: str) -> dict[str, Any]:
     sample_file = samples_path(ctx.info.file, task)
     return {
         "data_source": key.source_kind, "data_origin": key.source_origin, "limit": key.limit if key.limit is not None else math.nan,
-        "rows_fingerprint": key.rows_fingerprint, "run_key": digest, "variant": "",
+        "rows_fingerprint": key.rows_fingerprint, "run_key": digest, "task_settings": key.settings(), "variant": "",
         "samples_file": sample_file if os.path.isfile(sample_file) else None,
         "n_choices": _n_choices(as_dict(as_dict(ctx.data.get("configs")).get(task))),
     }  # fmt: skip
@@ -218,6 +229,7 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
         task_version=str(as_dict(data.get("versions")).get(task, "")) or None,
         task_hash=as_dict(data.get("task_hashes")).get(task),
         energy_per_correct_j=energy_per_correct(ctx.profile, task, number(main_value), n_samples),
+        energy_per_request_j=energy_per_request(ctx.profile, task, n_samples),
         sandbox=_sandbox(metrics), **_key_columns(ctx, task),
     )  # fmt: skip
     common.update(task_figures(ctx.profile, task, n_samples))  # efficiency figures: see profiling.figures

@@ -127,6 +127,12 @@ class RunKey:
         """The key without the adapter: what two *candidates* must share to be scored alike."""
         return tuple(v for k, v in vars(self).items() if k != "adapter")
 
+    def settings(self) -> str:
+        """What is *asked* on the task (version, data, n-shot, generation, chat template) as one
+        string: candidates are ranked together on a task only when it agrees. Limits and row
+        counts may differ: the ranking then pairs the runs on their common documents."""
+        return "\x1f".join(map(str, (self.task_version, self.source_kind, self.source_origin, self.num_fewshot, self.gen_kwargs, self.chat_template)))
+
     @property
     def is_limited(self) -> bool:
         return self.limit is not None or (self.n_original is not None and self.n_effective is not None and self.n_effective < self.n_original)
