@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from medmoe_lm_eval import __version__
 from medmoe_lm_eval.benchmarks.domains import task_domain
+from medmoe_lm_eval.benchmarks.sources import environment_setting
 from medmoe_lm_eval.harness import batching, distributed, run_folder, scheduler
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
 from medmoe_lm_eval.harness.config import AdapterConfig, ConfigError, dump_adapter, load_adapter
@@ -299,6 +300,7 @@ class MedMoELM(LM):
                     "per_task": self.routing.summary(),
                 },
                 "profile_file": profile_path.name if profile_path is not None and profile_path.exists() else None,
+                "medmoe_data": environment_setting(),  # where the tasks read their rows unless --metadata names a source
                 "version": __version__,
             },
             "medmoe_profile": profile,
