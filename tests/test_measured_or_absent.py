@@ -17,8 +17,10 @@ from pathlib import Path
 import lm_eval
 import pytest
 from commands import write_adapter
+from rich.console import Console
 
 from medmoe_lm_eval.profiling.figures import task_figures
+from medmoe_lm_eval.profiling.render import render_profile
 from medmoe_lm_eval.profiling.single_stream import StreamSample, summarise
 
 TASK = "medmoe_medmcqa"
@@ -59,6 +61,11 @@ def test_a_probe_with_no_answer_has_no_latency_and_says_why():
     assert s["reason"] == "no output tokens in any of the 2 probe answers: no latency measured"
     figures = task_figures({"single_stream": {"t": {**s, "streamed": True}}}, "t", 2)
     assert math.isnan(figures["latency_ms_p50"]) and math.isnan(figures["ttft_ms_p50"]) and figures["latency_samples_ms"] is None
+    console = Console(record=True, width=300, color_system=None)
+    for part in render_profile({"enabled": True, "schema": 2, "single_stream": {"t": s}}):
+        console.print(part)
+    (row,) = [line for line in console.export_text().splitlines() if line.startswith("│ t ")]
+    assert "0 of 2" in row and "0.0" not in row  # medmoe profile show: nothing answered, no latency shown
 
 
 def test_a_profile_written_before_empty_answers_were_left_out_reads_as_no_latency():
