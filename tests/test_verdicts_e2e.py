@@ -141,6 +141,6 @@ def test_medmoe_eval_keeps_samples_and_records_the_data_source(tmp_path, monkeyp
     (results,) = (tmp_path / "out" / "cli-run").glob("results_*.json")
     assert (results.parent / f"samples_{TASK}_{results.stem.removeprefix('results_')}.jsonl").is_file()
     data = json.loads(results.read_text(encoding="utf-8"))
-    assert data["configs"][TASK]["metadata"]["medmoe_data"] == "bundled" and len(data["task_hashes"][TASK]) == 64
+    assert data["config"]["medmoe"]["medmoe_data"] == "bundled" and len(data["task_hashes"][TASK]) == 64  # recorded by the model
     row = load_results(tmp_path / "out").frame.iloc[0]
     assert (row["data_source"], row["limit"], row["n_samples"]) == ("bundled", 3.0, 3.0) and row["samples_file"]

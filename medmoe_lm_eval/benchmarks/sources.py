@@ -80,6 +80,14 @@ def resolve_source(setting: str | None = None) -> DataSource:
     return DataSource("dir", folder.resolve())
 
 
+def environment_setting() -> str:
+    """The source a run records when ``--metadata`` names none: ``MEDMOE_DATA`` as this process
+    sees it (``hub`` when unset), the value the tasks' loader falls back to. The lm-eval model
+    records it with every run (``config.medmoe.medmoe_data``), so a plain ``lm_eval`` run and
+    ``medmoe eval`` say the same thing about their data."""
+    return os.environ.get(DATA_ENV, "").strip() or "hub"
+
+
 # -- reading and checking rows ---------------------------------------------------------------
 
 

@@ -22,8 +22,10 @@ from tqdm import tqdm
 
 from medmoe_lm_eval import __version__
 from medmoe_lm_eval.benchmarks.domains import task_domain
+from medmoe_lm_eval.benchmarks.sources import environment_setting
 from medmoe_lm_eval.harness import batching, distributed, run_folder, scheduler
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
+from medmoe_lm_eval.harness.chat import ChatTemplating
 from medmoe_lm_eval.harness.config import AdapterConfig, ConfigError, dump_adapter, load_adapter
 from medmoe_lm_eval.harness.fusion import fuse_loglikelihood, fuse_rolling
 from medmoe_lm_eval.harness.model_args import as_bool, requested_device
@@ -64,7 +66,7 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
 
 
-class MedMoELM(LM):
+class MedMoELM(ChatTemplating, LM):
     """An adapter config evaluated as one lm-eval model (``--model medmoe --model_args adapter=...``)."""
 
     def __init__(
@@ -299,6 +301,8 @@ class MedMoELM(LM):
                     "per_task": self.routing.summary(),
                 },
                 "profile_file": profile_path.name if profile_path is not None and profile_path.exists() else None,
+                "chat_template": self.chat_record(),  # whose template rendered the prompts, if one did
+                "medmoe_data": environment_setting(),  # where the tasks read their rows unless --metadata names a source
                 "version": __version__,
             },
             "medmoe_profile": profile,

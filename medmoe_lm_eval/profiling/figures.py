@@ -9,6 +9,8 @@ in this run; ``expert_calls`` what the experts were sent; ``cache_share`` the sh
 task's documents answered from lm-eval's cache. ``latency_samples_ms``/``ttft_samples_ms`` are
 the probe's measurements behind those p50s (a tuple, or ``None``), for intervals: a profile from
 elsewhere is data, so only finite, non-negative numbers are kept, at most :data:`MAX_SAMPLES`.
+A probe whose answers had no output tokens measured no latency (``single_stream``): its latency
+figures are NaN, also in a profile written before empty answers were left out of them.
 """
 
 from __future__ import annotations
@@ -45,11 +47,19 @@ def _samples(value: Any) -> tuple[float, ...] | None:
     return tuple(numbers) if all(math.isfinite(v) and v >= 0 for v in numbers) else None
 
 
+def _answered(stream: Mapping[str, Any]) -> bool:
+    """Whether the probe got at least one answer with output tokens (a profile that predates
+    ``answered`` says so by ``output_tokens``: zero tokens over all its answers)."""
+    count = stream.get("answered", stream.get("output_tokens"))
+    return not (isinstance(count, (int, float)) and not isinstance(count, bool) and count <= 0)
+
+
 def task_figures(profile: Mapping[str, Any] | None, task: str, n_docs: float) -> dict[str, Any]:
     """The :data:`TASK_FIGURES` of ``task`` (NaN, or ``None`` for text, where not measured)."""
     profile = _map(profile)
     stats = _map(_map(profile.get("tasks")).get(task))
     stream = _map(_map(profile.get("single_stream")).get(task))
+    stream = stream if _answered(stream) else {}  # nothing answered: no single-stream figure at all
     batch = _map(stats.get("batch_latency_ms") or stats.get("latency_ms"))  # schema 1: latency_ms was per batch
     e2e, ttft, tpot = (_map(stream.get(k)) for k in ("e2e_ms", "ttft_ms", "tpot_ms"))
     devices = _map(_map(profile.get("energy")).get("devices"))

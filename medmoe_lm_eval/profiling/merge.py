@@ -75,6 +75,7 @@ def merge_throughput(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         generated_tokens=sum(int(p.get("generated_tokens") or 0) for p in parts),
         latency=merge_latency([p.get("batch_latency_ms") or p.get("latency_ms") or {} for p in parts]),
         expert_calls=sum(int(p.get("expert_calls", p.get("requests")) or 0) for p in parts),
+        generated=any(p.get("generated_tokens_per_s") is not None for p in parts),
     ).to_dict()
 
 

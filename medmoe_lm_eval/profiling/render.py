@@ -165,14 +165,15 @@ def _single_stream(p: dict[str, Any]) -> Table | None:
         return None
     table = Table(title="Single-stream latency (one request at a time, after warm-up; ms)", title_justify="left", header_style="bold")
     table.add_column("task", style="cyan", no_wrap=True)
-    for col in ("prompts", "streamed", "TTFT p50", "TTFT p95", "TPOT p50", "E2E p50", "E2E p95", "router p50", "J/request", "probe s"):
+    for col in ("answered", "streamed", "TTFT p50", "TTFT p95", "TPOT p50", "E2E p50", "E2E p95", "router p50", "J/request", "probe s"):
         table.add_column(col, justify="right")
     for task, s in sorted(probe.items()):
         ttft, tpot, e2e, router = (s.get(k) or {} for k in ("ttft_ms", "tpot_ms", "e2e_ms", "router_ms"))
         streamed = "yes" if s.get("streamed") else "no (TTFT = E2E)"
         cells = (ttft.get("p50"), ttft.get("p95"), tpot.get("p50"), e2e.get("p50"), e2e.get("p95"))
         cost = _num(s.get("probe_s"), 2)  # what measuring took, warm-up included
-        _row(table, task, _num(s.get("prompts")), streamed, *(_num(v) for v in cells), _num(router.get("p50"), 3), _joules(s.get("energy_per_request_j")), cost)
+        answered = f"{_num(s.get('answered'))} of {_num(s.get('prompts'))}" if "answered" in s else _num(s.get("prompts"))  # empty answers time nothing
+        _row(table, task, answered, streamed, *(_num(v) for v in cells), _num(router.get("p50"), 3), _joules(s.get("energy_per_request_j")), cost)
     return table
 
 

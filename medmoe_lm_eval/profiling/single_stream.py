@@ -13,6 +13,11 @@ E2E, and the summary says ``streamed: false`` so nobody reads that TTFT as a rea
 The summary keeps each measured E2E and TTFT (warm-up excluded), not only their percentiles: a
 p50 over six prompts is uncertain, and the ranking gives it an exact interval (``analysis.latency``)
 so that two candidates a few milliseconds apart are not told apart by noise.
+
+An answer with no output tokens measured no latency: the time to say nothing is not the time
+to answer, and counting it would make a model that stops at once the fastest. Such prompts are
+counted (``empty_answers``) and left out of every latency and energy figure; when no prompt got
+an answer the figures are absent (``None``) and ``reason`` says why.
 """
 
 from __future__ import annotations
@@ -46,20 +51,28 @@ class StreamSample:
 
 
 def summarise(samples: Sequence[StreamSample], warmup: int, energies: Sequence[float | None] | None = None) -> dict[str, Any]:
-    """p50/p95 (and mean, max) of TTFT, TPOT, E2E and router time, in milliseconds."""
-    joules = [e for e in (energies or []) if e is not None]
+    """p50/p95 (and mean, max) of TTFT, TPOT, E2E and router time, in milliseconds, over the
+    prompts that were answered (at least one output token); ``energies`` is parallel to ``samples``."""
+    paired = list(zip(samples, energies if energies is not None else [None] * len(samples)))
+    answered = [(s, e) for s, e in paired if s.output_tokens > 0]
+    measured = [s for s, _ in answered]
+    joules = [e for _, e in answered if e is not None]
+    empty = len(samples) - len(measured)
     return {
         "prompts": len(samples),
         "warmup": warmup,
+        "answered": len(measured),
+        "empty_answers": empty,
+        "reason": f"no output tokens in any of the {len(samples)} probe answers: no latency measured" if not measured else None,
         "streamed": bool(samples) and all(s.streamed for s in samples),
         "experts": sorted({s.expert for s in samples}),
-        "ttft_ms": Latency.from_seconds([s.ttft_s for s in samples if s.ttft_s is not None]).to_dict(),
-        "tpot_ms": Latency.from_seconds([t for s in samples if (t := s.tpot_s) is not None]).to_dict(),
-        "e2e_ms": Latency.from_seconds([s.e2e_s for s in samples]).to_dict(),
+        "ttft_ms": Latency.from_seconds([s.ttft_s for s in measured if s.ttft_s is not None]).to_dict(),
+        "tpot_ms": Latency.from_seconds([t for s in measured if (t := s.tpot_s) is not None]).to_dict(),
+        "e2e_ms": Latency.from_seconds([s.e2e_s for s in measured]).to_dict(),
         "router_ms": Latency.from_seconds([s.router_s for s in samples]).to_dict(),
         # the measurements themselves, so a comparison of candidates can say how sure its p50s are
-        "e2e_samples_ms": [s.e2e_s * 1000.0 for s in samples],
-        "ttft_samples_ms": [s.ttft_s * 1000.0 for s in samples if s.ttft_s is not None],
+        "e2e_samples_ms": [s.e2e_s * 1000.0 for s in measured],
+        "ttft_samples_ms": [s.ttft_s * 1000.0 for s in measured if s.ttft_s is not None],
         "output_tokens": sum(s.output_tokens for s in samples),
-        "energy_per_request_j": sum(joules) / len(joules) if joules and len(joules) == len(samples) else None,
+        "energy_per_request_j": sum(joules) / len(joules) if joules and len(joules) == len(measured) else None,
     }

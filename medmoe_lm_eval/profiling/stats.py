@@ -104,7 +104,9 @@ class Throughput:
     sent. A top-2 mixture with a shared expert sends one request to up to three experts, so the
     two differ by that factor and only ``requests`` is comparable with a single model.
     ``latency`` is per *batch* (one backend call on up to ``batch_size`` documents), never
-    per request: single-stream latency is measured by the serving probe.
+    per request: single-stream latency is measured by the serving probe. Generated tokens/s
+    exists only where something was asked to generate: a multiple-choice task's 0 tok/s would
+    be a figure nobody measured (and would drag a mean over tasks down).
     """
 
     requests: int
@@ -113,6 +115,7 @@ class Throughput:
     generated_tokens: int
     latency: Latency
     expert_calls: int | None = None  #: ``None``: the same as ``requests`` (one expert per request)
+    generated: bool = True  #: whether any batch generated text; else there is no tokens/s to report
 
     @classmethod
     def from_records(cls, records: Sequence[BatchRecord], requests: int | None = None) -> Throughput:
@@ -125,6 +128,7 @@ class Throughput:
             generated_tokens=sum(r.generated_tokens for r in records),
             latency=Latency.from_seconds([r.seconds for r in records]),
             expert_calls=calls,
+            generated=any(r.request_type == "generate_until" for r in records),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,7 +142,7 @@ class Throughput:
             "prompt_tokens": self.prompt_tokens,
             "generated_tokens": self.generated_tokens,
             "prompt_tokens_per_s": _rate(self.prompt_tokens, self.wall_s),
-            "generated_tokens_per_s": _rate(self.generated_tokens, self.wall_s),
+            "generated_tokens_per_s": _rate(self.generated_tokens, self.wall_s) if self.generated else None,
             "batch_latency_ms": self.latency.to_dict(),
         }
 

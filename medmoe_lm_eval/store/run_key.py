@@ -71,15 +71,17 @@ def _hub_label(benchmark: str) -> str:
     return bench.hub.label() if bench is not None else f"hub:{benchmark}"
 
 
-def data_source(task_config: Mapping[str, Any]) -> DataSource:
+def data_source(task_config: Mapping[str, Any], run_setting: Any = None) -> DataSource:
     """The source recorded in a task's config (``configs[task]`` of a results file).
 
-    The project's tasks record the ``medmoe_data`` switch in their metadata (``medmoe eval`` and
-    the demo always pass it); built-in lm-eval tasks name their hub dataset or local files.
+    The project's tasks read the ``medmoe_data`` switch from their metadata (``--metadata``, the
+    demo's task manager), else from ``MEDMOE_DATA``, which the ``medmoe`` model records for the
+    run (``run_setting``, from ``config.medmoe.medmoe_data``); built-in lm-eval tasks name their
+    hub dataset or local files.
     """
     meta = as_dict(task_config.get("metadata"))
     benchmark = meta.get("benchmark")
-    setting = meta.get("medmoe_data")
+    setting = meta.get("medmoe_data") if meta.get("medmoe_data") not in (None, "") else run_setting
     if isinstance(benchmark, str) and benchmark:
         if setting == "bundled":
             return DataSource("synthetic" if _bundled_is_synthetic(benchmark) else "bundled", f"bundled:{benchmark}")
@@ -153,7 +155,7 @@ def run_key(data: Mapping[str, Any], task: str, adapter: str) -> RunKey:
     """The key of ``task`` in one results file (``data``) evaluated with ``adapter``."""
     config = as_dict(data.get("config"))
     counts = as_dict(as_dict(data.get("n-samples")).get(task))
-    source = data_source(as_dict(as_dict(data.get("configs")).get(task)))
+    source = data_source(as_dict(as_dict(data.get("configs")).get(task)), as_dict(config.get("medmoe")).get("medmoe_data"))
     template = data.get("chat_template_sha") or data.get("chat_template")
     return RunKey(
         adapter=adapter, task=task, task_version=str(as_dict(data.get("versions")).get(task, "")) or None,
