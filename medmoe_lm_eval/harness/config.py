@@ -15,18 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from medmoe_lm_eval.paths import bundled_adapters_dir
+from medmoe_lm_eval.real_models import PKG_PREFIX, ModelFileError, resolve_ref
 
 
 class ConfigError(ValueError):
@@ -46,7 +38,7 @@ class _ExpertBase(_Strict):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     domain: str = "general"
-    model: str = Field(min_length=1, description="local path (relative to the adapter file) or hub id")
+    model: str = Field(min_length=1, description="local path (relative to the adapter file), pkg:<distribution>/<file>, or hub id")
     revision: str | None = None
     device: str = Field("auto", description="'auto' = cuda when available, else cpu")
     batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = 1
@@ -273,8 +265,8 @@ def _is_local_ref(value: str) -> bool:
 
 
 def _resolve_local(base: Path, value: str) -> str | None:
-    """Absolute path if ``value`` names a local file or folder (relative to the adapter), else None."""
-    candidate = Path(os.path.expanduser(value))
+    """Absolute path if ``value`` names a local file or folder (relative to the adapter) or a ``pkg:`` file, else None."""
+    candidate = resolve_ref(value) if value.startswith(PKG_PREFIX) else Path(os.path.expanduser(value))
     if not candidate.is_absolute():
         candidate = base / candidate
     return str(candidate.resolve()) if candidate.exists() else None
@@ -286,7 +278,10 @@ def _resolve_paths(file: Path, data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(expert, dict) or not isinstance(expert.get("model"), str):
             continue
         where = f"experts[{expert.get('name', i)}].model"
-        local = _resolve_local(base, expert["model"])
+        try:
+            local = _resolve_local(base, expert["model"])
+        except ModelFileError as exc:
+            raise ConfigError(file, where, f"{exc.what}: {exc.problem}", exc.fix) from None
         if local is not None:
             expert["model"] = local
         elif _is_local_ref(expert["model"]) or (expert.get("backend") == "gguf" and not expert.get("filename")):

@@ -21,7 +21,7 @@ import yaml
 from medmoe_lm_eval.harness.backends.base import BackendError
 from medmoe_lm_eval.harness.backends.quant_info import quantization_info
 
-METHODS = ("gptq", "awq", "gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_k_m")
+METHODS = ("gptq", "awq", "gguf-f32", "gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_k_m", "dequantize")
 
 #: ``progress(stage, done, total)``: how far a long step has come.
 Progress = Callable[[str, int, int], None]
@@ -124,12 +124,30 @@ def write_adapter(
     return path
 
 
+def _dequantize(job: QuantizeJob, say: Callable[[str], None]) -> Path:
+    """A GGUF file -> its full-precision transformers folder; the adapter records the file it came from."""
+    from medmoe_lm_eval.quantization.dequantize import default_names, dequantize_gguf
+
+    if job.model.suffix != ".gguf" or job.model.is_dir():
+        raise BackendError(f"--model: {job.model} is not a .gguf file; fix: --method dequantize reads a GGUF file (other methods read a transformers folder)")
+    made = dequantize_gguf(job.model, job.out, say=say)
+    name, parent = default_names(job.model)
+    desc = f"{job.model.name} dequantized to {made['dtype']} by transformers (medmoe quantize --method dequantize)"
+    expert = {"backend": "hf", "model": ".", "dtype": made["dtype"]}
+    adapter = write_adapter(job.out, job.name or name, desc, expert, job.domain, parent=job.parent or parent, parent_model=str(job.model))
+    say(f"done in {made['seconds']:.1f}s: {job.out} (sha256 of the source {made['sha256'][:16]}...)")
+    say(f"adapter: {adapter}")
+    return adapter
+
+
 def quantize(job: QuantizeJob, say: Callable[[str], None] = _silent, progress: Progress = _no_progress) -> Path:
     """Do the work; returns the adapter path. Errors are ``BackendError`` one-liners."""
     if job.method not in METHODS:
         raise BackendError(f"method {job.method!r} is not one of {', '.join(METHODS)}; fix: pick one of those")
     model, out = job.model.expanduser().resolve(), job.out.expanduser().resolve()
     job = QuantizeJob(**{**job.__dict__, "model": model, "out": out})
+    if job.method == "dequantize":
+        return _dequantize(job, say)
     _check_model_dir(model)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
