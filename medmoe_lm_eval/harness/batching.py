@@ -11,7 +11,7 @@ What a batch is differs per backend, and :func:`for_expert` says which one appli
 - ``hf``: sequences per forward pass, handed to lm-eval's ``HFLM`` (``auto`` included);
 - ``remote``: requests in flight at once (the expert's ``concurrency``), since the server
   batches what arrives together;
-- ``gguf``: requests per call; llama-cpp-python evaluates one sequence at a time, so its
+- ``gguf``: requests per call (those sharing a context are decoded together); its
   ``n_batch`` (tokens per decode, an adapter field) is not a number of sequences and stays
   the adapter's.
 """

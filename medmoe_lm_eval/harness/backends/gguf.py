@@ -1,11 +1,12 @@
 """A ``.gguf`` file run in-process by llama-cpp-python.
 
 lm-eval's own ``gguf`` model is an HTTP client to a llama.cpp server and has broken on
-loglikelihood more than once; here the model lives in this process with ``logits_all=True``,
-so every prompt position's logits are at hand and a continuation is scored from one forward
-pass. The GGUF's own tokenizer is used, with ``HFLM``'s request rules (``_requests``), so a
-GGUF converted from an HF checkpoint gives the same per-request loglikelihoods as the HF model.
-Requests are sorted so that answer choices sharing a context reuse llama.cpp's KV cache.
+loglikelihood more than once; here the model lives in this process. Scoring goes through
+llama.cpp's batch API (:mod:`.gguf_batch`: logits only at the continuation's positions, the
+answer options of a question in one decode, the shared context in the KV cache); generation
+and streaming through ``Llama.generate``. The GGUF's own tokenizer is used, with ``HFLM``'s
+request rules (``_requests``), so a GGUF converted from an HF checkpoint gives the same
+per-request loglikelihoods as the HF model.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from medmoe_lm_eval.harness.backends import _requests as rq
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
+from medmoe_lm_eval.harness.backends.gguf_batch import BatchScorer, Scored, context_settings
 from medmoe_lm_eval.harness.backends.llama_compat import without_extra_buffers
 from medmoe_lm_eval.harness.batching import BatchSetting
 
@@ -53,12 +53,14 @@ def check_gguf_file(path: str | Path, expert: str) -> dict[str, Any]:
 
 
 def _reader_metadata(reader: Any) -> dict[str, Any]:
-    """The few header fields ``info()`` reports, read without loading the model."""
+    """The few header fields ``info()`` reports, and the vocabulary size, read without loading the model."""
     out: dict[str, Any] = {}
     for key in ("general.architecture", "general.file_type", "general.name"):
         field = reader.fields.get(key)
         if field is not None:
             out[key] = field.contents()
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    out["n_vocab"] = len(tokens.data) if tokens is not None else None
     return out
 
 
@@ -90,14 +92,8 @@ class _LlamaCodec:
         return bos if bos >= 0 else self._llm.token_eos()
 
 
-def _log_softmax(rows: np.ndarray) -> np.ndarray:
-    rows = rows.astype(np.float64)
-    top = rows.max(axis=-1, keepdims=True)
-    return rows - top - np.log(np.exp(rows - top).sum(axis=-1, keepdims=True))
-
-
 class GGUFBackend(Backend):
-    """``backend: gguf``: llama-cpp-python ``Llama`` with ``logits_all=True``."""
+    """``backend: gguf``: a llama-cpp-python ``Llama``, scored through :class:`.gguf_batch.BatchScorer`."""
 
     name = "gguf"
 
@@ -105,6 +101,8 @@ class GGUFBackend(Backend):
         super().__init__(spec, device, batch)
         self._llm: Any = None
         self._codec: _LlamaCodec | None = None
+        self._scorer: BatchScorer | None = None
+        self._threads: int | None = None
         self._header: dict[str, Any] = {}
         self._path = Path(str(spec.model))
 
@@ -116,29 +114,48 @@ class GGUFBackend(Backend):
         self._header = check_gguf_file(self._path, self.spec.name)
         import llama_cpp
 
+        self._threads = self._pick_threads()
+        settings = context_settings(self._header.get("n_vocab") or 2**18, self.n_batch)
         try:
-            with without_extra_buffers():
+            with without_extra_buffers(**settings):
                 self._llm = llama_cpp.Llama(
                     model_path=str(self._path),
                     n_ctx=self.spec.n_ctx,
                     n_batch=self.n_batch,
-                    n_threads=self.spec.n_threads or max(1, (os.cpu_count() or 1)),
+                    n_threads=self._threads,
+                    n_threads_batch=self._threads,  # prompts and scoring run on these, not n_threads
                     n_gpu_layers=self._gpu_layers(),
-                    logits_all=True,
                     verbose=False,
                 )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"expert '{self.spec.name}': llama.cpp could not load {self._path}: {exc}") from None
         self._codec = _LlamaCodec(self._llm)
+        self._scorer = BatchScorer(self._llm, self.n_batch, self.spec.name)
 
     @property
     def n_batch(self) -> int:
         """Tokens per llama.cpp decode: the adapter's ``n_batch``, else llama.cpp's 512, within ``n_ctx``.
 
-        Not the command line's ``--batch_size``: that counts sequences, and llama-cpp-python
-        evaluates one sequence at a time (it sets how many requests each call gets).
+        Not the command line's ``--batch_size``: that sets how many requests each call gets;
+        the requests of a call that share a context are decoded together.
         """
         return min(int(self.spec.n_batch or 512), int(self.spec.n_ctx))
+
+    def _pick_threads(self) -> int:
+        """The adapter's ``n_threads``, else the CPUs this process may use less those already busy.
+
+        llama.cpp's threads spin at each barrier of the graph: when another process holds a core,
+        a thread waiting for a descheduled peer burns its time slice (measured on 2 busy cores:
+        2 threads 8x slower than 1), so the default leaves the 1-minute load average's cores alone.
+        """
+        if self.spec.n_threads:
+            return int(self.spec.n_threads)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # no load average on this platform
+            busy = 0.0
+        return max(1, min(cpus, round(cpus - busy)))
 
     def batch_report(self) -> dict[str, Any]:
         return {**super().batch_report(), "n_batch": self.n_batch}
@@ -162,6 +179,9 @@ class GGUFBackend(Backend):
         return 0 if (self.device or self.spec.device) == "cpu" else int(self.spec.n_gpu_layers)
 
     def close(self) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None
         if self._llm is not None:
             self._llm.close()
         self._llm = None
@@ -185,41 +205,19 @@ class GGUFBackend(Backend):
         return min(int(self.spec.max_length), n_ctx) if self.spec.max_length else n_ctx
 
     # -- scoring ---------------------------------------------------------------------------
-    def _eval_rows(self, tokens: list[int]) -> np.ndarray:
-        """Logits for every position of ``tokens``, reusing the KV cache of a shared prefix."""
-        llm = self.llm
-        common = 0
-        # keep at least one token to evaluate, so the context's last logits are always fresh
-        limit = min(llm.n_tokens, len(tokens) - 1)
-        prev = llm.input_ids
-        while common < limit and prev[common] == tokens[common]:
-            common += 1
-        llm.n_tokens = common
-        llm.eval(tokens[common:])
-        return llm.scores[: len(tokens)]
-
-    def _score(self, job: rq.ScoreJob) -> tuple[float, bool]:
-        tokens = rq.scoring_input(job, self.max_length, self.spec.name)
-        n = len(job.continuation)
-        logp = _log_softmax(self._eval_rows(tokens)[-n:])
-        cont = np.asarray(job.continuation)
-        picked = logp[np.arange(n), cont]
-        return float(picked.sum()), bool((logp.argmax(axis=-1) == cont).all())
+    def _score_all(self, jobs: list[rq.ScoreJob]) -> list[tuple[float, bool]]:
+        scored = [Scored(rq.scoring_input(job, self.max_length, self.spec.name), job.continuation) for job in jobs]
+        self.llm  # noqa: B018 - loads on first use
+        assert self._scorer is not None
+        return self._scorer.score(scored)
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        jobs = [rq.encode_pair(self.codec, *req.args) for req in requests]
-        results: list[tuple[float, bool] | None] = [None] * len(jobs)
-        for i in sorted(range(len(jobs)), key=lambda i: jobs[i].context + jobs[i].continuation):
-            results[i] = self._score(jobs[i])
-        return results  # type: ignore[return-value]
+        return self._score_all([rq.encode_pair(self.codec, *req.args) for req in requests])
 
     def loglikelihood_rolling(self, requests: list[Instance]) -> list[float]:
-        out: list[float] = []
-        for req in requests:
-            (string,) = req.args
-            total = sum(self._score(job)[0] for job in rq.rolling_jobs(self.codec, string, self.max_length))
-            out.append(total)
-        return out
+        windows = [rq.rolling_jobs(self.codec, req.args[0], self.max_length) for req in requests]
+        scores = iter(self._score_all([job for jobs in windows for job in jobs]))
+        return [sum(next(scores)[0] for _ in jobs) for jobs in windows]
 
     # -- generation ------------------------------------------------------------------------
     def _eos_text(self) -> str | None:
@@ -310,6 +308,7 @@ class GGUFBackend(Backend):
             "quantization": quant,
             "n_ctx": self.spec.n_ctx,
             "n_batch": self.n_batch,
+            "n_threads": self._threads,
             "n_gpu_layers": self._gpu_layers(),
             "llama_cpp_python": llama_cpp.__version__,
             "file_bytes": path.stat().st_size if path.is_file() else None,
