@@ -254,8 +254,7 @@ def test_environment_of_the_evaluator_is_not_visible(layer, monkeypatch):  # noq
 #: stepped around first, so only the kernel layer stands in the way.
 HOST_SETTINGS = ("/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches")
 OPEN_HOST_SETTINGS = (
-    "import os, posixpath\nwd = os.getcwd()\nposixpath.realpath = lambda p, *a, **k: wd\n"
-    "for path in PATHS:\n    os.close(os.open(path, os.O_WRONLY))\n"
+    "import os, posixpath\nwd = os.getcwd()\nposixpath.realpath = lambda p, *a, **k: wd\nfor path in PATHS:\n    os.close(os.open(path, os.O_WRONLY))\n"
 )
 
 
