@@ -22,8 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medmoe_lm_eval.jsonio import read_bounded
+
 #: comma-separated candidate names whose recorded adapter the user accepts to run as recorded
 TRUST_ENV = "MEDMOE_CONSULT_TRUST"
+#: most bytes read from an adapter file a results folder names (adapters are a few hundred bytes)
+MAX_ADAPTER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,11 @@ def local_adapter_file(recorded: dict[str, Any], candidate: str, results_root: P
         return None, "its results record no adapter sha256, so no adapter file on this machine can be matched to it"
     why = f"no adapter file on this machine matches the one its run recorded (sha256 {wanted[:12]}…, recorded at {recorded.get('source') or 'an unknown path'})"
     for path in _candidate_files(recorded, candidate):
-        if not path.is_file():
+        try:  # a path the results folder names: only a regular file of an adapter's size is read
+            digest = hashlib.sha256(read_bounded(path, MAX_ADAPTER_BYTES)).hexdigest()
+        except OSError:
             continue
-        if hashlib.sha256(path.read_bytes()).hexdigest() != wanted:
+        if digest != wanted:
             why = f"adapter file {path} differs from the one its run recorded (sha256 {wanted[:12]}…): it was edited after the run"
             continue
         if _inside(path, results_root):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,28 @@ def test_cli_bad_adapter_exits_2_with_one_line_and_loads_nothing(tmp_path, model
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [lines[-1]] and "router.top_k" in lines[-1] and str(path) in lines[-1], proc.stderr
     assert not out.exists()  # nothing written, nothing loaded
+
+
+LAUGHS = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+HOSTILE_ADAPTERS = {
+    # (text, field the one-line error names, what it says)
+    "flow-nesting-5000": ("name: x\nkind: single\nexperts: " + "[" * 5000 + "]" * 5000 + "\n", "line 3", "nested deeper than 50 levels"),
+    "mapping-nesting-5000": ("name: x\nkind: single\nexperts: " + "{a: " * 5000 + "b" + "}" * 5000 + "\n", "line 3", "nested deeper than 50 levels"),
+    "python-tag": ("name: !!python/object/apply:os.system ['touch PWNED']\nkind: single\n", "line 1", "YAML syntax error"),
+    "alias-bomb": (LAUGHS + "name: x\nkind: single\nexperts: *a8\n", "experts", ""),
+}
+
+
+@pytest.mark.parametrize(("text", "field", "problem"), HOSTILE_ADAPTERS.values(), ids=HOSTILE_ADAPTERS.keys())
+def test_hostile_adapter_files_give_the_one_line_error(tmp_path, monkeypatch, text, field, problem):
+    """Nesting too deep for PyYAML's recursive composer, python tags and alias bombs: each is one
+    line naming the file, at once, and nothing the file names runs."""
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, text)
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        load_adapter(path)
+    message = str(err.value)
+    assert time.monotonic() - start < 10
+    assert "\n" not in message and message.startswith(f"{path}: {field}") and problem in message and "fix:" in message, message
+    assert not (tmp_path / "PWNED").exists()

@@ -133,3 +133,41 @@ def test_asking_for_a_mechanism_that_cannot_run_is_an_error_injected(monkeypatch
     monkeypatch.setattr(isolation, "works", lambda m: False)
     with pytest.raises(RuntimeError, match="MEDMOE_SANDBOX=bwrap but bwrap cannot start a sandbox here"):
         isolation.current()
+
+
+def test_program_holds_no_root(kernel, tmp_path):  # noqa: F811
+    """An unprivileged uid (mapped to an unprivileged host uid: the host's view of the process is
+    read from outside), no capability, no_new_privs, and /proc (its /proc/sys too) read-only."""
+    marker = uuid.uuid4().hex
+    code = (
+        "import os, time\nstatus = dict(l.split(':', 1) for l in open('/proc/self/status'))\n"
+        "print(os.getuid(), os.getgid(), status['CapEff'].strip(), status['CapBnd'].strip(), status['NoNewPrivs'].strip())\n"
+        "print(' '.join(l.split()[3] for l in open('/proc/self/mounts') if l.split()[1] in ('/proc', '/proc/sys')))\n"
+        f"import sys\nsys.stdout.flush()\ntime.sleep(3)  # {marker}\n"
+    )
+    program, mnt = tmp_path / "program.py", tmp_path / "mnt"
+    program.write_text("")
+    mnt.mkdir()
+    argv = isolation.wrap(Isolation(kernel), Launch(str(program), str(program), str(mnt), 1 << 20), [isolation.interpreter(), "-I", "-S", "-c", code])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={"PATH": os.defpath})
+    deadline = time.monotonic() + 10
+    while not (pids := [p for p in _processes_with(f"# {marker}") if _argv0(p) == isolation.interpreter()]) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the program itself: the launchers above it carry the marker too
+    host_view = [dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()) for pid in pids]
+    out, err = proc.communicate(timeout=20)
+    lines = out.splitlines()
+    assert len(lines) == 2, (out, err)
+    uid, gid, cap_eff, cap_bnd, nnp = lines[0].split()
+    assert uid != "0" and gid != "0"
+    assert (cap_eff, cap_bnd, nnp) == ("0000000000000000", "0000000000000000", "1")
+    assert lines[1].split() and all(opts.split(",")[0] == "ro" for opts in lines[1].split())
+    assert host_view, "the program was not seen from the host"
+    for status in host_view:  # real, effective, saved and filesystem uids (and gids) as the host sees them
+        assert "0" not in status["Uid"].split() and "0" not in status["Gid"].split(), status["Uid"]
+
+
+def _argv0(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""

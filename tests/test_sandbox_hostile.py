@@ -244,3 +244,32 @@ def test_environment_of_the_evaluator_is_not_visible(layer, monkeypatch):  # noq
     result = run_program("import os\nassert 'MEDMOE_TEST_SECRET' not in os.environ\nassert not os.environ.get('HF_TOKEN')\n", FAST)
     assert result.passed
     assert os.environ["MEDMOE_TEST_SECRET"] == "hunter2"
+
+
+# -- host root ---------------------------------------------------------------------------------
+
+#: host-wide kernel settings only root may change: a write to core_pattern would run a command as
+#: host root at the next crash. The program only OPENS them for writing (never writes), and passes
+#: only if an open succeeds; the audit hook, whose path checks call ``posixpath.realpath``, is
+#: stepped around first, so only the kernel layer stands in the way.
+HOST_SETTINGS = ("/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches")
+OPEN_HOST_SETTINGS = (
+    "import os, posixpath\nwd = os.getcwd()\nposixpath.realpath = lambda p, *a, **k: wd\nfor path in PATHS:\n    os.close(os.open(path, os.O_WRONLY))\n"
+)
+
+
+def test_host_kernel_settings_cannot_be_opened_for_writing(kernel):  # noqa: F811
+    for path in HOST_SETTINGS:
+        result = run_program(OPEN_HOST_SETTINGS.replace("PATHS", repr((path,))), FAST)
+        assert (result.passed, result.reason) == (False, "failed"), (path, result)
+        assert "sandbox: blocked" not in result.stderr_tail  # the hook was stepped around: the kernel refused
+        assert "Error: [Errno 13] Permission denied" in result.stderr_tail or "Error: [Errno 30] Read-only file system" in result.stderr_tail
+
+
+def test_the_hook_is_stepped_around_by_the_host_settings_program(kernel):  # noqa: F811
+    """Control: the same trick opens a file outside the working directory for writing (in the
+    program's private /tmp), which the hook alone would stop; so the test above fails for the
+    kernel's reason, not the hook's."""
+    result = run_program(OPEN_HOST_SETTINGS.replace("PATHS", repr(("/tmp/opened",))).replace("os.O_WRONLY", "os.O_WRONLY | os.O_CREAT"), FAST)
+    assert (result.passed, result.reason) == (True, "passed"), result.stderr_tail
+    assert (run_program("import os\nos.close(os.open('/tmp/opened', os.O_WRONLY | os.O_CREAT))\n", FAST).reason) == "blocked"

@@ -63,7 +63,7 @@ for side, tasks in ((a, comparison.only_a), (b, comparison.only_b)):
 subjects = subject_breakdown(view.results, a, b if b != a else None)
 subjects = subjects[subjects["task"].isin(set(view.frame["task"]))].rename(columns={"delta": "b_minus_a"})
 if not subjects.empty:
-    st.subheader(f"Where {a} fails: per subject")
+    st.subheader(f"Where {board_ui.md(a)} fails: per subject")
     st.caption(
         "Per subject of the documents (MedMCQA subject, MMLU subject, MedQA step): A's main metric with its 95% interval (Wilson for right/wrong), "
         "weakest first, and B - A on the documents both answered with its 95% paired bootstrap interval."

@@ -32,9 +32,9 @@ if ranking.coverage is not None and ranking.coverage.tasks:
         f"**Counted tasks:** {board_ui.md(', '.join(ranking.coverage.tasks))} ({board_ui.md(ranking.coverage.describe(view.frame['candidate'].nunique()))})"
     )
 if ranking.message:
-    st.warning(ranking.message)
-for note in ranking.notes:
-    st.info(note)
+    st.warning(board_ui.md(ranking.message))
+for note in ranking.notes:  # they name candidates and files: text, not markdown
+    st.info(board_ui.md(note))
 st.dataframe(
     ranking_display(ranking),
     hide_index=True,

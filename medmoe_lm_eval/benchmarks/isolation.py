@@ -10,8 +10,16 @@ project, caches and other users' files are not in its view, so they cannot be re
 A new network namespace has no interface but its own loopback, so nothing on the host (not even a
 listener on the host's 127.0.0.1) is reachable. The program is never PID 1 (a reaper is), and
 when PID 1 ends the kernel kills every process left in the namespace; the whole namespace also
-dies with the evaluator (``--die-with-parent`` / ``setpriv --pdeathsig``). No capability survives
-into the program (bubblewrap drops them, ``setpriv`` empties the bounding set for ``unshare``).
+dies with the evaluator (``--die-with-parent`` / ``setpriv --pdeathsig``).
+
+The program never holds root, inside or outside its namespaces: no capability (bubblewrap's
+``--cap-drop ALL``, ``setpriv`` emptying the bounding set), ``no_new_privs`` set, a ``/proc``
+mounted read-only (``/proc/sys`` included), and an unprivileged uid. Where the evaluator runs as
+an ordinary user, that is uid :data:`SANDBOX_ID` of a user namespace mapped to the evaluator's
+uid. Where it runs as root (CI, containers), a user namespace would map to host root, which the
+kernel treats as the owner of host-wide settings such as ``/proc/sys/kernel/core_pattern``
+whatever the capabilities; so the namespaces are built as root and the program drops to the
+host's ``nobody`` (:func:`host_ids`) before it starts.
 
 ``MEDMOE_SANDBOX`` chooses: ``auto`` (default: the first mechanism that works here), ``bwrap``,
 ``unshare`` or ``off`` (resource limits and audit hooks only, for machines without namespaces and
@@ -41,16 +49,22 @@ WORK_INSIDE = f"{ROOT_INSIDE}/work"
 BOOTSTRAP_INSIDE = f"{ROOT_INSIDE}/bootstrap.py"
 PROGRAM_INSIDE = f"{ROOT_INSIDE}/program.py"
 _DEVICES = ("null", "zero", "full", "random", "urandom")
+#: the program's uid and gid inside a user namespace of its own (any id but 0)
+SANDBOX_ID = 1000
+#: the host account the program runs as when the evaluator is root
+NOBODY = "nobody"
 _SYSTEM_LIBS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
 
 #: run by ``unshare`` as PID 1 of the new namespaces: build the root, then run the program as a
-#: child (never PID 1), chrooted, with no capabilities. Arguments: root mountpoint, scratch size,
+#: child (never PID 1), chrooted, with no capabilities, as an unprivileged uid (``$ENTER``: a
+#: nested user namespace's options for ``unshare``; ``$DROP``: ``setpriv``'s to change uid; each
+#: empty or words without blanks). Arguments: root mountpoint, scratch size, ENTER, DROP,
 #: the directories to create in it, ``--``, then ``ro SRC DST`` / ``ln TARGET DST`` /
 #: ``tmp MODE DST`` / ``dev SRC DST`` triples, ``--``, argv. (One ``mkdir`` for all directories:
 #: each process started here is start-up time of every program; a path with blanks makes the probe
 #: fail, and the sandbox then says it has no kernel layer.)
 _UNSHARE_SCRIPT = r"""set -eu
-R=$1; SIZE=$2; shift 2
+R=$1; SIZE=$2; ENTER=$3; DROP=$4; shift 4
 mount -t tmpfs -o mode=0755,size=16m medmoe "$R"
 dirs=""
 while [ "$1" != "--" ]; do dirs="$dirs $R$1"; shift; done
@@ -66,10 +80,11 @@ while [ "$1" != "--" ]; do
   esac
 done
 shift
-mount -t proc proc "$R/proc"
+mount -t proc -o ro,nosuid,nodev,noexec proc "$R/proc"
 mount -o remount,ro "$R"
 status=0
-unshare --root="$R" --wd=/sandbox/work /usr/bin/setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- "$@" || status=$?
+# shellcheck disable=SC2086  (ENTER and DROP are lists of words)
+unshare $ENTER --root="$R" --wd=/sandbox/work /usr/bin/setpriv $DROP --bounding-set=-all --inh-caps=-all --no-new-privs -- "$@" || status=$?
 exit $status
 """
 
@@ -134,18 +149,36 @@ def _lib_links() -> list[tuple[str, str]]:
 
 def bwrap_argv(launch: Launch, argv: list[str]) -> list[str]:
     """bubblewrap command line: every namespace, an empty root, the view, no capabilities."""
-    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox"]
-    for path in python_view():
+    ids = host_ids()
+    if ids is None:  # uid SANDBOX_ID of a user namespace mapped to the evaluator's uid
+        cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_ID), "--gid", str(SANDBOX_ID), "--cap-drop", "ALL"]
+        prefix = []
+    else:  # no user namespace (it would map to host root): built as root, then setpriv drops to nobody
+        unshare = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+        cmd = ["bwrap", *unshare, "--cap-drop", "ALL", *(x for cap in _SETPRIV_CAPS for x in ("--cap-add", cap))]
+        prefix = ["/usr/bin/setpriv", *_drop(ids), "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
+    cmd += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    view = [*python_view(), *(["/usr/bin/setpriv"] if prefix else [])]
+    for folder in _parents(view):  # bubblewrap copies a parent's mode (/root: 0700); the program's uid must pass
+        cmd += ["--perms", "0755", "--dir", folder]
+    for path in view:
         cmd += ["--ro-bind", path, path]
     for path in _masked():
         cmd += ["--tmpfs", path]
     for target, link in _lib_links():
         cmd += ["--symlink", target, link]
     size = str(launch.scratch_bytes)
-    cmd += ["--dev", "/dev", "--proc", "/proc", "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", WORK_INSIDE]
+    cmd += ["--dev", "/dev", "--proc", "/proc", "--remount-ro", "/proc", "--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    cmd += ["--perms", "0777", "--size", size, "--tmpfs", WORK_INSIDE]  # as the unshare layer: the program's uid writes here
     cmd += ["--ro-bind", launch.program, PROGRAM_INSIDE, "--ro-bind", launch.bootstrap, BOOTSTRAP_INSIDE]
-    cmd += ["--remount-ro", "/", "--chdir", WORK_INSIDE, "--", *argv]
+    cmd += ["--remount-ro", "/", "--chdir", WORK_INSIDE, "--", *prefix, *argv]
     return cmd
+
+
+def _parents(paths: list[str]) -> list[str]:
+    """The folders above ``paths`` (not ``/``), outermost first."""
+    found = {str(parent) for path in paths for parent in Path(path).parents if str(parent) != "/"}
+    return sorted(found - set(paths), key=lambda p: (p.count("/"), p))
 
 
 def unshare_argv(launch: Launch, argv: list[str]) -> list[str]:
@@ -160,10 +193,38 @@ def unshare_argv(launch: Launch, argv: list[str]) -> list[str]:
     spec += [item for dev in _DEVICES for item in ("dev", f"/dev/{dev}", f"/dev/{dev}")]
     spec += ["tmp", "1777", "/tmp", "tmp", "0777", WORK_INSIDE]
     spec += ["ro", launch.program, PROGRAM_INSIDE, "ro", launch.bootstrap, BOOTSTRAP_INSIDE]
-    namespaces = ["--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts"]
+    ids = host_ids()
+    user = ["--user", "--map-root-user"] if ids is None else []  # as root: namespaces of host root, no mapping to it
+    namespaces = [*user, "--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts"]
     head = ["setpriv", "--pdeathsig", "KILL", "unshare", *namespaces, "--propagation", "private"]
+    enter = f"--user --map-user={SANDBOX_ID} --map-group={SANDBOX_ID}" if ids is None else ""
+    drop = " ".join(_drop(ids)) if ids is not None else ""
     dirs = _directories(spec)
-    return [*head, "sh", "-c", _UNSHARE_SCRIPT, "sh", launch.mountpoint, str(launch.scratch_bytes), *dirs, "--", *spec, "--", *argv]
+    script_args = [launch.mountpoint, str(launch.scratch_bytes), enter, drop, *dirs, "--", *spec, "--"]
+    return [*head, "sh", "-c", _UNSHARE_SCRIPT, "sh", *script_args, *argv]
+
+
+#: what ``setpriv`` needs, under bubblewrap as root, to drop to nobody and empty the bounding set
+_SETPRIV_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
+
+
+def host_ids() -> tuple[int, int] | None:
+    """(uid, gid) of the host's ``nobody``, which the program runs as when the evaluator is root;
+    ``None`` for any other evaluator (its own uid is unprivileged already)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(NOBODY)
+    except KeyError:
+        return 65534, 65534
+    return entry.pw_uid, entry.pw_gid
+
+
+def _drop(ids: tuple[int, int]) -> list[str]:
+    """``setpriv`` options that change to ``ids``, with no supplementary groups."""
+    return [f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"]
 
 
 def _directories(spec: list[str]) -> list[str]:

@@ -9,8 +9,9 @@ group), with an environment built from a fixed allow-list (no inherited secrets 
 
 * The kernel layer (:mod:`medmoe_lm_eval.benchmarks.isolation`): bubblewrap or ``unshare``
   namespaces, a read-only view of only the interpreter, its stdlib and the system libraries, a
-  private size-capped working directory and ``/tmp``, no network, no capabilities, and every
-  process of the program killed with it. Used wherever the machine allows it.
+  private size-capped working directory and ``/tmp``, no network, an unprivileged uid (never
+  host root, even for an evaluator running as root) with no capabilities and a read-only
+  ``/proc``, and every process of the program killed with it. Used wherever the machine allows it.
 * The inner layer, set by the child on itself before any user code runs: ``RLIMIT_CPU``,
   ``RLIMIT_AS`` (1 GiB by default), ``RLIMIT_FSIZE`` (largest file, which also caps captured
   stdout/stderr: they are files), ``RLIMIT_NPROC`` = 0, ``RLIMIT_CORE`` = 0, a wall-clock timeout

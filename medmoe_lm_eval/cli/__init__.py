@@ -12,6 +12,7 @@ backend that cannot load) print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -47,6 +48,11 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+#: commands that print what a results folder holds: their plain output escapes control characters
+#: (``console.escaped_output``; their tables go through ``console.cli_console``, which escapes too)
+SHOWS_RESULTS = frozenset({"leaderboard", "rank", "compare", "profile", "fidelity", "routing"})
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from medmoe_lm_eval.benchmarks.rows import DataError
     from medmoe_lm_eval.harness.backends.base import BackendError
@@ -54,6 +60,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from medmoe_lm_eval.harness.routing.scorers import RouterError
 
     return (ConfigError, RouterError, BackendError, DataError)
+
+
+def _output_for(name: str) -> contextlib.AbstractContextManager[None]:
+    if name not in SHOWS_RESULTS:
+        return contextlib.nullcontext()
+    from medmoe_lm_eval.console import escaped_output  # rich: not imported for `medmoe --help`
+
+    return escaped_output()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser.parse_args(rest)
     try:
-        return int(run(args) or 0)
+        with _output_for(name):
+            return int(run(args) or 0)
     except _user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from medmoe_lm_eval.harness import bounded_yaml
 from medmoe_lm_eval.paths import bundled_adapters_dir
 from medmoe_lm_eval.real_models import PKG_PREFIX, ModelFileError, resolve_ref
 
@@ -374,9 +375,12 @@ def load_adapter(ref: str | Path) -> AdapterConfig:
     file = resolve_adapter_path(ref)
     raw = file.read_bytes()
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = bounded_yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(file, "(file)", "not UTF-8 text", "save the file as UTF-8") from None
+    except bounded_yaml.TooDeep as exc:
+        fix = "an adapter is a few levels deep (name, kind, experts, router): remove the extra nesting"
+        raise ConfigError(file, f"line {exc.mark.line + 1}", str(exc), fix) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from medmoe_lm_eval.console import cli_console
-from medmoe_lm_eval.jsonio import loads_data
+from medmoe_lm_eval.jsonio import loads_data, read_bounded
 from medmoe_lm_eval.profiling import ProfileError
 
 MISSING = "-"
@@ -29,7 +29,7 @@ def load_profile(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The profile dict in a results or profile JSON file (raises :class:`ProfileError`)."""
     file = Path(path)
     try:
-        data = loads_data(file.read_text(encoding="utf-8"))
+        data = loads_data(read_bounded(file).decode("utf-8"))  # a device or a pipe is refused, never read
     except FileNotFoundError:
         raise ProfileError(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

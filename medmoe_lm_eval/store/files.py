@@ -1,11 +1,15 @@
 """Finding results files in a folder and reading them without trusting them.
 
-A results folder may come from elsewhere: a file that is truncated, not JSON, or not lm-eval's
-becomes a :class:`ReadIssue`, never an exception, and values are coerced to numbers defensively.
+A results folder may come from elsewhere: a file that is truncated, not JSON, nested too deep, or
+not lm-eval's becomes a :class:`ReadIssue`, never an exception, and values are coerced to numbers
+defensively. So does an entry that is not a regular file inside the folder (a link leading out, a
+device, a named pipe, a dangling link): it is skipped unopened (``jsonio.entry_problem``), and
+every file is opened non-blocking and read up to a size bound (``jsonio.open_regular``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,7 +20,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from medmoe_lm_eval.jsonio import loads_data
+from medmoe_lm_eval.jsonio import MAX_DEPTH, TooDeep, UnsafeEntry, bounded_lines, entry_problem, loads_data, read_bounded
 from medmoe_lm_eval.store.records import ReadIssue
 
 T = TypeVar("T")
@@ -28,7 +32,9 @@ _RESULT_NAME = re.compile(r"results_?(.*)\.json$")
 
 
 def find_result_files(root: str | Path) -> list[Path]:
-    """Every JSON file below ``root`` that may be a results file (profiles and samples excluded)."""
+    """Every JSON file below ``root`` that may be a results file (profiles and samples excluded;
+    links and other entries that are not regular files are listed too: :func:`_load_json` says why
+    it skips them)."""
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -47,17 +53,29 @@ def fingerprint(root: str | Path) -> tuple[str, int, float]:
         for name in filenames:
             if name.endswith((".json", ".jsonl")):
                 count += 1
-                newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
+                with contextlib.suppress(OSError):  # the entry's own time: a dangling link must not fail the board
+                    newest = max(newest, os.stat(os.path.join(dirpath, name), follow_symlinks=False).st_mtime)
     return (str(Path(root).resolve()), count, newest)
 
 
-def _load_json(path: Path) -> tuple[dict[str, Any] | None, ReadIssue | None]:
+def read_data_file(path: Path, root: Path) -> Any:
+    """The JSON in ``path``, a regular file inside ``root`` (else :class:`UnsafeEntry`); raises
+    ``OSError``, ``UnicodeDecodeError`` or ``json.JSONDecodeError`` (:class:`TooDeep` among them)."""
+    problem = entry_problem(path, root)
+    if problem is not None:
+        raise UnsafeEntry(problem)
+    return loads_data(read_bounded(path).decode("utf-8"))
+
+
+def _load_json(path: Path, root: Path) -> tuple[dict[str, Any] | None, ReadIssue | None]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_data_file(path, root)
+    except UnsafeEntry as exc:
+        return None, ReadIssue(str(path), f"{exc}; skipped")
+    except TooDeep:
+        return None, ReadIssue(str(path), f"nested deeper than {MAX_DEPTH} levels; skipped")
     except (OSError, UnicodeDecodeError) as exc:
         return None, ReadIssue(str(path), f"cannot read ({type(exc).__name__}); skipped")
-    try:
-        data = loads_data(text)
     except json.JSONDecodeError as exc:
         return None, ReadIssue(str(path), f"not valid JSON, truncated or corrupt (line {exc.lineno}, column {exc.colno}: {exc.msg}); skipped")
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
@@ -74,16 +92,17 @@ def read_jsonl(path: str | Path, parse: Callable[[str], T | None], log: str, lin
     out: list[T] = []
     bad = 0
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for text in fh:
-                try:
-                    item = parse(text)
-                except ValueError:
-                    item = None
-                if item is None:
-                    bad += 1
-                else:
-                    out.append(item)
+        for text in bounded_lines(path):  # a line too long to read is None: malformed
+            try:
+                item = None if text is None else parse(text)
+            except ValueError:  # json.JSONDecodeError and TooDeep among them
+                item = None
+            if item is None:
+                bad += 1
+            else:
+                out.append(item)
+    except UnsafeEntry as exc:
+        issues.append(ReadIssue(str(path), f"{log} skipped: {exc}"))
     except OSError as exc:
         issues.append(ReadIssue(str(path), f"{log} unreadable ({type(exc).__name__})"))
     if bad:

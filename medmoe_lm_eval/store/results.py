@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from medmoe_lm_eval.benchmarks.metric_directions import direction, main_metric
-from medmoe_lm_eval.jsonio import loads_data
+from medmoe_lm_eval.jsonio import UnsafeEntry, entry_problem
 from medmoe_lm_eval.profiling.figures import task_figures
 from medmoe_lm_eval.store.candidates import _hardware_text, _joined, _model_ref, _peak_memory, _plain_label, _quantization_text, _short_name, kind_of
-from medmoe_lm_eval.store.files import _load_json, _run_date, as_dict, find_result_files, number
+from medmoe_lm_eval.store.files import _load_json, _run_date, as_dict, find_result_files, number, read_data_file
 from medmoe_lm_eval.store.latest import standing
 from medmoe_lm_eval.store.records import FRAME_COLUMNS, ReadIssue, ResultsSet, RunInfo
 from medmoe_lm_eval.store.run_key import RunKey, run_key
@@ -74,6 +74,8 @@ class _RunContext:
     routing: dict[str, Any]
     adapter_id: str
     keys: dict[str, RunKey]
+    root: Path
+    issues: list[ReadIssue]
 
     @property
     def profile_tasks(self) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def _candidate_fields(config: Mapping[str, Any], data: Mapping[str, Any]) -> dic
     }
 
 
-def _read_profile(config: Mapping[str, Any], medmoe: Mapping[str, Any], folder: Path, issues: list[ReadIssue], file: str) -> dict[str, Any] | None:
+def _read_profile(config: Mapping[str, Any], medmoe: Mapping[str, Any], folder: Path, root: Path, issues: list[ReadIssue], file: str) -> dict[str, Any] | None:
     profile = config.get("medmoe_profile")
     if isinstance(profile, dict) and profile:
         return profile
@@ -117,12 +119,24 @@ def _read_profile(config: Mapping[str, Any], medmoe: Mapping[str, Any], folder: 
     if isinstance(name, str) and name:
         path = folder / Path(name).name
         try:
-            loaded = loads_data(path.read_text(encoding="utf-8"))
+            loaded = read_data_file(path, root)
             if isinstance(loaded, dict):
                 return loaded
+        except UnsafeEntry as exc:
+            issues.append(ReadIssue(file, f"profile file {path.name} skipped: {exc}"))
         except (OSError, ValueError):
             issues.append(ReadIssue(file, f"profile file {path.name} missing or unreadable"))
     return None
+
+
+def _unsafe(root: Path, path: Path, what: str, run_id: str, issues: list[ReadIssue]) -> bool:
+    """Whether ``path`` (a log beside a run) is there but must not be read: a link out of the
+    folder, a device, a pipe or a dangling link is one warning and is never opened."""
+    problem = entry_problem(path, root)
+    if problem in (None, "missing"):
+        return False
+    issues.append(ReadIssue(run_id, f"{what} {path.name} skipped: {problem}"))
+    return True
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -136,7 +150,7 @@ def _context(path: Path, root: Path, data: dict[str, Any], issues: list[ReadIssu
     medmoe = as_dict(config.get("medmoe"))
     run_id = _relative(path, root)
     cand = _candidate_fields(config, data)
-    profile = _read_profile(config, medmoe, path.parent, issues, run_id) if medmoe else None
+    profile = _read_profile(config, medmoe, path.parent, root, issues, run_id) if medmoe else None
     if medmoe and profile is None:
         issues.append(ReadIssue(run_id, "medmoe run without a profile: efficiency columns left empty"))
     elif profile is not None and profile.get("enabled") is False:
@@ -145,6 +159,8 @@ def _context(path: Path, root: Path, data: dict[str, Any], issues: list[ReadIssu
     routing = as_dict(medmoe.get("routing"))
     log_name = routing.get("log_file")
     log_path = (path.parent / Path(log_name).name) if isinstance(log_name, str) and log_name else None
+    if log_path is not None and _unsafe(root, log_path, "routing log", run_id, issues):
+        log_path = None
     info = RunInfo(
         run_id=run_id, file=str(path), candidate=cand["candidate"], date=_run_date(data, path),
         model_type=str(config.get("model") or "unknown"), model_args=config.get("model_args"),
@@ -160,7 +176,7 @@ def _context(path: Path, root: Path, data: dict[str, Any], issues: list[ReadIssu
         lm_eval_version=info.lm_eval_version, git_hash=info.git_hash, hardware=info.hardware, source_file=info.file,
     )  # fmt: skip
     adapter_id = str(cand["adapter_sha256"] or f"model:{_model_ref(config, data)}")
-    return _RunContext(info, data, shared, profile, as_dict(routing.get("per_task")), adapter_id, {})
+    return _RunContext(info, data, shared, profile, as_dict(routing.get("per_task")), adapter_id, {}, root, issues)
 
 
 def _task_domain(ctx: _RunContext, task: str) -> str | None:
@@ -200,7 +216,7 @@ def _key_columns(ctx: _RunContext, task: str) -> dict[str, Any]:
     return {
         "data_source": key.source_kind, "data_origin": key.source_origin, "limit": key.limit if key.limit is not None else math.nan,
         "rows_fingerprint": key.rows_fingerprint, "run_key": digest, "task_settings": key.settings(), "variant": "",
-        "samples_file": sample_file if os.path.isfile(sample_file) else None,
+        "samples_file": sample_file if not _unsafe(ctx.root, Path(sample_file), "per-sample log", ctx.info.run_id, ctx.issues) and os.path.isfile(sample_file) else None,
         "n_choices": _n_choices(as_dict(as_dict(ctx.data.get("configs")).get(task))),
     }  # fmt: skip
 
@@ -249,7 +265,7 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
 
 def read_run(path: Path, root: Path, issues: list[ReadIssue], keys: dict[str, RunKey] | None = None) -> tuple[RunInfo | None, list[dict[str, Any]]]:
     """Rows of one results file (empty, with an issue, when it cannot be used); its run keys go to ``keys``."""
-    data, issue = _load_json(path)
+    data, issue = _load_json(path, root)
     if issue is not None:
         issues.append(issue)
     if data is None:
