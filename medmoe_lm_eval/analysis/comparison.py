@@ -5,6 +5,12 @@ doc_id and doc_hash), ``delta = b - a`` with its 95% paired bootstrap interval, 
 p-value and the Holm-adjusted one across this comparison's tasks (:mod:`.paired`). A task where
 either run kept no per-sample log still shows, with lm-eval's aggregate values and an unpaired
 interval from their standard errors, and says that paired comparisons need ``--log_samples``.
+
+Every row also says what the run could have seen (:mod:`.power`): ``mde``, the smallest true
+difference the test detects with 80% power (from the discordance rate for right/wrong scores,
+else from the standard error of the difference), and ``power_note``, how often a 2-point
+difference would go unseen. When the task names a cluster field the items' clusters are
+resampled whole (:mod:`.clusters`) and ``n_clusters`` counts them.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from medmoe_lm_eval.analysis.paired import CONFIDENCE, holm, paired_difference
+from medmoe_lm_eval.analysis.paired import CONFIDENCE, PairedDifference, discordance, holm, paired_difference
+from medmoe_lm_eval.analysis.power import NOTE_DELTA, mde_binary, mde_from_se, power_binary, power_from_se, power_note
 from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
 from medmoe_lm_eval.benchmarks.metric_directions import PERCENT_SCALE_METRICS
 from medmoe_lm_eval.store.records import ResultsSet
@@ -42,6 +49,10 @@ class TaskComparison:
     n_paired: int
     test: str
     note: str = ""
+    mde: float = math.nan  #: smallest true difference detected with 80% power (the scale of delta)
+    power_note: str = ""  #: how often a 2-point difference would go unseen at this n
+    n_clusters: int = 0  #: clusters resampled whole (0: items treated as independent)
+    discordance: float = math.nan  #: share of paired items the two answered differently (0/1 scores)
 
     @property
     def significant(self) -> bool:
@@ -96,9 +107,41 @@ def _unpaired(task: str, ra: pd.Series, rb: pd.Series) -> TaskComparison:
     scale = 100.0 if ra["metric"] in PERCENT_SCALE_METRICS else 1.0
     se = math.sqrt(float(ra["stderr"]) ** 2 + float(rb["stderr"]) ** 2) / scale
     half = Z_95 * se if math.isfinite(se) else math.nan
+    n = int(min(float(ra.get("n_samples", math.nan)), float(rb.get("n_samples", math.nan)))) if _finite(ra.get("n_samples"), rb.get("n_samples")) else 0
     return TaskComparison(
-        task, str(ra["metric"]), float(ra["accuracy"]), float(rb["accuracy"]), delta, delta - half, delta + half, math.nan, math.nan, 0, "none", NEEDS_SAMPLES
-    )
+        task, str(ra["metric"]), float(ra["accuracy"]), float(rb["accuracy"]), delta, delta - half, delta + half, math.nan, math.nan, 0, "none", NEEDS_SAMPLES,
+        mde=mde_from_se(se), power_note=power_note(1.0 - power_from_se(NOTE_DELTA, se), n),
+    )  # fmt: skip
+
+
+def _finite(*values: object) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def _paired_row(task: str, metric: str, x: pd.Series, y: pd.Series, clusters: pd.Series | None) -> TaskComparison:
+    """One task's paired row with its MDE: the discordance formula for 0/1 scores on independent items, the SE otherwise."""
+    diff: PairedDifference = paired_difference(x.to_numpy(), y.to_numpy(), clusters=None if clusters is None else clusters.to_numpy())
+    d = discordance(x.to_numpy(), y.to_numpy())
+    scale = 100.0 if metric in PERCENT_SCALE_METRICS else 1.0
+    if math.isfinite(d) and not diff.n_clusters:
+        mde, miss = mde_binary(diff.n_paired, d), 1.0 - power_binary(NOTE_DELTA, diff.n_paired, d)
+    else:
+        mde, miss = mde_from_se(diff.se), 1.0 - power_from_se(NOTE_DELTA * scale, diff.se)
+    note = power_note(miss, diff.n_paired, NOTE_DELTA * scale, percent=scale != 1.0)
+    return TaskComparison(
+        task, metric, diff.a, diff.b, diff.delta, diff.ci_low, diff.ci_high, diff.p_value, math.nan, diff.n_paired, diff.test,
+        mde=mde, power_note=note, n_clusters=diff.n_clusters, discordance=d,
+    )  # fmt: skip
+
+
+def item_clusters(items: pd.DataFrame, task: str, index: pd.Index) -> pd.Series | None:
+    """The cluster label of each document in ``index`` ((doc_id, doc_hash)), or None when the task has none."""
+    if "cluster" not in items.columns:
+        return None
+    rows = items[(items["task"] == task) & items["cluster"].notna()].drop_duplicates(["doc_id", "doc_hash"])
+    if rows.empty:
+        return None
+    return rows.set_index(["doc_id", "doc_hash"])["cluster"].reindex(index)
 
 
 def _key_note(results: ResultsSet, ra: pd.Series, rb: pd.Series) -> str:
@@ -125,8 +168,7 @@ def compare(results: ResultsSet, a: str, b: str) -> Comparison:
         if m is None or a not in m.raw or b not in m.raw or a == b:
             row = _unpaired(task, ra, rb)
         else:
-            diff = paired_difference(m.raw[a].to_numpy(), m.raw[b].to_numpy())
-            row = TaskComparison(task, m.metric, diff.a, diff.b, diff.delta, diff.ci_low, diff.ci_high, diff.p_value, math.nan, diff.n_paired, diff.test)
+            row = _paired_row(task, m.metric, m.raw[a], m.raw[b], item_clusters(items, task, m.raw.index))
         rows.append(replace(row, note="; ".join(n for n in (row.note, note) if n)))
     adjusted = holm([r.p_value for r in rows])
     rows = [replace(r, p_holm=p) for r, p in zip(rows, adjusted, strict=True)]
