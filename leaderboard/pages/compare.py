@@ -33,11 +33,13 @@ st.subheader("Quality, task by task")
 st.caption(
     "delta = B - A on the task's main metric, over the documents both answered (matched on doc_id and doc_hash), with its 95% paired "
     "bootstrap interval; p: exact McNemar for right/wrong scores, paired permutation test otherwise; Holm-adjusted across these tasks. "
-    "Where the interval contains 0 the verdict is 'no significant difference'."
+    "Where the interval contains 0 the verdict is 'no significant difference', shown with the MDE: the smallest true difference "
+    "the test would detect with 80% power at these items (a larger MDE than the gap you care about means the run could not have seen it). "
+    "Tasks that name a cluster field resample whole clusters (clusters column)."
 )
 table = comparison.table()
 st.dataframe(
-    table[["task", "metric", "a", "b", "delta", "ci_low", "ci_high", "p_value", "p_holm", "n_paired", "test", "verdict", "note"]],
+    table[["task", "metric", "a", "b", "delta", "ci_low", "ci_high", "p_value", "p_holm", "n_paired", "test", "verdict", "mde", "n_clusters", "note"]],
     hide_index=True,
     width="stretch",
     column_config={
@@ -49,12 +51,16 @@ st.dataframe(
         "p_value": st.column_config.NumberColumn("p", format="%.3g"),
         "p_holm": st.column_config.NumberColumn("p (Holm)", format="%.3g"),
         "n_paired": st.column_config.NumberColumn("paired items"),
+        "mde": st.column_config.NumberColumn("MDE (80% power)", format="%.4f"),
+        "n_clusters": st.column_config.NumberColumn("clusters"),
     },
     key="compare_table",
 )
 for row in comparison.tasks:
     verdict = row.verdict(a, b)
     text = f"{row.task}: {verdict} (delta {row.delta:+.4f}, 95% interval [{row.ci_low:.4f}, {row.ci_high:.4f}])"
+    if verdict == "no significant difference" and row.mde == row.mde:
+        text += f"; MDE {row.mde:.4f}" + (f": {row.power_note}" if row.power_note else "")
     (st.info if verdict == "no significant difference" else st.success if row.significant else st.caption)(board_ui.md(text))
 for side, tasks in ((a, comparison.only_a), (b, comparison.only_b)):
     if tasks:

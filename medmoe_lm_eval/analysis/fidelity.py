@@ -87,7 +87,7 @@ class FidelityRow:
     same_top: float = math.nan  #: share of documents with the same answer (= agreement), Wilson 95% interval
     same_top_ci_low: float = math.nan
     same_top_ci_high: float = math.nan
-    verdict: str = ""  #: "non-inferior", "inferior" or "cannot tell" at ``margin`` (empty: no paired scores)
+    verdict: str | None = None  #: "non-inferior", "inferior" or "cannot tell" at ``margin`` (None: no paired scores)
     margin: float = math.nan
     n_to_settle: int | None = None  #: items that would settle a "cannot tell" (80% power)
     verdict_text: str = ""  #: "cannot tell with 300 items (about 2,100 would settle it)"

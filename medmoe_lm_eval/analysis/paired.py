@@ -12,8 +12,9 @@ the variance of the questions themselves (a hard question is hard for both):
 * Holm's correction across the tasks of one comparison (``statsmodels`` ``multipletests``), so
   comparing on nine tasks does not find a "significant" one by chance;
 * with cluster labels (items sharing a source document or subject, :mod:`.clusters`), whole
-  clusters are resampled for the interval and the test is a z test on the clustered standard error
-  (Miller 2024), since McNemar and the permutation test assume independent items.
+  clusters are resampled for the interval and the standard error is the clustered one (Miller
+  2024). The test stays the item-level one (it assumes independent items, so alone it would be
+  too eager); a verdict needs the clustered interval to exclude 0 as well.
 
 When every paired difference is the same the interval is that one value; when they are all 0
 (two runs of one model) the difference is 0 and p = 1.
@@ -102,35 +103,25 @@ def permutation_p(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> float:
     return float(min(1.0, res.pvalue))
 
 
-def clustered_z_p(delta: float, se: float) -> float:
-    """Two-sided p-value of ``delta`` against 0 with a (clustered) standard error ``se``."""
-    if se > 0:
-        return float(2.0 * stats.norm.sf(abs(delta) / se))
-    return 1.0 if delta == 0 else 0.0
-
-
 def paired_difference(x: np.ndarray, y: np.ndarray, seed: int = SEED, clusters: np.ndarray | None = None) -> PairedDifference:
     """Difference ``b - a`` of two candidates' per-item scores ``x`` (a) and ``y`` (b), same order.
 
-    ``clusters`` (one label per item, None for none) switches to the cluster bootstrap and the
-    clustered z test when the items form at least 2 clusters, some of more than one item.
+    ``clusters`` (one label per item, None for none) switches the interval to the cluster bootstrap
+    and the standard error to the clustered one when the items form at least 2 clusters, some of
+    more than one item.
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
         raise ValueError(f"paired scores need two equal-length, non-empty vectors (got {x.shape} and {y.shape})")
     delta = float((y - x).mean())
     groups = n_clusters(clusters, len(x)) if clusters is not None else len(x)
-    if 2 <= groups < len(x):
-        low, high = cluster_bootstrap_interval(x, y, clusters, CONFIDENCE, seed)
-        se = clustered_se(y - x, clusters)
-        return PairedDifference(
-            float(x.mean()), float(y.mean()), delta, low, high, clustered_z_p(delta, se), f"clustered z ({groups} clusters)", len(x), groups, se
-        )
-    low, high = bootstrap_interval(x, y, seed)
+    clustered = 2 <= groups < len(x)
+    low, high = cluster_bootstrap_interval(x, y, clusters, CONFIDENCE, seed) if clustered else bootstrap_interval(x, y, seed)
     binary = is_binary(x, y)
     p = mcnemar_exact(x, y) if binary else permutation_p(x, y, seed)
     test = "exact McNemar" if binary else "paired permutation"
-    return PairedDifference(float(x.mean()), float(y.mean()), delta, low, high, p, test, len(x), 0, naive_se(y - x))
+    se = clustered_se(y - x, clusters) if clustered else naive_se(y - x)
+    return PairedDifference(float(x.mean()), float(y.mean()), delta, low, high, p, test, len(x), groups if clustered else 0, se)
 
 
 def discordance(x: np.ndarray, y: np.ndarray) -> float:

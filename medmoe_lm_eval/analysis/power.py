@@ -63,11 +63,16 @@ def unpaired_n(delta: float, accuracy: float = 0.5, alpha: float = ALPHA, power:
 
 
 def mde_binary(n: int, discordance: float, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The smallest true difference of 0/1 outcomes detected with ``power`` at ``n`` paired items."""
+    """The smallest true difference of 0/1 outcomes detected with ``power`` at ``n`` paired items.
+
+    A true difference ``delta`` implies a discordance of at least ``delta``, so the MDE is never
+    below the one with every discordant pair going one way (``d = delta``): ``k / (n + k)``. That
+    floor keeps two runs that agreed everywhere (d = 0) from claiming an MDE of 0.
+    """
     if n <= 0 or not 0.0 <= discordance <= 1.0:
         return math.nan
     k = z_total(alpha, power) ** 2
-    return math.sqrt(k * discordance / (n + k))
+    return max(math.sqrt(k * discordance / (n + k)), k / (n + k))
 
 
 def mde_from_se(se: float, alpha: float = ALPHA, power: float = POWER) -> float:
