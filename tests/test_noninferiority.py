@@ -172,3 +172,26 @@ def test_pages_show_verdicts_and_the_mde(monkeypatch, judgement_results):
     rows = _table(at, "mde").set_index("task")
     assert (rows["verdict"] == "no significant difference").all() and rows["mde"].notna().all()
     assert any("MDE" in i.value for i in at.info)
+
+
+def test_clustered_errors_beside_lm_evals(judgement_results):
+    """MedMCQA names ``subject_name`` as its cluster and MedQuAD its source document (``source`` + ``qid``
+    before "-"): the labels are read here from the per-sample logs with ``json``, and the clustered SE
+    follows Miller's formula by hand."""
+    from medmoe_lm_eval.analysis.task_errors import clustered_errors
+
+    table = clustered_errors(load_results(judgement_results.root), ["parent"]).set_index("task")
+    assert sorted(table.index) == ["medmoe_medmcqa", "medmoe_medquad"]  # the tasks of this board with a cluster field
+    by_hand = {
+        "medmoe_medmcqa": ("acc", lambda doc: doc["subject_name"]),
+        "medmoe_medquad": ("rougeL_f1", lambda doc: doc["source"] + "/" + doc["qid"].rsplit("-", 1)[0]),
+    }
+    for task, (metric, label) in by_hand.items():
+        lines = [json.loads(x) for x in next((judgement_results.root / "parent").glob(f"samples_{task}_*.jsonl")).read_text().splitlines()]
+        score = np.array([float(x[metric]) for x in lines])
+        labels = [label(x["doc"]) for x in lines]
+        residual_sums = [sum(v - score.mean() for v, g in zip(score, labels, strict=True) if g == c) for c in set(labels)]
+        row = table.loc[task]
+        assert row["metric"] == metric and row["n"] == 5 and row["n_clusters"] == len(set(labels))
+        assert row["stderr_clustered"] == pytest.approx(np.sqrt(np.sum(np.square(residual_sums))) / 5, abs=1e-12)
+        assert row["stderr_naive"] == pytest.approx(np.sqrt(np.mean((score - score.mean()) ** 2) / 5), abs=1e-12)

@@ -202,3 +202,17 @@ def test_plan_refuses_bad_input_in_one_line(capsys):
     assert "discordance" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["plan", "--tasks", "medmoe_medqa", "--delta", "two"])
+
+
+def test_cluster_spec_from_task_metadata():
+    from medmoe_lm_eval.store.samples import ClusterSpec
+
+    medquad = ClusterSpec.from_metadata({"cluster_fields": ["source", "qid"], "cluster_cut": "-"})
+    assert medquad is not None and medquad.label({"source": "GHR", "qid": "0000106-3"}) == "GHR/0000106"
+    assert medquad.label({"qid": "0000106-3"}) is None  # the hub copy has no source: the item is its own cluster
+    medmcqa = ClusterSpec.from_metadata({"cluster_fields": "subject_name"})
+    assert medmcqa is not None and medmcqa.label({"subject_name": "Dental"}) == "Dental" and medmcqa.label({"subject_name": ["x"]}) is None
+    for bad in (None, {}, {"cluster_fields": []}, {"cluster_fields": [3]}, {"cluster_fields": "x", "cluster_cut": 5}):
+        assert ClusterSpec.from_metadata(bad) is None
+    specs = ClusterSpec.per_task({"medmoe_medmcqa": {"metadata": {"cluster_fields": ["subject_name"]}}, "other": {"metadata": {}}})
+    assert list(specs) == ["medmoe_medmcqa"]

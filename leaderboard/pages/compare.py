@@ -7,6 +7,7 @@ import streamlit as st
 
 from medmoe_lm_eval.analysis.comparison import compare
 from medmoe_lm_eval.analysis.subjects import subject_breakdown, weakest
+from medmoe_lm_eval.analysis.task_errors import clustered_errors
 from medmoe_lm_eval.analysis.views import compare_candidates, run_details, sandbox_badge, source_badge
 
 view = board_ui.current_view()
@@ -65,6 +66,15 @@ for row in comparison.tasks:
 for side, tasks in ((a, comparison.only_a), (b, comparison.only_b)):
     if tasks:
         st.caption(board_ui.md(f"Only {side} ran: {', '.join(tasks)} (not compared)."))
+
+errors = clustered_errors(view.results, [a, b])
+if not errors.empty:
+    st.subheader("Standard errors with clustered items")
+    st.caption(
+        "Tasks whose items come in clusters (one source document, one subject): lm-eval's standard error treats items as independent; "
+        "the clustered one (Miller 2024) does not. Design effect = (clustered / naive)^2: how many items count as one independent item."
+    )
+    st.dataframe(errors, hide_index=True, width="stretch", key="clustered_errors_table")
 
 subjects = subject_breakdown(view.results, a, b if b != a else None)
 subjects = subjects[subjects["task"].isin(set(view.frame["task"]))].rename(columns={"delta": "b_minus_a"})

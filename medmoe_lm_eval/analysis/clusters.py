@@ -45,6 +45,17 @@ def n_clusters(labels: Sequence[Any] | np.ndarray | pd.Series | None, n: int) ->
     return int(cluster_codes(labels, n).max()) + 1 if n else 0
 
 
+def item_clusters(items: pd.DataFrame, task: str, index: pd.Index) -> pd.Series | None:
+    """The cluster label of each document in ``index`` ((doc_id, doc_hash)) from an item frame
+    (``store.samples.load_items``), or None when the task's items carry none."""
+    if "cluster" not in items.columns:
+        return None
+    rows = items[(items["task"] == task) & items["cluster"].notna()].drop_duplicates(["doc_id", "doc_hash"])
+    if rows.empty:
+        return None
+    return rows.set_index(["doc_id", "doc_hash"])["cluster"].reindex(index)
+
+
 def naive_se(values: np.ndarray) -> float:
     """Plug-in standard error of the mean, items independent: ``sqrt(mean((x - mean)^2) / n)``."""
     x = np.asarray(values, dtype=float)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from medmoe_lm_eval.analysis.clusters import item_clusters
 from medmoe_lm_eval.analysis.paired import CONFIDENCE, PairedDifference, discordance, holm, paired_difference
 from medmoe_lm_eval.analysis.power import NOTE_DELTA, mde_binary, mde_from_se, power_binary, power_from_se, power_note
 from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
@@ -132,16 +133,6 @@ def _paired_row(task: str, metric: str, x: pd.Series, y: pd.Series, clusters: pd
         task, metric, diff.a, diff.b, diff.delta, diff.ci_low, diff.ci_high, diff.p_value, math.nan, diff.n_paired, diff.test,
         mde=mde, power_note=note, n_clusters=diff.n_clusters, discordance=d,
     )  # fmt: skip
-
-
-def item_clusters(items: pd.DataFrame, task: str, index: pd.Index) -> pd.Series | None:
-    """The cluster label of each document in ``index`` ((doc_id, doc_hash)), or None when the task has none."""
-    if "cluster" not in items.columns:
-        return None
-    rows = items[(items["task"] == task) & items["cluster"].notna()].drop_duplicates(["doc_id", "doc_hash"])
-    if rows.empty:
-        return None
-    return rows.set_index(["doc_id", "doc_hash"])["cluster"].reindex(index)
 
 
 def _key_note(results: ResultsSet, ra: pd.Series, rb: pd.Series) -> str:
