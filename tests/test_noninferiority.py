@@ -195,3 +195,27 @@ def test_clustered_errors_beside_lm_evals(judgement_results):
         assert row["metric"] == metric and row["n"] == 5 and row["n_clusters"] == len(set(labels))
         assert row["stderr_clustered"] == pytest.approx(np.sqrt(np.sum(np.square(residual_sums))) / 5, abs=1e-12)
         assert row["stderr_naive"] == pytest.approx(np.sqrt(np.mean((score - score.mean()) ** 2) / 5), abs=1e-12)
+
+
+def test_compare_json_adds_the_mde_from_the_logged_discordance(judgement_results, capsys):
+    """``lbfx_bio`` has no cluster field: its MDE is sqrt(k d / (n + k)) (at least k / (n + k)) with d counted
+    here from the two per-sample logs; MedMCQA's clusters give an MDE from the clustered SE instead."""
+    assert main(["compare", "--results", str(judgement_results.root), "parent", "copy-other", "--json"]) == 0
+    rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)["tasks"]}
+    k = 7.848879
+    acc = {
+        c: {
+            json.loads(x)["doc_id"]: float(json.loads(x)["acc"])
+            for x in next((judgement_results.root / c).glob("samples_lbfx_bio_*.jsonl")).read_text().splitlines()
+        }
+        for c in ("parent", "copy-other")
+    }
+    n = len(acc["parent"])
+    d = sum(acc["parent"][i] != acc["copy-other"][i] for i in acc["parent"]) / n
+    bio = rows["lbfx_bio"]
+    assert bio["n_clusters"] == 0 and bio["discordance"] == pytest.approx(d)
+    assert bio["mde"] == pytest.approx(max(np.sqrt(k * d / (n + k)), k / (n + k)), abs=1e-5)
+    assert bio["power_note"].startswith("a difference of 2 points would go unseen") and bio["power_note"].endswith(f"at n = {n}")
+    docs = [json.loads(x)["doc"] for x in next((judgement_results.root / "parent").glob("samples_medmoe_medmcqa_*.jsonl")).read_text().splitlines()]
+    subjects = len({doc["subject_name"] for doc in docs})  # whole clusters only when some subject holds two or more items
+    assert rows["medmoe_medmcqa"]["n_clusters"] == (subjects if subjects < len(docs) else 0) and rows["medmoe_medmcqa"]["mde"] is not None
