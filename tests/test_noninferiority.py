@@ -49,19 +49,29 @@ def _figures(parent: list[float], copy: list[float], margin: float = 0.01, clust
     return pair_figures(paired_items(_items(parent, copy, clusters), "t", "acc", "p", "q"), margin)
 
 
-def test_a_perfect_copy_recovers_everything_and_is_non_inferior():
+def test_a_perfect_copy_recovers_everything_and_is_non_inferior_given_enough_items():
     parent = [1.0] * 15 + [0.0] * 5
     fig = _figures(parent, parent)
     assert fig["recovery"] == 1.0 and (fig["recovery_ci_low"], fig["recovery_ci_high"]) == (1.0, 1.0)
     # same top answer on 20 of 20: Wilson lower bound at p = 1 is n / (n + z^2) = 20 / 23.841459 = 0.838875
     assert fig["same_top"] == 1.0 and fig["same_top_ci_low"] == pytest.approx(20 / (20 + Z2), abs=1e-5) and fig["same_top_ci_high"] == pytest.approx(1.0)
-    assert (fig["delta_low"], fig["delta_high"]) == (0.0, 0.0)
-    assert fig["verdict"] == "non-inferior" and fig["margin"] == 0.01 and fig["n_to_settle"] is None
+    assert (fig["delta_low"], fig["delta_high"]) == (0.0, 0.0)  # the bootstrap collapses; the verdict's interval does not:
+    # Agresti-Min: cells + 1/2, n* = 22, no flips: se = sqrt(1) / 22 = 0.0454545, half-width 1.959964 x 0.0454545 = 0.0890893
+    assert fig["verdict_low"] == pytest.approx(-0.0890893, abs=1e-6) and fig["verdict"] == "cannot tell"
+    # to settle: d at least 3/20 = 0.15 (rule of three), delta 0: 7.848879 x 0.15 / 0.01^2 = 11773.32 -> 11,774
+    assert fig["n_to_settle"] == 11774
+    # 600 identical items: n* = 602, se = 1/602 = 0.00166113, half-width 0.00325576: above -0.01
+    big = _figures([1.0] * 450 + [0.0] * 150, [1.0] * 450 + [0.0] * 150)
+    assert big["verdict_low"] == pytest.approx(-0.00325576, abs=1e-7) and big["verdict"] == "non-inferior" and big["margin"] == 0.01
+    assert big["n_to_settle"] is None and big["verdict_text"] == "non-inferior"
 
 
 def test_a_copy_that_loses_every_answer_is_inferior():
     fig = _figures([1.0] * 10, [0.0] * 10)
     assert fig["recovery"] == 0.0 and fig["same_top"] == 0.0
+    # Agresti-Min: b* = 10.5, c* = 0.5, n* = 12: delta* = -10/12 = -0.833333; se = sqrt(11 - 100/12) / 12 = 1.632993 / 12 = 0.136083;
+    # upper bound -0.833333 + 1.959964 x 0.136083 = -0.566617, below -0.01
+    assert fig["verdict_high"] == pytest.approx(-0.566617, abs=1e-5)
     assert fig["delta"] == -1.0 and fig["verdict"] == "inferior" and fig["n_to_settle"] is None
 
 
@@ -81,8 +91,10 @@ def test_a_small_run_cannot_tell_and_says_how_many_items_would():
     # k (d - delta^2) / (delta + margin)^2 = 7.848879 x (0.15 - 0.0025) / 0.0016 = 7.848879 x 92.1875 = 723.57 -> 724
     assert fig["n_to_settle"] == 724
     assert fig["verdict_text"] == "cannot tell with 20 items (about 724 would settle it)"
-    loose = _figures(parent, copy, margin=0.3)  # a looser margin is met: the interval (about -0.2 to 0.1) is above -0.3
-    assert loose["delta_low"] > -0.3 and loose["verdict"] == "non-inferior"
+    # Agresti-Min: b* = 2.5, c* = 1.5, n* = 22: delta* = -1/22 = -0.0454545; se = sqrt(4 - 1/22) / 22 = 1.988604 / 22 = 0.0903911;
+    # interval -0.0454545 -+ 0.1771634 = [-0.2226179, 0.1317089]
+    assert (fig["verdict_low"], fig["verdict_high"]) == (pytest.approx(-0.2226179, abs=1e-6), pytest.approx(0.1317089, abs=1e-6))
+    assert _figures(parent, copy, margin=0.3)["verdict"] == "non-inferior"  # a looser margin is met
 
 
 def test_clustered_items_are_resampled_whole():
@@ -99,11 +111,11 @@ def test_clustered_items_are_resampled_whole():
 
 
 def test_fidelity_json_has_the_verdict_keys(judgement_results, capsys):
-    assert main(["fidelity", "--results", str(judgement_results.root), "--json", "--margin", "0.05"]) == 0
+    assert main(["fidelity", "--results", str(judgement_results.root), "--json", "--margin", "0.5"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out and all(tuple(row) == JSON_KEYS for row in out)
     same = [r for r in out if r["candidate"] == "copy-same" and r["verdict"] is not None]
-    assert same and all(r["verdict"] == "non-inferior" and r["recovery"] in (1.0, None) and r["same_top"] in (1.0, None) and r["margin"] == 0.05 for r in same)
+    assert same and all(r["verdict"] == "non-inferior" and r["recovery"] in (1.0, None) and r["same_top"] in (1.0, None) and r["margin"] == 0.5 for r in same)
     assert {r["verdict"] for r in out if r["candidate"] == "copy-other"} <= {"non-inferior", "inferior", "cannot tell"}
     with pytest.raises(SystemExit):
         main(["fidelity", "--results", str(judgement_results.root), "--margin", "two"])
@@ -160,11 +172,12 @@ def test_pages_show_verdicts_and_the_mde(monkeypatch, judgement_results):
     assert not at.exception and not at.error
     table = _table(at, "verdict_text")
     same = table[(table["candidate"] == "copy-same") & table["recovery"].notna()]
-    assert not same.empty and (same["verdict_text"] == "non-inferior").all() and (same["recovery"] == 1.0).all()
-    at.number_input(key="fidelity_margin").set_value(0.0).run()  # margin 0: a perfect copy's interval [0, 0] is not above 0
+    # 5 identical answers do not show a loss below one point: Agresti-Min half-width 1.959964 / 7 = 0.28
+    assert not same.empty and same["verdict_text"].str.startswith("cannot tell with 5 items").all() and (same["recovery"] == 1.0).all()
+    at.number_input(key="fidelity_margin").set_value(0.5).run()  # at a margin of 50 points they do
     table = _table(at, "verdict_text")
     same = table[(table["candidate"] == "copy-same") & table["recovery"].notna()]
-    assert same["verdict_text"].str.startswith("cannot tell").all()
+    assert (same["verdict_text"] == "non-inferior").all()
     at.switch_page("pages/compare.py").run()
     at.selectbox(key="compare_a").set_value("parent").run()
     at.selectbox(key="compare_b").set_value("copy-same").run()

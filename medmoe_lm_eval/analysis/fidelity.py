@@ -39,7 +39,7 @@ from scipy.special import log_softmax
 from statsmodels.stats.proportion import proportion_confint
 
 from medmoe_lm_eval.analysis.clusters import ratio_interval
-from medmoe_lm_eval.analysis.noninferiority import DEFAULT_MARGIN, n_to_settle, verdict, verdict_text
+from medmoe_lm_eval.analysis.noninferiority import DEFAULT_MARGIN, matched_interval, n_to_settle, verdict, verdict_text
 from medmoe_lm_eval.analysis.paired import discordance, is_binary, paired_difference
 from medmoe_lm_eval.analysis.quality import main_metric_rows
 from medmoe_lm_eval.store.files import as_dict
@@ -90,6 +90,8 @@ class FidelityRow:
     verdict: str | None = None  #: "non-inferior", "inferior" or "cannot tell" at ``margin`` (None: no paired scores)
     margin: float = math.nan
     n_to_settle: int | None = None  #: items that would settle a "cannot tell" (80% power)
+    verdict_low: float = math.nan  #: the verdict's 95% interval of copy - parent (Agresti-Min for 0/1 scores)
+    verdict_high: float = math.nan
     verdict_text: str = ""  #: "cannot tell with 300 items (about 2,100 would settle it)"
     n_clusters: int = 0  #: clusters resampled whole (0: items independent)
 
@@ -177,17 +179,29 @@ def _same_top(agreement: float, n: int) -> dict[str, Any]:
     return {"same_top": agreement, "same_top_ci_low": float(low), "same_top_ci_high": float(high)}
 
 
+def _verdict_interval(parent: np.ndarray, copy: np.ndarray, low: float, high: float, clustered: bool) -> tuple[float, float]:
+    """The interval the verdict reads: Agresti-Min for 0/1 scores (covering the cluster bootstrap's when clustered), else the bootstrap's."""
+    if not is_binary(parent, copy):
+        return low, high
+    am_low, am_high = matched_interval(int(np.sum((parent == 1) & (copy == 0))), int(np.sum((parent == 0) & (copy == 1))), len(parent))
+    if clustered:
+        return min(float(am_low), low), max(float(am_high), high)
+    return float(am_low), float(am_high)
+
+
 def _judgement(parent: np.ndarray, copy: np.ndarray, clusters: np.ndarray | None, margin: float) -> dict[str, Any]:
     """copy - parent with its interval and test, recovery with its interval, and the verdict at ``margin``."""
     diff = paired_difference(parent, copy, clusters=clusters)
     low, high = ratio_interval(parent, copy, clusters if diff.n_clusters else None)
-    judged = verdict(diff.ci_low, diff.ci_high, margin)
+    v_low, v_high = _verdict_interval(parent, copy, diff.ci_low, diff.ci_high, bool(diff.n_clusters))
+    judged = verdict(v_low, v_high, margin)
     d = discordance(parent, copy) if not diff.n_clusters else math.nan
     settle = n_to_settle(diff.delta, diff.n_paired, margin, d, diff.se) if judged == "cannot tell" else None
     return {
         "delta": diff.delta, "delta_low": diff.ci_low, "delta_high": diff.ci_high, "p_value": diff.p_value, "n_clusters": diff.n_clusters,
         "recovery": diff.b / diff.a if diff.a else math.nan, "recovery_ci_low": low, "recovery_ci_high": high,
         "verdict": judged, "margin": margin, "n_to_settle": settle, "verdict_text": verdict_text(judged, diff.n_paired, settle),
+        "verdict_low": v_low, "verdict_high": v_high,
     }  # fmt: skip
 
 
