@@ -7,6 +7,7 @@ import streamlit as st
 
 from medmoe_lm_eval.analysis.comparison import compare
 from medmoe_lm_eval.analysis.subjects import subject_breakdown, weakest
+from medmoe_lm_eval.analysis.task_errors import clustered_errors
 from medmoe_lm_eval.analysis.views import compare_candidates, run_details, sandbox_badge, source_badge
 
 view = board_ui.current_view()
@@ -33,11 +34,13 @@ st.subheader("Quality, task by task")
 st.caption(
     "delta = B - A on the task's main metric, over the documents both answered (matched on doc_id and doc_hash), with its 95% paired "
     "bootstrap interval; p: exact McNemar for right/wrong scores, paired permutation test otherwise; Holm-adjusted across these tasks. "
-    "Where the interval contains 0 the verdict is 'no significant difference'."
+    "Where the interval contains 0 the verdict is 'no significant difference', shown with the MDE: the smallest true difference "
+    "the test would detect with 80% power at these items (a larger MDE than the gap you care about means the run could not have seen it). "
+    "Tasks that name a cluster field resample whole clusters (clusters column)."
 )
 table = comparison.table()
 st.dataframe(
-    table[["task", "metric", "a", "b", "delta", "ci_low", "ci_high", "p_value", "p_holm", "n_paired", "test", "verdict", "note"]],
+    table[["task", "metric", "a", "b", "delta", "ci_low", "ci_high", "p_value", "p_holm", "n_paired", "test", "verdict", "mde", "n_clusters", "note"]],
     hide_index=True,
     width="stretch",
     column_config={
@@ -49,16 +52,29 @@ st.dataframe(
         "p_value": st.column_config.NumberColumn("p", format="%.3g"),
         "p_holm": st.column_config.NumberColumn("p (Holm)", format="%.3g"),
         "n_paired": st.column_config.NumberColumn("paired items"),
+        "mde": st.column_config.NumberColumn("MDE (80% power)", format="%.4f"),
+        "n_clusters": st.column_config.NumberColumn("clusters"),
     },
     key="compare_table",
 )
 for row in comparison.tasks:
     verdict = row.verdict(a, b)
     text = f"{row.task}: {verdict} (delta {row.delta:+.4f}, 95% interval [{row.ci_low:.4f}, {row.ci_high:.4f}])"
+    if verdict == "no significant difference" and row.mde == row.mde:
+        text += f"; MDE {row.mde:.4f}" + (f": {row.power_note}" if row.power_note else "")
     (st.info if verdict == "no significant difference" else st.success if row.significant else st.caption)(board_ui.md(text))
 for side, tasks in ((a, comparison.only_a), (b, comparison.only_b)):
     if tasks:
         st.caption(board_ui.md(f"Only {side} ran: {', '.join(tasks)} (not compared)."))
+
+errors = clustered_errors(view.results, [a, b])
+if not errors.empty:
+    st.subheader("Standard errors with clustered items")
+    st.caption(
+        "Tasks whose items come in clusters (one source document, one subject): lm-eval's standard error treats items as independent; "
+        "the clustered one (Miller 2024) does not. Design effect = (clustered / naive)^2: how many items count as one independent item."
+    )
+    st.dataframe(errors, hide_index=True, width="stretch", key="clustered_errors_table")
 
 subjects = subject_breakdown(view.results, a, b if b != a else None)
 subjects = subjects[subjects["task"].isin(set(view.frame["task"]))].rename(columns={"delta": "b_minus_a"})

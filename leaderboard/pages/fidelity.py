@@ -1,8 +1,9 @@
 """Fidelity: each quantized copy against its full-precision parent on the same documents, worst copy first.
 
 Equal accuracy can hide a broken copy whose answers flip both ways; agreement, flips and KL
-divergence show it (the numbers of ``medmoe fidelity``), and calibration shows whether each
-candidate's confidence can be trusted.
+divergence show it (the numbers of ``medmoe fidelity``), recovery, the same-top rate and a
+non-inferiority verdict at a margin the user sets say whether the copy is good enough, and
+calibration shows whether each candidate's confidence can be trusted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import streamlit as st
 
 from medmoe_lm_eval.analysis.calibration import calibration
 from medmoe_lm_eval.analysis.fidelity import fidelity, fidelity_table
+from medmoe_lm_eval.analysis.noninferiority import DEFAULT_MARGIN
 
 view = board_ui.current_view()
 st.title("Fidelity of quantized copies")
@@ -19,7 +21,11 @@ if board_ui.no_results_message(view):
     st.stop()
 
 shown = set(view.frame["candidate"])
-rows, notes = fidelity(view.results)
+margin = st.number_input(
+    "Non-inferiority margin (loss on the task's metric a copy may have; 0.01 = one point)", min_value=0.0, max_value=0.5,
+    value=DEFAULT_MARGIN, step=0.005, format="%.3f", key="fidelity_margin",
+)  # fmt: skip
+rows, notes = fidelity(view.results, float(margin))
 table = fidelity_table(rows)
 table = table[table["candidate"].isin(shown) & table["task"].isin(set(view.frame["task"]))]
 for note in notes:
@@ -32,14 +38,19 @@ else:
     st.caption(
         "Per copy and task, on the documents both answered (doc_id and doc_hash): agreement = same answer (multiple choice: same top option; "
         "generation: identical output); flips correct→wrong and wrong→correct as counts and rates with 95% Wilson intervals; delta = copy - parent "
-        "with its 95% paired bootstrap interval; KL(parent || copy) between the softmaxes of the option log-likelihoods; perplexity ratio = copy / parent."
+        "with its 95% paired bootstrap interval; KL(parent || copy) between the softmaxes of the option log-likelihoods; perplexity ratio = copy / parent. "
+        "Recovery = copy / parent with its 95% paired bootstrap interval; same top = share of the same answer with its Wilson interval; verdict: "
+        "non-inferior when the interval of copy - parent lies above -margin, inferior when below, else how many items would settle it."
     )
     st.dataframe(
-        table[["candidate", "parent", "task", "n_paired", "agreement", "flips_correct_to_wrong", "flip_cw_rate", "flip_cw_low", "flip_cw_high",
+        table[["candidate", "parent", "task", "n_paired", "verdict_text", "recovery", "recovery_ci_low", "recovery_ci_high", "same_top",
+               "same_top_ci_low", "same_top_ci_high", "agreement", "flips_correct_to_wrong", "flip_cw_rate", "flip_cw_low", "flip_cw_high",
                "flips_wrong_to_correct", "flip_wc_rate", "flip_wc_low", "flip_wc_high", "delta", "delta_low", "delta_high", "kl_mean", "kl_p99", "ppl_ratio"]],
         hide_index=True, width="stretch", key="fidelity_table",
         column_config={
             "candidate": st.column_config.TextColumn("copy"), "n_paired": st.column_config.NumberColumn("paired"),
+            "verdict_text": st.column_config.TextColumn(f"verdict (margin {margin:g})"), "same_top": st.column_config.NumberColumn("same top", format="%.4f"),
+            **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("recovery", "recovery_ci_low", "recovery_ci_high", "same_top_ci_low", "same_top_ci_high")},
             "flips_correct_to_wrong": st.column_config.NumberColumn("c→w"), "flips_wrong_to_correct": st.column_config.NumberColumn("w→c"),
             **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("agreement", "flip_cw_rate", "flip_wc_rate", "delta", "kl_mean", "kl_p99", "ppl_ratio")},
         },

@@ -7,6 +7,12 @@ either run kept no per-sample log still shows, with lm-eval's aggregate values, 
 interval and a two-sided normal p-value from their standard errors (in Holm's correction with the
 others), and says that paired comparisons need ``--log_samples``. Runs whose task settings differ
 (rows, shots, data, limit) say so in the task's note.
+
+Every row also says what the run could have seen (:mod:`.power`): ``mde``, the smallest true
+difference the test detects with 80% power (from the discordance rate for right/wrong scores,
+else from the standard error of the difference), and ``power_note``, how often a 2-point
+difference would go unseen. When the task names a cluster field the items' clusters are
+resampled whole (:mod:`.clusters`) and ``n_clusters`` counts them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from medmoe_lm_eval.analysis.paired import CONFIDENCE, holm, paired_difference
+from medmoe_lm_eval.analysis.clusters import item_clusters
+from medmoe_lm_eval.analysis.paired import CONFIDENCE, PairedDifference, discordance, holm, paired_difference
+from medmoe_lm_eval.analysis.power import NOTE_DELTA, mde_binary, mde_from_se, power_binary, power_from_se, power_note
 from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
 from medmoe_lm_eval.benchmarks.metric_directions import PERCENT_SCALE_METRICS
 from medmoe_lm_eval.store.records import ResultsSet
@@ -46,6 +54,10 @@ class TaskComparison:
     n_paired: int
     test: str
     note: str = ""
+    mde: float = math.nan  #: smallest true difference detected with 80% power (the scale of delta)
+    power_note: str = ""  #: how often a 2-point difference would go unseen at this n
+    n_clusters: int = 0  #: clusters resampled whole (0: items treated as independent)
+    discordance: float = math.nan  #: share of paired items the two answered differently (0/1 scores)
 
     @property
     def significant(self) -> bool:
@@ -104,9 +116,31 @@ def _unpaired(task: str, ra: pd.Series, rb: pd.Series) -> TaskComparison:
     half = Z_95 * se if math.isfinite(se) else math.nan
     p = 2.0 * float(stats.norm.sf(abs(delta) / se)) if math.isfinite(se) and se > 0 else (1.0 if delta == 0 and se == 0 else math.nan)
     test = "normal (unpaired)" if math.isfinite(p) else "none"
+    n = int(min(float(ra.get("n_samples", math.nan)), float(rb.get("n_samples", math.nan)))) if _finite(ra.get("n_samples"), rb.get("n_samples")) else 0
     return TaskComparison(
-        task, str(ra["metric"]), float(ra["accuracy"]), float(rb["accuracy"]), delta, delta - half, delta + half, p, math.nan, 0, test, NEEDS_SAMPLES
-    )
+        task, str(ra["metric"]), float(ra["accuracy"]), float(rb["accuracy"]), delta, delta - half, delta + half, p, math.nan, 0, test, NEEDS_SAMPLES,
+        mde=mde_from_se(se), power_note=power_note(1.0 - power_from_se(NOTE_DELTA, se), n),
+    )  # fmt: skip
+
+
+def _finite(*values: object) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def _paired_row(task: str, metric: str, x: pd.Series, y: pd.Series, clusters: pd.Series | None) -> TaskComparison:
+    """One task's paired row with its MDE: the discordance formula for 0/1 scores on independent items, the SE otherwise."""
+    diff: PairedDifference = paired_difference(x.to_numpy(), y.to_numpy(), clusters=None if clusters is None else clusters.to_numpy())
+    d = discordance(x.to_numpy(), y.to_numpy())
+    scale = 100.0 if metric in PERCENT_SCALE_METRICS else 1.0
+    if math.isfinite(d) and not diff.n_clusters:
+        mde, miss = mde_binary(diff.n_paired, d), 1.0 - power_binary(NOTE_DELTA, diff.n_paired, d)
+    else:
+        mde, miss = mde_from_se(diff.se), 1.0 - power_from_se(NOTE_DELTA * scale, diff.se)
+    note = power_note(miss, diff.n_paired, NOTE_DELTA * scale, percent=scale != 1.0)
+    return TaskComparison(
+        task, metric, diff.a, diff.b, diff.delta, diff.ci_low, diff.ci_high, diff.p_value, math.nan, diff.n_paired, diff.test,
+        mde=mde, power_note=note, n_clusters=diff.n_clusters, discordance=d,
+    )  # fmt: skip
 
 
 def _key_note(results: ResultsSet, ra: pd.Series, rb: pd.Series) -> str:
@@ -135,8 +169,7 @@ def compare(results: ResultsSet, a: str, b: str) -> Comparison:
         if m is None or a not in m.raw or b not in m.raw or a == b:
             row = _unpaired(task, ra, rb)
         else:
-            diff = paired_difference(m.raw[a].to_numpy(), m.raw[b].to_numpy())
-            row = TaskComparison(task, m.metric, diff.a, diff.b, diff.delta, diff.ci_low, diff.ci_high, diff.p_value, math.nan, diff.n_paired, diff.test)
+            row = _paired_row(task, m.metric, m.raw[a], m.raw[b], item_clusters(items, task, m.raw.index))
         rows.append(replace(row, note="; ".join(n for n in (row.note, note) if n)))
     adjusted = holm([r.p_value for r in rows])
     rows = [replace(r, p_holm=p) for r, p in zip(rows, adjusted, strict=True)]

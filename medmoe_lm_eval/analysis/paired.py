@@ -10,7 +10,11 @@ the variance of the questions themselves (a hard question is hard for both):
   ``permutation_type="samples"``: each pair's two scores swap, i.e. each difference flips sign;
   exact for up to 2^13 sign patterns);
 * Holm's correction across the tasks of one comparison (``statsmodels`` ``multipletests``), so
-  comparing on nine tasks does not find a "significant" one by chance.
+  comparing on nine tasks does not find a "significant" one by chance;
+* with cluster labels (items sharing a source document or subject, :mod:`.clusters`), whole
+  clusters are resampled for the interval and the standard error is the clustered one (Miller
+  2024). The test stays the item-level one (it assumes independent items, so alone it would be
+  too eager); a verdict needs the clustered interval to exclude 0 as well.
 
 When every paired difference is the same the interval is that one value; when they are all 0
 (two runs of one model) the difference is 0 and p = 1.
@@ -26,6 +30,8 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
+
+from medmoe_lm_eval.analysis.clusters import cluster_bootstrap_interval, clustered_se, n_clusters, naive_se
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 4000
@@ -44,6 +50,8 @@ class PairedDifference:
     p_value: float
     test: str
     n_paired: int
+    n_clusters: int = 0  #: clusters resampled (0: items independent)
+    se: float = math.nan  #: standard error of the mean difference (clustered when ``n_clusters``)
 
     @property
     def interval_contains_zero(self) -> bool:
@@ -95,16 +103,31 @@ def permutation_p(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> float:
     return float(min(1.0, res.pvalue))
 
 
-def paired_difference(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> PairedDifference:
-    """Difference ``b - a`` of two candidates' per-item scores ``x`` (a) and ``y`` (b), same order."""
+def paired_difference(x: np.ndarray, y: np.ndarray, seed: int = SEED, clusters: np.ndarray | None = None) -> PairedDifference:
+    """Difference ``b - a`` of two candidates' per-item scores ``x`` (a) and ``y`` (b), same order.
+
+    ``clusters`` (one label per item, None for none) switches the interval to the cluster bootstrap
+    and the standard error to the clustered one when the items form at least 2 clusters, some of
+    more than one item.
+    """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
         raise ValueError(f"paired scores need two equal-length, non-empty vectors (got {x.shape} and {y.shape})")
-    low, high = bootstrap_interval(x, y, seed)
+    delta = float((y - x).mean())
+    groups = n_clusters(clusters, len(x)) if clusters is not None else len(x)
+    clustered = 2 <= groups < len(x)
+    low, high = cluster_bootstrap_interval(x, y, clusters, CONFIDENCE, seed) if clustered else bootstrap_interval(x, y, seed)
     binary = is_binary(x, y)
     p = mcnemar_exact(x, y) if binary else permutation_p(x, y, seed)
     test = "exact McNemar" if binary else "paired permutation"
-    return PairedDifference(float(x.mean()), float(y.mean()), float((y - x).mean()), low, high, p, test, len(x))
+    se = clustered_se(y - x, clusters) if clustered else naive_se(y - x)
+    return PairedDifference(float(x.mean()), float(y.mean()), delta, low, high, p, test, len(x), groups if clustered else 0, se)
+
+
+def discordance(x: np.ndarray, y: np.ndarray) -> float:
+    """Share of paired items on which two 0/1 outcomes differ (NaN for other scores)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    return float(np.mean(x != y)) if len(x) and is_binary(x, y) else math.nan
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -63,6 +63,9 @@ class Benchmark:
     #: where the few-shot examples live on the hub, and their file stem in a data folder
     fewshot_hub: HubDataset | None = None
     fewshot_file: str = ""
+    #: rows the task scores from the hub (the published split after ``select``), for ``medmoe plan``
+    #: without downloading; None where unknown
+    hub_rows: int | None = None
 
     @property
     def file_stem(self) -> str:
@@ -164,6 +167,17 @@ def _mmlu_check(row: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+#: test-split sizes of the six subjects on the hub (cais/mmlu)
+MMLU_TEST_ROWS = {
+    "anatomy": 135,
+    "clinical_knowledge": 265,
+    "college_biology": 144,
+    "college_medicine": 173,
+    "medical_genetics": 100,
+    "professional_medicine": 272,
+}
+
+
 def _mmlu(subject: str) -> Benchmark:
     """One MMLU subject: hub config ``subject``; in a folder, its rows of ``mmlu_medical.jsonl``."""
     return Benchmark(
@@ -177,6 +191,7 @@ def _mmlu(subject: str) -> Benchmark:
         subset=("subject", subject),
         fewshot_hub=HubDataset("cais/mmlu", subject, "dev"),
         fewshot_file="mmlu_medical_dev",
+        hub_rows=MMLU_TEST_ROWS[subject],
     )
 
 
@@ -191,6 +206,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             _pubmedqa_check,
             _pubmedqa_select,
             "filtered to the 500 official PQA-L test ids",
+            hub_rows=500,
         ),
         Benchmark(
             "medmcqa",
@@ -198,6 +214,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             HubDataset("openlifescienceai/medmcqa", None, "validation"),
             ("question", "opa", "opb", "opc", "opd", "cop"),
             _medmcqa_check,
+            hub_rows=4183,
         ),
         Benchmark(
             "medquad",
@@ -207,6 +224,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             None,
             _medquad_select,
             f"{EVAL_SUBSET} answered rows by content hash",
+            hub_rows=EVAL_SUBSET,
         ),
         Benchmark(
             "lawse",
@@ -216,6 +234,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             _lawse_check,
             _lawse_select,
             f"answered questions, best answer by score, HTML stripped, {EVAL_SUBSET} by id hash",
+            hub_rows=EVAL_SUBSET,
         ),
         Benchmark(
             "legal_ruleqa",
@@ -230,6 +249,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("task_id", "text", "code", "test_list"),
             _mbpp_check,
             _mbpp_select,
+            hub_rows=500,
         ),
         Benchmark(
             "medqa",
@@ -237,6 +257,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             HubDataset("GBaker/MedQA-USMLE-4-options", None, "test"),
             ("question", "options", "answer_idx"),
             _medqa_check,
+            hub_rows=1273,
         ),
         *(_mmlu(subject) for subject in MMLU_MEDICAL_SUBJECTS),
     )

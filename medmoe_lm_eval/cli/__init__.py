@@ -1,7 +1,7 @@
 """The ``medmoe`` command: one entry point, one small module behind each subcommand.
 
 Owns: argument parsing and terminal output of every subcommand (``eval``, ``ask``, ``quantize``,
-``models``, ``train-router``/``eval-router``, ``leaderboard``/``rank``, ``compare``, ``profile``, ``fidelity``, ``routing``). May use: ``analysis``,
+``models``, ``train-router``/``eval-router``, ``leaderboard``/``rank``, ``compare``, ``plan``, ``profile``, ``fidelity``, ``routing``). May use: ``analysis``,
 ``store`` and everything below; ``demo`` sits above it and is reached by name only.
 
 Subcommand modules are imported only when their command runs, so ``medmoe --help`` stays fast
@@ -42,8 +42,14 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     ),
     "rank": ("medmoe_lm_eval.cli.board", "add_rank_arguments", "run_rank", "rank candidates for a use case in the terminal"),
     "compare": ("medmoe_lm_eval.cli.compare", "add_arguments", "run", "compare two candidates task by task: paired intervals and tests"),
+    "plan": ("medmoe_lm_eval.cli.plan", "add_arguments", "run", "items each task needs to detect a difference (paired and unpaired), against items available"),
     "profile": ("medmoe_lm_eval.cli.profile", "add_arguments", "run", "show the efficiency profile of a run"),
-    "fidelity": ("medmoe_lm_eval.cli.fidelity", "add_arguments", "run", "quantized copies against their parents: agreement, flips, KL, perplexity ratio"),
+    "fidelity": (
+        "medmoe_lm_eval.cli.fidelity",
+        "add_arguments",
+        "run",
+        "quantized copies against their parents: agreement, flips, KL, recovery, non-inferiority verdicts",
+    ),
     "routing": ("medmoe_lm_eval.cli.routing", "add_arguments", "run", "router scorecard of a mixture: accuracy, regret vs the oracle, gap recovered, speed"),
 }
 

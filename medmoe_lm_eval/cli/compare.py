@@ -4,7 +4,9 @@ The numbers are those of the leaderboard's Compare page (both call
 ``analysis.comparison.compare``): per task, A's and B's main metric on the documents both answered,
 ``delta = B - A`` with its 95% paired bootstrap interval, the paired test's p-value (exact McNemar
 for 0/1 scores, paired permutation otherwise) and Holm's adjustment across the tasks. Where the
-interval contains 0 the verdict is "no significant difference". Nothing here imports torch.
+interval contains 0 the verdict is "no significant difference", shown with the MDE (the smallest
+true difference the test would detect with 80% power) and how often a 2-point difference would go
+unseen. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -55,16 +57,19 @@ def _print(comparison: Comparison) -> None:
     console = cli_console(highlight=False)
     title = Text(f"{comparison.a} (A) vs {comparison.b} (B): delta = B - A, 95% paired bootstrap interval, Holm across tasks")
     table = Table(title=title)
-    for column in ("task", "metric", "A", "B", "delta", "95% interval", "p", "p (Holm)", "paired items", "test", "verdict"):
+    for column in ("task", "metric", "A", "B", "delta", "95% interval", "p", "p (Holm)", "paired items", "test", "verdict", "MDE"):
         table.add_column(column, overflow="fold", justify="left" if column in ("task", "metric", "test", "verdict") else "right")
     for t in comparison.tasks:
         interval = f"[{_cell(t.ci_low)}, {_cell(t.ci_high)}]"
         cells = (t.task, t.metric, _cell(t.a), _cell(t.b), _cell(t.delta), interval, _cell(t.p_value, 3), _cell(t.p_holm, 3), str(t.n_paired), t.test)
-        table.add_row(*(Text(c) for c in cells), Text(t.verdict(comparison.a, comparison.b)))
+        table.add_row(*(Text(c) for c in cells), Text(t.verdict(comparison.a, comparison.b)), Text(_cell(t.mde, 3)))
     console.print(table)
     for t in comparison.tasks:
         if t.note:
             console.print(Text(f"{t.task}: {t.note}", style="dim"))
+        if t.power_note and t.verdict(comparison.a, comparison.b) == "no significant difference":
+            clusters = f", {t.n_clusters} clusters resampled whole" if t.n_clusters else ""
+            console.print(Text(f"{t.task}: {t.power_note} (MDE {_cell(t.mde, 3)}{clusters})", style="dim"))
     for side, tasks in ((comparison.a, comparison.only_a), (comparison.b, comparison.only_b)):
         if tasks:
             console.print(Text(f"only {side} ran: {', '.join(tasks)} (not compared)", style="dim"))

@@ -64,6 +64,8 @@ class RunInfo:
     hardware: str | None
     tasks: list[str]
     latest: bool = True
+    #: task -> its cluster spec (``store.samples.ClusterSpec``) when the task's metadata names one
+    clusters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

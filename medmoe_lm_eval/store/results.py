@@ -31,7 +31,7 @@ from medmoe_lm_eval.store.files import _load_json, _run_date, as_dict, find_resu
 from medmoe_lm_eval.store.latest import standing
 from medmoe_lm_eval.store.records import FRAME_COLUMNS, ReadIssue, ResultsSet, RunInfo
 from medmoe_lm_eval.store.run_key import RunKey, run_key
-from medmoe_lm_eval.store.samples import RUN_PROPERTY_METRICS, samples_path
+from medmoe_lm_eval.store.samples import RUN_PROPERTY_METRICS, ClusterSpec, samples_path
 
 
 def energy_per_correct(profile: Mapping[str, Any] | None, task: str, accuracy: float, n_samples: float) -> float:
@@ -168,6 +168,7 @@ def _context(path: Path, root: Path, data: dict[str, Any], issues: list[ReadIssu
         routing_log=str(log_path) if log_path is not None else None,
         lm_eval_version=data.get("lm_eval_version"), transformers_version=data.get("transformers_version"),
         git_hash=data.get("git_hash"), hardware=_hardware_text(profile, data), tasks=sorted(data["results"]),
+        clusters=ClusterSpec.per_task(as_dict(data.get("configs"))),
     )  # fmt: skip
     shared = dict(cand)
     shared.update(

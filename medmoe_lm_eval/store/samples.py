@@ -16,18 +16,19 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from medmoe_lm_eval.jsonio import loads_data
-from medmoe_lm_eval.store.files import number, read_jsonl
+from medmoe_lm_eval.store.files import as_dict, number, read_jsonl
 from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
 
 #: Columns of an item frame: one row per run x task x document x metric.
-ITEM_COLUMNS = ("run_id", "task", "doc_id", "doc_hash", "metric", "score", "n_choices", "option_ll", "subject", "response")
+ITEM_COLUMNS = ("run_id", "task", "doc_id", "doc_hash", "metric", "score", "n_choices", "option_ll", "subject", "response", "cluster")
 
 #: Document fields that name a question's subject, first found wins (MedMCQA, MMLU, MedQA's step).
 SUBJECT_FIELDS = ("subject_name", "subject", "meta_info")
@@ -37,6 +38,47 @@ _NOT_METRICS = frozenset({"doc_id", "doc", "target", "arguments", "resps", "filt
 
 #: Metrics that describe how a run was made rather than how good it was (shown as badges, never ranked).
 RUN_PROPERTY_METRICS = frozenset({"sandbox_isolated"})
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Which document fields name an item's cluster: a task's ``metadata.cluster_fields`` (items that
+    share a source are not independent), and ``metadata.cluster_cut``, a separator after whose last
+    occurrence the last field's text is cut away (MedQuAD's qid ``0000106-3`` -> document ``0000106``).
+
+    Read from a results file as data: field names and the separator are only compared as text.
+    """
+
+    fields: tuple[str, ...]
+    cut: str = ""
+
+    @classmethod
+    def from_metadata(cls, metadata: Any) -> ClusterSpec | None:
+        meta = as_dict(metadata)
+        fields, cut = meta.get("cluster_fields"), meta.get("cluster_cut", "")
+        if isinstance(fields, str):
+            fields = [fields]
+        if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields) or not isinstance(cut, str):
+            return None
+        return cls(tuple(fields), cut)
+
+    @classmethod
+    def per_task(cls, configs: Mapping[str, Any]) -> dict[str, ClusterSpec]:
+        """Task -> spec for the tasks of a results file's ``configs`` whose metadata names one."""
+        specs = {str(t): cls.from_metadata(as_dict(c).get("metadata")) for t, c in configs.items()}
+        return {t: s for t, s in specs.items() if s is not None}
+
+    def label(self, doc: Any) -> str | None:
+        """The document's cluster, None when a field is missing (the item is then a cluster of its own)."""
+        if not isinstance(doc, dict):
+            return None
+        values = [doc.get(f) for f in self.fields]
+        if not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v) for v in values):
+            return None
+        text = [str(v) for v in values]
+        if self.cut and self.cut in text[-1]:
+            text[-1] = text[-1].rsplit(self.cut, 1)[0]
+        return "/".join(text)
 
 
 def samples_path(results_file: str | Path, task: str) -> str:
@@ -90,7 +132,7 @@ def _scores(line: dict[str, Any], metrics: Iterable[str] | None) -> dict[str, fl
     return out
 
 
-def _item_rows(line: Any, task: str, run_id: str) -> list[dict[str, Any]] | None:
+def _item_rows(line: Any, task: str, run_id: str, cluster: ClusterSpec | None = None) -> list[dict[str, Any]] | None:
     """A line's item rows; ``None`` for a line not shaped as lm-eval writes it (a file from elsewhere)."""
     if not isinstance(line, dict) or not isinstance(line.get("doc_hash"), str):
         return None
@@ -102,16 +144,19 @@ def _item_rows(line: Any, task: str, run_id: str) -> list[dict[str, Any]] | None
     options = _option_loglikelihoods(line.get("filtered_resps"))
     base = {"run_id": run_id, "task": task, "doc_id": line["doc_id"], "doc_hash": line["doc_hash"]}
     n_choices = len(options) if options is not None else math.nan
-    extra = {"subject": _subject(line.get("doc")), "response": _response(line.get("filtered_resps"))}
+    extra = {
+        "subject": _subject(line.get("doc")), "response": _response(line.get("filtered_resps")),
+        "cluster": cluster.label(line.get("doc")) if cluster is not None else None,
+    }  # fmt: skip
     return [dict(base, metric=m, score=s, n_choices=n_choices, option_ll=options, **extra) for m, s in scores.items()]
 
 
-def read_samples(path: str | Path, task: str, run_id: str, issues: list[ReadIssue] | None = None) -> pd.DataFrame:
+def read_samples(path: str | Path, task: str, run_id: str, issues: list[ReadIssue] | None = None, cluster: ClusterSpec | None = None) -> pd.DataFrame:
     """One per-sample log as an item frame (:data:`ITEM_COLUMNS`); bad lines counted in one issue."""
     issues = issues if issues is not None else []
 
     def parse(text: str) -> list[dict[str, Any]] | None:
-        return _item_rows(loads_data(text), task, run_id) if text.strip() else []  # a blank line: no rows, not malformed
+        return _item_rows(loads_data(text), task, run_id, cluster) if text.strip() else []  # a blank line: no rows, not malformed
 
     found = read_jsonl(path, parse, "per-sample log", "per-sample", issues)
     frame = pd.DataFrame.from_records([row for rows in found for row in rows], columns=list(ITEM_COLUMNS))
@@ -123,9 +168,9 @@ def empty_items() -> pd.DataFrame:
 
 
 @functools.lru_cache(maxsize=512)
-def _cached(path: str, stamp: tuple[float, int], task: str, run_id: str) -> tuple[pd.DataFrame, tuple[ReadIssue, ...]]:
+def _cached(path: str, stamp: tuple[float, int], task: str, run_id: str, cluster: ClusterSpec | None) -> tuple[pd.DataFrame, tuple[ReadIssue, ...]]:
     issues: list[ReadIssue] = []
-    return read_samples(path, task, run_id, issues), tuple(issues)
+    return read_samples(path, task, run_id, issues, cluster), tuple(issues)
 
 
 def load_items(results: ResultsSet, candidates: Iterable[str] | None = None, tasks: Iterable[str] | None = None) -> tuple[pd.DataFrame, list[ReadIssue]]:
@@ -142,7 +187,8 @@ def load_items(results: ResultsSet, candidates: Iterable[str] | None = None, tas
         except OSError:
             issues.append(ReadIssue(run_id, f"per-sample log {Path(path).name} vanished"))
             continue
-        frame, found = _cached(path, (st.st_mtime, st.st_size), task, run_id)
+        info = results.runs.get(run_id)
+        frame, found = _cached(path, (st.st_mtime, st.st_size), task, run_id, info.clusters.get(task) if info is not None else None)
         frames.append(frame.assign(candidate=cand))
         issues.extend(found)
     if not frames:
