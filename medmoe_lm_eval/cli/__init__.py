@@ -57,8 +57,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from medmoe_lm_eval.harness.backends.base import BackendError
     from medmoe_lm_eval.harness.config import ConfigError
     from medmoe_lm_eval.harness.routing.scorers import RouterError
+    from medmoe_lm_eval.real_models import ModelFileError
 
-    return (ConfigError, RouterError, BackendError, DataError)
+    return (ConfigError, RouterError, BackendError, DataError, ModelFileError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,7 +55,7 @@ DEFAULT_TASKS = [*BENCHMARK_TASKS, *PPL_TASKS]
 LOG_NAME = "demo.log"
 #: items per task on the real models, chosen so the whole demo fits 10 minutes on 2 cores:
 #: multiple choice is a few forward passes per item, a generated answer up to --max-gen-toks steps
-REAL_ITEMS = {"multiple_choice": 5, "generation": 2, "perplexity": 3}
+REAL_ITEMS = {"multiple_choice": 3, "generation": 1, "perplexity": 2}
 TINY_LIMIT = 20
 
 
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--candidates",
         default="all",
-        help=f"comma-separated subset of: {real} (default all but smollm2-gptq); with --tiny: {', '.join(tiny_candidates.CANDIDATES)}",
+        help=f"comma-separated subset of: {real} (default all but {', '.join(real_candidates.EXTRA)}); with --tiny: {', '.join(tiny_candidates.CANDIDATES)}",
     )
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated lm-eval tasks (default: the task suite and the perplexity tasks)")
     items = ", ".join(f"{n} {kind}" for kind, n in REAL_ITEMS.items())

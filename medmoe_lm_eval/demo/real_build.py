@@ -39,6 +39,7 @@ class RealBuilder(BuildCache):
             return self.router()
         from medmoe_lm_eval.quantization.real_copies import copy_adapter, parent_adapter
 
+        self.model_file("smollm2")  # its file first: a missing package stops the demo before any build
         return parent_adapter(self._say) if need == "parent" else copy_adapter(need, self._say)
 
     def model_file(self, need: str) -> ModelFile:
