@@ -140,6 +140,7 @@ def fidelity_results(family, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.timeout(1800)  # four lm-eval runs in the fixture: about a minute on a quiet machine, many under load
 def test_fidelity_shows_real_divergence_for_the_4bit_copies(fidelity_results, capsys):
     from medmoe_lm_eval.cli import main
 

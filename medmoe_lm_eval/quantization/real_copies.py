@@ -67,7 +67,7 @@ def parent_adapter(say: Say = _quiet) -> Path:
     """The float32 transformers folder of SmolLM2's upstream file (fetched first if missing)."""
     source = fetch([SMOLLM2], say=say)[0]
     folder = family_dir() / "f32"
-    key = {"source_sha256": source.sha256, "method": "dequantize"}
+    key: dict[str, object] = {"source_sha256": source.sha256, "method": "dequantize"}
     return _build(folder, key, QuantizeJob(model=source.path, method="dequantize", out=folder, name=PARENT, parent=SMOLLM2), say)
 
 
@@ -76,7 +76,7 @@ def copy_adapter(method: str, say: Say = _quiet) -> Path:
     parent = parent_adapter(say).parent
     folder = family_dir() / method
     gptq = method == "gptq"
-    key = {
+    key: dict[str, object] = {
         "parent": json.loads((parent / ".complete").read_text(encoding="utf-8")),
         "method": method,
         "calibration": [GPTQ_SAMPLES, GPTQ_LENGTH] if gptq else None,
