@@ -37,7 +37,7 @@ TINY = [
     "generalist-gguf-q8_0",
     "generalist-gguf-q4_0",
 ]
-REAL_TASKS = ["medmoe_medmcqa", "medmoe_mbpp", "medmoe_ppl_biomedical", "medmoe_ppl_legal", "medmoe_ppl_code"]
+REAL_TASKS = ["medmoe_medmcqa", "medmoe_mbpp", "medmoe_ppl_biomedical", "medmoe_ppl_code"]
 
 
 def demo(out: Path, cache: Path | None, *args: str) -> subprocess.CompletedProcess:
@@ -78,7 +78,7 @@ def test_real_demo_report_names_the_models_their_licences_and_what_the_figures_a
     text = flat(proc.stdout)
     assert flat(REAL_DISCLAIMER) in text
     assert "Apache-2.0" in text and "Gemma Terms of Use" in text and "GEMMA_TERMS.html" in text
-    assert "items per candidate: 1 each of medmcqa, mbpp, ppl_biomedical, ppl_legal, ppl_code" in text
+    assert "items per candidate: 1 each of medmcqa, mbpp, ppl_biomedical, ppl_code" in text
     assert "fidelity of each copy to its parent" in text and "router scorecard, moe-router" in text
     assert len(proc.stdout.splitlines()) <= 150 and proc.stderr == ""
     for i, name in enumerate(REAL, start=1):
