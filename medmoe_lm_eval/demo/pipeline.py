@@ -1,12 +1,15 @@
-"""``medmoe demo``: the whole pipeline offline, from bundled texts to a ranked leaderboard.
+"""``medmoe demo``: the whole pipeline offline, from installed models to a ranked leaderboard.
 
-It builds tiny stand-ins for every kind of candidate (three domain experts and a generalist of
-the same size and training budget, trained briefly on the bundled real texts; a trained router;
-GPTQ, AWQ and GGUF copies of the generalist; three mixtures), evaluates each through lm-eval on
-the bundled task samples and the domain perplexity tasks with profiling on, then prints the
-use-case rankings and the perplexity table. Builds are cached, so a second run only evaluates.
+By default it ranks real candidates: SmolLM2-135M-Instruct as its users run it (the upstream Q4_1
+GGUF through llama.cpp), its float32 parent (the same file dequantized, through transformers), its
+q8_0 and q4_0 copies made by ``medmoe quantize``, Gemma 3 270M, and three mixtures of the two models
+(the shipped router, the oracle, a uniform ensemble); ``real_candidates`` says how each is made.
+Each runs through lm-eval on a few items of every bundled task sample (generation tasks included)
+and the domain perplexity tasks, with profiling on; the report ranks them per use case, shows each
+copy's fidelity to its parent and the router's scorecard. Builds are cached, so a second run only
+evaluates. ``--tiny`` runs the same pipeline on tiny models trained in seconds (``tiny_candidates``).
 
-These are tiny CPU models demonstrating the pipeline, not medical advice or real model quality.
+Two small models measured on a handful of items: not medical advice, and not a verdict on larger models.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import argparse
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medmoe_lm_eval.benchmarks.domains import DOMAINS
-from medmoe_lm_eval.demo.builder import DEMO_MAX_GEN_TOKS, MODELS, Candidate, DemoBuilder, DemoSettings, request_cache
+from medmoe_lm_eval.demo.builder import DEMO_MAX_GEN_TOKS, BuildCache, Candidate, DemoBuilder, DemoSettings, request_cache
 from medmoe_lm_eval.demo.quiet import listening, report_console
-from medmoe_lm_eval.demo.report import DISCLAIMER, print_report
+from medmoe_lm_eval.demo.real_build import RealBuilder
+from medmoe_lm_eval.demo.report import DISCLAIMER, REAL_DISCLAIMER, print_report
+from medmoe_lm_eval.demo.report_real import print_models
 from medmoe_lm_eval.harness.backends.base import BackendError
 from medmoe_lm_eval.paths import cache_dir
 
@@ -45,78 +49,14 @@ BENCHMARK_TASKS = [
     "medmoe_lawse",
     "medmoe_mbpp",
 ]
+GENERATION_TASKS = ("medmoe_medquad", "medmoe_legal_ruleqa", "medmoe_lawse", "medmoe_mbpp")
 PPL_TASKS = [f"medmoe_ppl_{d}" for d in DOMAINS]
 DEFAULT_TASKS = [*BENCHMARK_TASKS, *PPL_TASKS]
 LOG_NAME = "demo.log"
-
-
-def _trained(model: str) -> Callable[[DemoBuilder], Path]:
-    """Where the builder put the trained tiny model ``model``."""
-    return lambda builder: builder.model(model)
-
-
-def _quantized(method: str) -> Callable[[DemoBuilder], Path]:
-    """Where the builder put the generalist's ``method`` copy."""
-    return lambda builder: builder.quantized(method)
-
-
-def _single(model: str, path_of: Callable[[DemoBuilder], Path], backend: str = "hf", parent: str | None = None) -> Callable[[DemoBuilder], dict[str, Any]]:
-    """A one-expert candidate; ``parent`` names the full-precision candidate a quantized copy was made from."""
-
-    def make(b: DemoBuilder) -> dict[str, Any]:
-        expert = {"name": model, "domain": model if model in DOMAINS else "general", "backend": backend, "model": str(path_of(b)), "batch_size": 8}
-        if backend == "gguf":
-            expert.update(n_ctx=b.settings.spec.max_position_embeddings, n_threads=2)
-        return {"kind": "single", **({"parent": parent} if parent else {}), "experts": [expert]}
-
-    return make
-
-
-def _moe(router: dict[str, Any], shared: bool = False) -> Callable[[DemoBuilder], dict[str, Any]]:
-    def make(b: DemoBuilder) -> dict[str, Any]:
-        experts = [{"name": d, "domain": d, "model": str(b.model(d)), "batch_size": 8} for d in DOMAINS]
-        data: dict[str, Any] = {"kind": "moe", "experts": experts, "router": dict(router)}
-        if router["type"] == "classifier":
-            data["router"]["path"] = str(b.router())
-        if shared:
-            experts.append({"name": "generalist", "domain": "general", "model": str(b.model("generalist")), "batch_size": 8})
-            data["shared_expert"] = {"name": "generalist", "weight": b.settings.shared_weight}
-        return data
-
-    return make
-
-
-CANDIDATES: dict[str, Candidate] = {
-    c.name: c
-    for c in [
-        Candidate(
-            "generalist",
-            "tiny generalist trained on an equal mix of the three domains",
-            ("generalist",),
-            _single("generalist", _trained("generalist")),
-        ),
-        *[Candidate(f"expert-{d}", f"tiny {d} expert", (d,), _single(d, _trained(d))) for d in DOMAINS],
-        Candidate("generalist-gptq", "generalist, GPTQ 4-bit (gptqmodel)", ("quant:gptq",), _single("generalist", _quantized("gptq"), parent="generalist")),
-        Candidate("generalist-awq", "generalist, AWQ 4-bit (gptqmodel)", ("quant:awq",), _single("generalist", _quantized("awq"), parent="generalist")),
-        *[
-            Candidate(
-                f"generalist-{m}",
-                f"generalist as GGUF {m.split('-')[1]} (llama.cpp)",
-                (f"quant:{m}",),
-                _single("generalist", _quantized(m), backend="gguf", parent="generalist"),
-            )
-            for m in ("gguf-f16", "gguf-q8_0", "gguf-q4_0")
-        ],
-        Candidate("moe-top1", "three experts, trained TF-IDF router, top-1", (*DOMAINS, "router"), _moe({"type": "classifier", "top_k": 1})),
-        Candidate(
-            "moe-top2-shared",
-            "three experts, trained router, top-2 plus the generalist as shared expert",
-            (*MODELS, "router"),
-            _moe({"type": "classifier", "top_k": 2}, shared=True),
-        ),
-        Candidate("moe-oracle", "three experts routed by the task's own domain (upper bound)", DOMAINS, _moe({"type": "oracle", "top_k": 1})),
-    ]
-}
+#: items per task on the real models, chosen so the whole demo fits 10 minutes on 2 cores:
+#: multiple choice is a few forward passes per item, a generated answer up to --max-gen-toks steps
+REAL_ITEMS = {"multiple_choice": 3, "generation": 1, "perplexity": 2}
+TINY_LIMIT = 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,32 +64,68 @@ CANDIDATES: dict[str, Candidate] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--candidates", default="all", help=f"comma-separated subset of: {', '.join(CANDIDATES)} (default all)")
+    from medmoe_lm_eval.demo import real_candidates, tiny_candidates
+
+    real = ", ".join([*real_candidates.CANDIDATES, *real_candidates.EXTRA])
     parser.add_argument(
-        "--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated lm-eval tasks or groups (default: the task suite and the perplexity tasks)"
+        "--candidates",
+        default="all",
+        help=f"comma-separated subset of: {real} (default all but {', '.join(real_candidates.EXTRA)}); with --tiny: {', '.join(tiny_candidates.CANDIDATES)}",
     )
-    parser.add_argument("--limit", type=float, default=20, help="documents per task, lm-eval's --limit (default 20)")
+    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated lm-eval tasks (default: the task suite and the perplexity tasks)")
+    items = ", ".join(f"{n} {kind}" for kind, n in REAL_ITEMS.items())
+    parser.add_argument("--limit", type=float, default=None, help=f"documents per task, lm-eval's --limit (default: {items}; {TINY_LIMIT} with --tiny)")
     parser.add_argument("--results", default="results/demo", help="where the runs land (default results/demo)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--train-steps", type=int, default=DemoSettings.train_steps, help="training steps per tiny model (default 150)")
+    parser.add_argument("--tiny", action="store_true", help="tiny models trained in seconds instead of the real ones (a fast check of the pipeline)")
+    parser.add_argument("--train-steps", type=int, default=DemoSettings.train_steps, help="with --tiny: training steps per tiny model (default 150)")
     parser.add_argument(
         "--max-gen-toks",
         type=int,
         default=DEMO_MAX_GEN_TOKS,
-        help=f"cap on generated tokens per answer (default {DEMO_MAX_GEN_TOKS}; the tasks allow up to 512, which tiny models only fill with noise)",
+        help=f"cap on generated tokens per answer (default {DEMO_MAX_GEN_TOKS}; the tasks allow up to 512, which would take minutes per answer here)",
     )
     parser.add_argument("--use-cache", action="store_true", help="cache model answers so an interrupted demo resumes where it stopped")
     parser.add_argument("--verbose", action="store_true", help=f"print the libraries' own log lines and progress bars too (default: into <results>/{LOG_NAME})")
 
 
-def _selected(value: str) -> list[Candidate]:
-    names = list(CANDIDATES) if value == "all" else [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CANDIDATES]
+def _catalogue(tiny: bool) -> tuple[dict[str, Candidate], dict[str, Candidate]]:
+    """The mode's candidates: those ``all`` means, and the opt-in ones."""
+    if tiny:
+        from medmoe_lm_eval.demo.tiny_candidates import CANDIDATES
+
+        return CANDIDATES, {}
+    from medmoe_lm_eval.demo.real_candidates import CANDIDATES, EXTRA
+
+    return CANDIDATES, EXTRA
+
+
+def _selected(value: str, tiny: bool) -> list[Candidate]:
+    default, extra = _catalogue(tiny)
+    known = {**default, **extra}
+    names = list(default) if value == "all" else [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
     if unknown:
         from medmoe_lm_eval.harness.config import ConfigError
 
-        raise ConfigError("--candidates", "candidates", f"unknown candidate(s) {unknown}", f"choose from {', '.join(CANDIDATES)}")
-    return [CANDIDATES[n] for n in names]
+        mode = "--tiny " if tiny else ""
+        raise ConfigError("--candidates", "candidates", f"unknown {mode}candidate(s) {unknown}", f"choose from {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def task_items(tasks: list[str], limit: float | None, tiny: bool) -> dict[str, int | float]:
+    """Documents per task: ``--limit`` for all, else the real demo's count for the task's kind."""
+    if limit is not None or tiny:
+        value = TINY_LIMIT if limit is None else limit
+        return dict.fromkeys(tasks, int(value) if value == int(value) else value)
+    kind = {**dict.fromkeys(GENERATION_TASKS, "generation"), **dict.fromkeys(PPL_TASKS, "perplexity")}
+    return {t: REAL_ITEMS[kind.get(t, "multiple_choice")] for t in tasks}
+
+
+def _builder(args: argparse.Namespace, progress: Progress) -> BuildCache:
+    if args.tiny:
+        return DemoBuilder(DemoSettings(train_steps=args.train_steps), cache_dir(), progress)
+    return RealBuilder(cache_dir(), progress)
 
 
 def _progress(console: Console) -> Progress:
@@ -173,22 +149,27 @@ def _candidate_progress(console: Console) -> Progress:
 def run(args: argparse.Namespace) -> int:
     from medmoe_lm_eval.cli.eval import check_output_dir
 
-    candidates = _selected(args.candidates)
+    candidates = _selected(args.candidates, args.tiny)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    items = task_items(tasks, args.limit, args.tiny)
     out = Path(args.results)
     check_output_dir(out)  # a read-only or full folder is reported before anything is built
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     started = time.perf_counter()
     with report_console(out / LOG_NAME, args.verbose) as console:
-        console.rule("medmoe demo")
-        console.print(f"[yellow]{DISCLAIMER}[/]")
+        console.rule("medmoe demo" + (" (tiny models)" if args.tiny else ""))
+        console.print(f"[yellow]{DISCLAIMER if args.tiny else REAL_DISCLAIMER}[/]")
         with _progress(console) as progress:
-            builder = DemoBuilder(DemoSettings(train_steps=args.train_steps), cache_dir(), progress)
+            builder = _builder(args, progress)
             adapters = {c.name: _write_adapter(builder.root / "adapters", builder.build(c), out / "adapters") for c in candidates}
+            builder.finish()
         console.print(f"built {len(adapters)} candidates in {time.perf_counter() - started:.0f} s (cache: {builder.root})")
-        runs, failed = _evaluate_all(candidates, adapters, tasks, out, args, console)
+        if isinstance(builder, RealBuilder):
+            print_models(builder.files.values(), console)
+        console.print(_items_line(items, args.max_gen_toks))
+        runs, failed = _evaluate_all(candidates, adapters, items, out, args, console)
         console.rule("results")
-        print_report(out, runs, console)
+        print_report(out, runs, console, tiny=args.tiny)
         for name, reason in failed.items():
             console.print(f"[red]not evaluated:[/] {name}: {reason}")
         console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}/")
@@ -198,8 +179,17 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _items_line(items: dict[str, int | float], max_gen_toks: int) -> str:
+    """What each candidate answers, grouped by count: '8 items: medmoe_pubmedqa, ...'."""
+    groups: dict[int | float, list[str]] = {}
+    for task, n in items.items():
+        groups.setdefault(n, []).append(task.removeprefix("medmoe_"))
+    parts = [f"{n} each of {', '.join(names)}" for n, names in groups.items()]
+    return f"items per candidate: {'; '.join(parts)} (answers capped at {max_gen_toks} tokens)"
+
+
 def _evaluate_all(
-    candidates: list[Candidate], adapters: dict[str, Path], tasks: list[str], out: Path, args: argparse.Namespace, console: Console
+    candidates: list[Candidate], adapters: dict[str, Path], items: dict[str, int | float], out: Path, args: argparse.Namespace, console: Console
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Each candidate through lm-eval; one failing must not cost the others' results."""
     runs: dict[str, Path] = {}
@@ -207,15 +197,14 @@ def _evaluate_all(
     for i, candidate in enumerate(candidates, start=1):
         with _candidate_progress(console) as progress:
             try:
-                runs[candidate.name] = _evaluate_one(
-                    candidate.name, f"[{i}/{len(candidates)}] {candidate.name}", adapters[candidate.name], tasks, out, args, progress
-                )
+                label = f"[{i}/{len(candidates)}] {candidate.name}"
+                runs[candidate.name] = _evaluate_one(candidate.name, label, adapters[candidate.name], items, out, args, progress)
             except BackendError as exc:
                 failed[candidate.name] = str(exc)
     return runs, failed
 
 
-def _evaluate_one(name: str, label: str, adapter: Path, tasks: list[str], out: Path, args: argparse.Namespace, progress: Progress) -> Path:
+def _evaluate_one(name: str, label: str, adapter: Path, items: dict[str, int | float], out: Path, args: argparse.Namespace, progress: Progress) -> Path:
     """One progress line: the request type lm-eval is running, then what the run did."""
     from medmoe_lm_eval.demo.runs import evaluate_candidate
 
@@ -224,12 +213,11 @@ def _evaluate_one(name: str, label: str, adapter: Path, tasks: list[str], out: P
     def on_stage(rtype: str) -> None:
         progress.update(line, description=f"{label}: {rtype} requests")
 
-    limit = args.limit if args.limit != int(args.limit) else int(args.limit)
     cache = request_cache(out / ".cache", adapter) if args.use_cache else None
     try:
         with listening(on_stage):
             path, results = evaluate_candidate(
-                adapter, tasks, out, name, limit=limit, device=args.device, use_cache=cache, gen_kwargs={"max_gen_toks": args.max_gen_toks}
+                adapter, list(items), out, name, limit=items, device=args.device, use_cache=cache, gen_kwargs={"max_gen_toks": args.max_gen_toks}
             )
     except BackendError:
         progress.update(line, description=f"[red]{label}: failed (the reason follows the report)[/]")

@@ -44,7 +44,7 @@ def evaluate_candidate(
     tasks: list[str],
     out_dir: str | Path,
     name: str,
-    limit: int | float | None = None,
+    limit: int | float | dict[str, int | float] | None = None,
     device: str | None = None,
     use_cache: str | None = None,
     data: str = "bundled",
@@ -52,7 +52,11 @@ def evaluate_candidate(
     extra_model_args: dict[str, Any] | None = None,
     gen_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Evaluate one adapter and store ``results_<date>.json`` under ``out_dir/<name>/``."""
+    """Evaluate one adapter and store ``results_<date>.json`` under ``out_dir/<name>/``.
+
+    ``limit`` per task (a dict) becomes lm-eval's ``samples`` (the first documents of each task)
+    when the counts differ; lm-eval takes one ``limit`` or the other, never both.
+    """
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
 
@@ -67,7 +71,7 @@ def evaluate_candidate(
         model_args=model_args,
         tasks=tasks,
         task_manager=task_manager(data),
-        limit=limit,
+        **limits(limit),
         device=device,
         use_cache=use_cache,
         log_samples=log_samples,
@@ -85,6 +89,19 @@ def evaluate_candidate(
     if samples:
         results["task_hashes"] = write_samples(folder, stamp, samples)
     return write_json_exclusive(folder / f"results_{stamp}.json", results, default=handle_non_serializable), results
+
+
+def limits(limit: int | float | dict[str, int | float] | None) -> dict[str, Any]:
+    """``limit`` as ``simple_evaluate`` takes it: one ``limit`` for every task, or ``samples`` per task."""
+    if not isinstance(limit, dict):
+        return {"limit": limit}
+    counts = set(limit.values())
+    if len(counts) <= 1:
+        return {"limit": next(iter(counts), None)}
+    fractions = sorted(t for t, n in limit.items() if n != int(n))
+    if fractions:
+        raise ValueError(f"limit: per-task counts must be whole documents, not fractions ({fractions}); fix: give whole numbers or one limit for all")
+    return {"samples": {task: list(range(int(n))) for task, n in limit.items()}}
 
 
 def _sample_line(sample: dict[str, Any]) -> str:
