@@ -231,8 +231,8 @@ def _check_use_cases(page) -> None:
 
 
 def test_every_page_reads_at_a_glance(server, board_results, tmp_path):
-    """Every page at 1400 x 900 on the shared results folder: a screenshot each (under the test's
-    folder, copied to ``MEDMOE_SCREENSHOTS`` when set), no page whose tables hold only n/a, and on
+    """Every page at 1400 x 900 on the shared results folder: a screenshot of its first screen and one
+    of the whole page each (under the test's folder, copied to ``MEDMOE_SCREENSHOTS`` when set), no page whose tables hold only n/a, and on
     Use cases the ranking checks of :func:`_check_use_cases`."""
     from playwright.sync_api import sync_playwright
 
@@ -252,10 +252,14 @@ def test_every_page_reads_at_a_glance(server, board_results, tmp_path):
                 for grid in page.locator('[data-testid="stDataFrame"]').filter(has=page.locator('[role="grid"]')).all():
                     cells = [c for row in _grid_rows(grid)[1:] for c in row[1:]]
                     assert not cells or any(c.lower() not in EMPTY_CELLS for c in cells), f"{heading}: a table of n/a only"
-                page.screenshot(path=str(shots / f"{i}-{path or 'overview'}.png"), full_page=True)
+                page.screenshot(path=str(shots / f"{i}-{path or 'overview'}.png"))  # the first screen
+                page.set_viewport_size({"width": 1400, "height": 3000})  # Streamlit scrolls inside the page: show it all
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(shots / f"{i}-{path or 'overview'}-whole.png"))
+                page.set_viewport_size({"width": 1400, "height": 900})
         finally:
             browser.close()
-    assert all(p.stat().st_size > 20_000 for p in shots.iterdir()) and len(list(shots.iterdir())) == len(PAGES)
+    assert all(p.stat().st_size > 20_000 for p in shots.iterdir()) and len(list(shots.iterdir())) == 2 * len(PAGES)
     keep = os.environ.get("MEDMOE_SCREENSHOTS")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

@@ -292,6 +292,13 @@ _NARROW = ("rank", "rank range", "tied", "candidate", "kind", "score", "why")
 _RIGHT = ("rank", "rank range", "score", "tasks", "items")
 
 
+def _cell(value: object) -> str:
+    """A terminal cell: '—' for a missing value, a score at a fixed three decimals (0.480, not 0.48)."""
+    if isinstance(value, float):
+        return "—" if pd.isna(value) else f"{value:.3f}"
+    return str(value)
+
+
 def ranking_renderables(ranking: Ranking, top: int = 0, why: bool = True, wide: bool = False) -> list:
     """A rich table for one use case, then its plain message and notes (names never parsed as markup).
 
@@ -330,7 +337,7 @@ def ranking_renderables(ranking: Ranking, top: int = 0, why: bool = True, wide: 
             justify="right" if column in (*_RIGHT, "range") else "left",
         )
     for row in display.itertuples(index=False):
-        table.add_row(*(Text("—" if isinstance(v, float) and pd.isna(v) else str(v)) for v in row))
+        table.add_row(*(Text(_cell(v)) for v in row))
     extra = [Text(ranking.message, style="bold yellow")] if ranking.message else []
     if ranking.coverage is not None and ranking.coverage.tasks:
         extra.append(Text(f"counted tasks: {', '.join(ranking.coverage.tasks)}", style="dim"))
