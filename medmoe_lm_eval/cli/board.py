@@ -277,7 +277,8 @@ def rank_tables(results_dir: str | Path, use_cases: str | Path | None = None, to
     cases, _ = load_use_cases(use_cases)
     if results.frame.empty:
         return []
-    return [item for case in cases.values() for item in ranking_renderables(rank_results(results, case), top, why)]
+    # without the 'why' a summary keeps the figures themselves (the wide table, as the demo prints it)
+    return [item for case in cases.values() for item in ranking_renderables(rank_results(results, case), top, why, wide=not why)]
 
 
 def _plain(text: str) -> str:
