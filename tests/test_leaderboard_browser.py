@@ -5,7 +5,8 @@ reading the folder of real tiny-model runs. The test checks that the overview ta
 render, that a sidebar filter changes the table, that a candidate name carrying HTML shows as text
 (no element injected, no script run), that the Consult page answers a question with a real tiny
 mixture (gate chart, multi-domain split, answer, disclaimer), saves screenshots of the trade-offs
-and the Consult pages, and stops the server by its pid.
+and the Consult pages, and stops the server by its pid. A second test renders every page at
+1400 x 900 and checks what a reader sees first (see ``test_every_page_reads_at_a_glance``).
 """
 
 from __future__ import annotations
