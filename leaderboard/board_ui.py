@@ -168,6 +168,42 @@ def md(text: object) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Tables: sized so a name is never cut and a ranking never scrolls sideways at 1024-1400 px
+
+#: the pixels one character of the grid's font takes at most (Source Sans 14 px), and a cell's padding
+CHAR_PX, CELL_PAD_PX = 8, 24
+#: rows this tall let the grid wrap a cell's text over four lines (Streamlit wraps above 64 px)
+WRAP_ROW_PX = 80
+
+
+def name_width(names: pd.Series | list[str], cap: int = 280) -> int:
+    """Pixels for a column of names: the longest whole on one line up to ``cap``, beyond that the
+    row wraps it (``WRAP_ROW_PX``) instead of cutting it."""
+    longest = max((len(str(n)) for n in names), default=9)
+    return min(cap, max(90, longest * CHAR_PX + CELL_PAD_PX))
+
+
+MEDICAL = "biomedical"
+
+
+def medical_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of medical tasks first (the board's readers are clinicians), order otherwise kept."""
+    if "domain" not in frame.columns:
+        return frame
+    return frame.iloc[(frame["domain"] != MEDICAL).to_numpy().argsort(kind="stable")]
+
+
+def name_column(names: pd.Series | list[str]) -> st.column_config.Column:
+    """The candidate column: wide enough for the longest name on one line (up to 420 px)."""
+    return st.column_config.TextColumn("candidate", width=name_width(names, cap=420))
+
+
+def table_height(rows: int, row_px: int = 35) -> int:
+    """Every row in view (no scrolling inside the table): header + rows + border."""
+    return 38 + row_px * max(rows, 1) + 3
+
+
+# ---------------------------------------------------------------------------------------------
 # Charts (Altair): drawing only, from frames computed in results/ranking
 
 
@@ -187,20 +223,24 @@ def tradeoff_chart(points: pd.DataFrame, x: str, x_title: str, log_x: bool = Fal
         "candidate:N", "kind:N", "metric:N", alt.Tooltip("quality:Q", format=".3f"), alt.Tooltip("ci_low:Q", title="95% low", format=".3f"),
         alt.Tooltip("ci_high:Q", title="95% high", format=".3f"), "n_items:Q", "data:N", alt.Tooltip(f"{x}:Q", format=".4g"), "pareto:N",
     ]  # fmt: skip
+    # one colour encoding in every layer: Vega-Lite then draws one legend for it (a layer with
+    # legend=None would hide the kinds' legend)
+    kind = alt.Color("kind:N", scale=kind_scale(), title="kind of candidate")
     dots = base.mark_point(filled=True, opacity=0.85).encode(
-        x=enc_x, y=enc_y, color=alt.Color("kind:N", scale=kind_scale(), title="kind"),
+        x=enc_x, y=enc_y, color=kind,
         shape=alt.Shape("pareto:N", scale=alt.Scale(domain=["on front", "dominated"], range=["diamond", "circle"]), title="Pareto"),
         size=alt.condition(alt.datum.pareto == "on front", alt.value(160), alt.value(60)), tooltip=tooltip,
     )  # fmt: skip
-    labels = base.mark_text(align="left", dx=7, dy=-6, fontSize=11).encode(x=enc_x, y=enc_y, text="candidate:N")
-    front = base.transform_filter(alt.datum.pareto == "on front").mark_line(strokeDash=[4, 3], color="#444").encode(x=enc_x, y=enc_y, order=f"{x}:Q")
-    bars = base.mark_rule(strokeWidth=1.5, opacity=0.7).encode(
-        x=enc_x, y="ci_low:Q", y2="ci_high:Q", color=alt.Color("kind:N", scale=kind_scale(), legend=None)
+    # names only on the front (nearby labels overlapped into a smear); every point has its tooltip
+    labels = (
+        base.transform_filter(alt.datum.pareto == "on front").mark_text(align="left", dx=7, dy=-6, fontSize=11).encode(x=enc_x, y=enc_y, text="candidate:N")
     )
+    front = base.transform_filter(alt.datum.pareto == "on front").mark_line(strokeDash=[4, 3], color="#444").encode(x=enc_x, y=enc_y, order=f"{x}:Q")
+    bars = base.mark_rule(strokeWidth=1.5, opacity=0.7).encode(x=enc_x, y="ci_low:Q", y2="ci_high:Q", color=kind)
     layers = front + dots + labels + bars
     if f"{x}_low" in points.columns and points[f"{x}_low"].notna().any():  # the cost has an interval too (latency)
         across = base.transform_filter(f"isValid(datum['{x}_low'])").mark_rule(strokeWidth=1.5, opacity=0.7)
-        layers += across.encode(x=alt.X(f"{x}_low:Q", scale=scale), x2=f"{x}_high:Q", y=enc_y, color=alt.Color("kind:N", scale=kind_scale(), legend=None))
+        layers += across.encode(x=alt.X(f"{x}_low:Q", scale=scale), x2=f"{x}_high:Q", y=enc_y, color=kind)
     return layers.properties(height=360)
 
 
@@ -210,7 +250,9 @@ def heatmap(frame: pd.DataFrame, x: str, y: str, value: str, title: str, fmt: st
     Streamlit fits the whole chart (title and axes included) into ``height``, so the height
     leaves room for them above the rows themselves.
     """
-    base = alt.Chart(frame).encode(x=alt.X(f"{x}:N", title=x, axis=alt.Axis(labelAngle=0)), y=alt.Y(f"{y}:N", title=y))
+    base = alt.Chart(frame).encode(  # labels whole (task names share long prefixes)
+        x=alt.X(f"{x}:N", title=x, axis=alt.Axis(labelAngle=0, labelLimit=0)), y=alt.Y(f"{y}:N", title=y, axis=alt.Axis(labelLimit=0))
+    )
     cells = base.mark_rect().encode(
         color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues"), title=value), tooltip=[f"{y}:N", f"{x}:N", alt.Tooltip(f"{value}:Q", format=fmt)]
     )

@@ -5,7 +5,8 @@ reading the folder of real tiny-model runs. The test checks that the overview ta
 render, that a sidebar filter changes the table, that a candidate name carrying HTML shows as text
 (no element injected, no script run), that the Consult page answers a question with a real tiny
 mixture (gate chart, multi-domain split, answer, disclaimer), saves screenshots of the trade-offs
-and the Consult pages, and stops the server by its pid.
+and the Consult pages, and stops the server by its pid. A second test renders every page at
+1400 x 900 and checks what a reader sees first (see ``test_every_page_reads_at_a_glance``).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def test_leaderboard_in_chromium(server, board_results, tmp_path):
 
             page.get_by_role("link", name="Compare").click()
             page.get_by_role("heading", name="Compare candidates").wait_for(timeout=30_000)
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="Candidate A").click()
+            page.get_by_role("option", name="<script>", exact=False).click()
             header = page.get_by_text("<script>alert(1)</script>", exact=False).first
             header.wait_for(timeout=30_000)
             assert "<b>Médecin</b>" in header.inner_text()  # the tags are text, not markup
@@ -177,4 +180,89 @@ def test_leaderboard_in_chromium(server, board_results, tmp_path):
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         for picture in (shot, consult_shot):
+            shutil.copy(picture, Path(keep) / picture.name)
+
+
+#: every page (URL path, heading) in the order of the sidebar
+PAGES = [
+    ("", "Overview"), ("use_cases", "Use cases"), ("tradeoffs", "Trade-offs"), ("routing", "Routing"),
+    ("compare", "Compare candidates"), ("fidelity", "Fidelity of quantized copies"), ("consult", "Consult a candidate"),
+]  # fmt: skip
+EMPTY_CELLS = {"", "n/a", "—", "-", "none", "nan"}
+
+
+def _grid_rows(grid) -> list[list[str]]:
+    """The cells of a Streamlit dataframe, read from its accessible grid (the canvas draws the same text)."""
+    rows = grid.locator('[role="row"]')
+    return [[c.inner_text().strip() for c in rows.nth(i).locator('[role="gridcell"], [role="columnheader"]').all()] for i in range(rows.count())]
+
+
+def _settle(page) -> None:
+    """Wait until Streamlit stops running the script (its status widget leaves) and charts drew."""
+    page.wait_for_timeout(600)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
+    page.wait_for_timeout(600)
+
+
+def _check_use_cases(page) -> None:
+    """The ranking in view: no sideways scroll, every name fits its column (whole, or wrapped within
+    the rows' three lines), and 'N of M candidate(s) ranked' counts the rows the table shows."""
+    from board_ui import CELL_PAD_PX, name_width  # the sizing rule the page uses, measured in this browser's font
+
+    heading = page.get_by_text("candidate(s) ranked").first
+    heading.wait_for(timeout=30_000)
+    ranked, total = (int(x) for x in heading.inner_text().split(" candidate")[0].split(" of "))
+    frame = page.locator('[data-testid="stDataFrame"]').filter(has=page.locator('[role="columnheader"]', has_text="why")).first
+    scroller = frame.locator(".dvn-scroller").first
+    overflow = scroller.evaluate("el => el.scrollWidth - el.clientWidth")
+    assert overflow <= 1, f"the ranking scrolls sideways by {overflow} px"
+    rows = _grid_rows(frame)
+    header, body = rows[0], rows[1:]
+    assert len(body) == total, f"the page says {total} candidates, the table shows {len(body)}"
+    assert sum(r[header.index("rank")] != "—" for r in body) == ranked
+    names = [r[header.index("candidate")] for r in body]
+    column = name_width(names, cap=220) - CELL_PAD_PX
+    widths = page.evaluate(
+        "names => { const c = document.createElement('canvas').getContext('2d');"
+        " c.font = '14px ' + getComputedStyle(document.body).fontFamily; return names.map(n => c.measureText(n).width); }",
+        names,
+    )
+    for name, width in zip(names, widths, strict=True):
+        assert width <= 3 * column, f"{name!r} ({width:.0f} px) does not fit three lines of {column} px"
+
+
+def test_every_page_reads_at_a_glance(server, board_results, tmp_path):
+    """Every page at 1400 x 900 on the shared results folder: a screenshot of its first screen and one
+    of the whole page each (under the test's folder, copied to ``MEDMOE_SCREENSHOTS`` when set), no page whose tables hold only n/a, and on
+    Use cases the ranking checks of :func:`_check_use_cases`."""
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(REPO / "leaderboard"))
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            for i, (path, heading) in enumerate(PAGES):
+                page.goto(f"{server}/{path}")
+                page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+                _settle(page)
+                if path == "use_cases":
+                    _check_use_cases(page)
+                for grid in page.locator('[data-testid="stDataFrame"]').filter(has=page.locator('[role="grid"]')).all():
+                    cells = [c for row in _grid_rows(grid)[1:] for c in row[1:]]
+                    assert not cells or any(c.lower() not in EMPTY_CELLS for c in cells), f"{heading}: a table of n/a only"
+                page.screenshot(path=str(shots / f"{i}-{path or 'overview'}.png"))  # the first screen
+                page.set_viewport_size({"width": 1400, "height": 3000})  # Streamlit scrolls inside the page: show it all
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(shots / f"{i}-{path or 'overview'}-whole.png"))
+                page.set_viewport_size({"width": 1400, "height": 900})
+        finally:
+            browser.close()
+    assert all(p.stat().st_size > 20_000 for p in shots.iterdir()) and len(list(shots.iterdir())) == 2 * len(PAGES)
+    keep = os.environ.get("MEDMOE_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for picture in shots.iterdir():
             shutil.copy(picture, Path(keep) / picture.name)

@@ -269,6 +269,32 @@ def test_rank_written_to_a_log_keeps_whole_cells(board_results, capsys, monkeypa
     assert max(len(line) for line in capsys.readouterr().out.splitlines()) <= 60
 
 
+def test_rank_fits_120_columns_wide_shows_all_and_json_gives_every_use_case(board_results, capsys, monkeypatch):
+    """The default table is the answer (rank, range, tie, name, kind, score, why) in 120 columns, every
+    name whole on one line; ``--wide`` adds the figures and counts; ``--json`` alone: every use case."""
+    import json
+    import unicodedata
+
+    monkeypatch.setenv("COLUMNS", "120")
+    assert main(["rank", "--results", str(board_results.root)]) == 0
+    out = capsys.readouterr().out
+    width = lambda line: sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
+    assert max(width(line) for line in out.splitlines()) <= 120
+    assert "singl" not in out.replace("single-stream", "")  # headers are whole words, not folded letters
+    for name in ("tiny-bio-gptq-synthetic", "moe-keywords", "tiny-code-noprofile"):
+        assert any(name in line for line in out.splitlines()), name
+    assert "┃ items" not in out
+    monkeypatch.setenv("COLUMNS", "300")  # --wide is for a wide window or a file
+    assert main(["rank", "--results", str(board_results.root), "--use-case", "edge", "--wide"]) == 0
+    wide = capsys.readouterr().out
+    assert "items" in wide and "peak memory" in wide
+    assert main(["rank", "--results", str(board_results.root), "--json"]) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert list(every) == ["chatbot", "diagnosis", "edge", "research"]
+    assert all({"use_case", "candidates"} <= set(v) for v in every.values())
+    assert main(["rank", "--results", str(board_results.root), "--use-case", "nope", "--json"]) == 2
+
+
 def test_export_html_and_markdown_escape_names(board_results, tmp_path):
     res = load_results(board_results.root)
     cases, _ = load_use_cases()

@@ -16,9 +16,12 @@ if board_ui.no_results_message(view):
     st.stop()
 
 names = sorted(view.frame["candidate"].unique())
+ran = view.frame.groupby("candidate")["task"].agg(set)
+# opens on the two candidates that share the most tasks (a default with something to compare)
+first, second = max(((x, y) for i, x in enumerate(names) for y in names[i + 1 :]), key=lambda p: len(ran[p[0]] & ran[p[1]]), default=(names[0], names[0]))
 left, right = st.columns(2)
-a = left.selectbox("Candidate A", names, index=0, key="compare_a")
-b = right.selectbox("Candidate B", names, index=min(1, len(names) - 1), key="compare_b")
+a = left.selectbox("Candidate A", names, index=names.index(first), key="compare_a")
+b = right.selectbox("Candidate B", names, index=names.index(second), key="compare_b")
 if a == b:
     st.info("Pick two different candidates to see deltas.")
 
@@ -28,6 +31,10 @@ for column, name in zip((left, right), (a, b), strict=True):
     with column:
         for badge in badges:
             st.badge(badge, color="orange" if badge in ("bundled sample", "synthetic", "sandbox: rlimits+audit") else "blue")
+st.caption(
+    "Badges: where each run's task data came from (hub dataset, local directory, bundled sample, synthetic rows; 'source unknown': "
+    "the results file does not record it, e.g. a plain lm-eval run of a built-in task) and, for code tasks, how generated code was isolated."
+)
 
 comparison = compare(view.results, a, b)
 st.subheader("Quality, task by task")
@@ -57,12 +64,6 @@ st.dataframe(
     },
     key="compare_table",
 )
-for row in comparison.tasks:
-    verdict = row.verdict(a, b)
-    text = f"{row.task}: {verdict} (delta {row.delta:+.4f}, 95% interval [{row.ci_low:.4f}, {row.ci_high:.4f}])"
-    if verdict == "no significant difference" and row.mde == row.mde:
-        text += f"; MDE {row.mde:.4f}" + (f": {row.power_note}" if row.power_note else "")
-    (st.info if verdict == "no significant difference" else st.success if row.significant else st.caption)(board_ui.md(text))
 for side, tasks in ((a, comparison.only_a), (b, comparison.only_b)):
     if tasks:
         st.caption(board_ui.md(f"Only {side} ran: {', '.join(tasks)} (not compared)."))

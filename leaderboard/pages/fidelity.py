@@ -52,7 +52,8 @@ else:
             "verdict_text": st.column_config.TextColumn(f"verdict (margin {margin:g})"), "same_top": st.column_config.NumberColumn("same top", format="%.4f"),
             **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("recovery", "recovery_ci_low", "recovery_ci_high", "same_top_ci_low", "same_top_ci_high")},
             "flips_correct_to_wrong": st.column_config.NumberColumn("c→w"), "flips_wrong_to_correct": st.column_config.NumberColumn("w→c"),
-            **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("agreement", "flip_cw_rate", "flip_wc_rate", "delta", "kl_mean", "kl_p99", "ppl_ratio")},
+            **{c: st.column_config.NumberColumn(c, format="%.3f") for c in ("agreement", "flip_cw_rate", "flip_wc_rate", "delta", "kl_mean", "kl_p99", "ppl_ratio",
+                                                                         "flip_cw_low", "flip_cw_high", "flip_wc_low", "flip_wc_high", "delta_low", "delta_high")},
         },
     )  # fmt: skip
 
@@ -68,5 +69,6 @@ else:
     )
     st.dataframe(
         cal.sort_values(["task", "ece"], ascending=[True, False]), hide_index=True, width="stretch", key="calibration_table",
-        column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in ("accuracy", "ece", "brier_score", "acc_at_80", "acc_at_50")},
+        column_config={"candidate": board_ui.name_column(cal["candidate"]),
+                       **{c: st.column_config.NumberColumn(c, format="%.3f") for c in ("accuracy", "ece", "brier_score", "acc_at_80", "acc_at_50")}},
     )  # fmt: skip

@@ -22,11 +22,18 @@ st.caption(
     "(chance-corrected for multiple choice), ties counting half, averaged over its tasks. No uncertainty here: the Use cases page ranks "
     "with intervals, the Compare page tests differences."
 )
+summary = summary_display(view.frame)
+if "lowest_task_score" in summary.columns and summary["lowest_task_score"].notna().all() and summary["lowest_task_score"].nunique() == 1 and len(summary) > 1:
+    # the same number on every row tells candidates nothing apart (tiny runs score 0 somewhere)
+    st.caption(f"Lowest task score left out: {summary['lowest_task_score'].iloc[0]:.3f} for every candidate.")
+    summary = summary.drop(columns=["lowest_task_score"])
 st.dataframe(
-    summary_display(view.frame),
+    summary,
     hide_index=True,
     width="stretch",
+    height=board_ui.table_height(len(summary)),
     column_config={
+        "candidate": board_ui.name_column(summary["candidate"]),
         "win_rate": st.column_config.ProgressColumn("mean win rate", min_value=0.0, max_value=1.0, format="%.2f"),
         "lowest_task_score": st.column_config.NumberColumn("lowest task score", format="%.3f", help="the lowest main metric over its tasks"),
         "latency_ms": st.column_config.NumberColumn("single-stream latency p50 (ms)", format="%.1f"),
@@ -40,14 +47,15 @@ st.dataframe(
 
 st.subheader("Results")
 all_metrics = st.toggle("Show every metric (not only accuracy-type)", key="all_metrics")
-table = overview_table(view.frame, all_metrics=all_metrics)
+table = board_ui.medical_first(overview_table(view.frame, all_metrics=all_metrics))  # opens on a medical task
 st.dataframe(
     table,
     hide_index=True,
     width="stretch",
     column_config={
-        "value": st.column_config.NumberColumn("value", format="%.4f"),
-        "stderr": st.column_config.NumberColumn("± stderr", format="%.4f"),
+        "candidate": board_ui.name_column(table["candidate"]),
+        "value": st.column_config.NumberColumn("value", format="%.3f"),
+        "stderr": st.column_config.NumberColumn("± stderr", format="%.3f"),
         "latency_ms_p50": st.column_config.NumberColumn("single-stream latency p50 (ms)", format="%.1f"),
         "generated_tokens_per_s": st.column_config.NumberColumn("gen. tokens/s", format="%.1f"),
         "requests_per_s": st.column_config.NumberColumn("requests/s", format="%.2f"),

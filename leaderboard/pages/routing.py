@@ -6,7 +6,7 @@ from __future__ import annotations
 import board_ui
 import streamlit as st
 
-from medmoe_lm_eval.analysis.routing import misrouted, mixture_candidates, routing_confusion, routing_regret, routing_share
+from medmoe_lm_eval.analysis.routing import is_oracle, misrouted, mixture_candidates, oracle_partner, routing_confusion, routing_regret, routing_share
 from medmoe_lm_eval.analysis.scorecard import scorecard
 
 view = board_ui.current_view()
@@ -20,30 +20,44 @@ if not mixtures:
     st.info("No mixture-of-experts runs among the filtered candidates. Evaluate an adapter with `kind: moe` to see its routing here.")
     st.stop()
 
+mixtures.sort(key=lambda c: oracle_partner(view.results, c) is None)  # opens on a mixture with an oracle to compare with
 candidate = st.selectbox("Mixture", mixtures, key="routing_candidate")
 tasks = set(view.frame.loc[view.frame["candidate"] == candidate, "task"])
+oracle_itself = is_oracle(view.results, candidate)
+st.caption("One sign everywhere on this page: regret = oracle - router on the task's main metric; positive = accuracy routing lost.")
 
 st.subheader("Scorecard")
 card = scorecard(view.results, candidate)
-cells = st.columns(5)
+if oracle_itself:
+    st.info(
+        "This mixture is the oracle: it routes every request to its task's domain expert, so it is the reference the routed "
+        "mixtures over the same experts are measured against (their regret and gap recovered), not a router to score. "
+        "Pick a routed mixture above to see what its routing costs."
+    )
+cells = [] if oracle_itself else st.columns(5)
 for column, (label, value, fmt) in zip(
     cells,
     (("routing accuracy", card.routing_accuracy, "{:.3f}"), ("gap recovered", card.gap_recovered, "{:.3f}"),
      ("router ms p50", card.router_ms_p50, "{:.3g}"), ("router ms p99", card.router_ms_p99, "{:.3g}"), ("oracle", card.oracle_candidate, "{}")),
-    strict=True,
+    strict=False,
 ):  # fmt: skip
     column.metric(label, "n/a" if value is None or value != value else fmt.format(value))
-st.caption(
-    board_ui.md(
-        f"Best single expert: {card.best_single or 'none on this board'}. Gap recovered = (mixture - best single expert) / (oracle - best single expert) "
-        "on mean chance-corrected quality over the tasks all three ran. Per task: agreement = share of requests with the oracle's top expert; "
-        "regret = mixture - oracle on the task's main metric with its 95% paired bootstrap interval (negative: routing cost quality)."
+if not oracle_itself:
+    st.caption(
+        board_ui.md(
+            f"Best single expert: {card.best_single or 'none on this board'}. Gap recovered = (mixture - best single expert) / (oracle - best single expert) "
+            "on mean chance-corrected quality over the tasks all three ran. Per task: agreement = share of requests with the oracle's top expert; "
+            "regret = oracle - router on the task's main metric with its 95% paired bootstrap interval (positive: routing lost accuracy)."
+        )
     )
-)
-for note in card.notes:
-    st.caption(board_ui.md(note))
-score_table = card.task_table().rename(columns={"regret": "mixture_minus_oracle", "regret_ci_low": "95% low", "regret_ci_high": "95% high"})
-st.dataframe(score_table[score_table["task"].isin(tasks)], hide_index=True, width="stretch", key="scorecard_table")
+    for note in card.notes:
+        st.caption(board_ui.md(note))
+score_table = card.task_table()
+# the scorecard computes mixture - oracle; the page shows oracle - router (one sign with the regret table below)
+score_table = score_table.assign(regret=-score_table["regret"], regret_ci_low=-score_table["regret_ci_high"], regret_ci_high=-score_table["regret_ci_low"])
+score_table = score_table.rename(columns={"regret": "regret (oracle - router)", "regret_ci_low": "95% low", "regret_ci_high": "95% high"})
+score_table = score_table[score_table["task"].isin(tasks)].dropna(axis=1, how="all")
+st.dataframe(score_table, hide_index=True, width="stretch", key="scorecard_table")
 
 st.subheader("Share of each task's requests per expert")
 share = routing_share(view.results)
@@ -76,10 +90,12 @@ else:
 st.subheader("Accuracy regret against the oracle router")
 regret = routing_regret(view.results)
 regret = regret[(regret["candidate"] == candidate) & regret["task"].isin(tasks)]
-if regret.empty:
+if oracle_itself:
+    st.info("The oracle's own regret is zero by definition; the routed mixtures' regret against it is shown when one of them is selected.")
+elif regret.empty:
     st.info("No oracle run over the same experts. Evaluate a copy of this adapter with `router: {type: oracle}` to measure what routing costs.")
 else:
-    st.caption("regret = oracle accuracy - this router's accuracy (positive: routing mistakes cost accuracy).")
+    st.caption("regret = oracle - router on the task's main metric (positive: routing lost accuracy).")
     st.dataframe(regret, hide_index=True, key="regret_table")
 
 st.subheader("Misrouted examples")

@@ -21,13 +21,15 @@ st.caption(
     "Each point is a candidate on one task: the task's own main metric (chance-corrected for multiple choice), never a mean of different "
     "metrics. Error bars: 95% bootstrap interval over the task's items (or ±1.96 lm-eval standard errors without a per-sample log); "
     "latency's horizontal bars: 95% interval of its p50 over the serving probe's measurements. "
-    "Diamonds joined by the dashed line form the Pareto front: no other candidate is both better and cheaper."
+    "Diamonds joined by the dashed line form the Pareto front: no other candidate is both better and cheaper; they carry their names, "
+    "every other point names itself on hover. Colour: the kind of candidate (full precision, GPTQ, AWQ, GGUF, mixture of experts)."
 )
 if board_ui.no_results_message(view):
     st.stop()
 
 counts = view.frame.drop_duplicates(["candidate", "task"])["task"].value_counts()
-tasks = sorted(counts.index, key=lambda t: (-counts[t], t))
+domains = view.frame.drop_duplicates("task").set_index("task")["domain"]
+tasks = sorted(counts.index, key=lambda t: (domains.get(t) != board_ui.MEDICAL, -counts[t], t))  # opens on a medical task
 task = st.selectbox("Task", tasks, key="tradeoff_task", format_func=lambda t: f"{t} ({counts[t]} candidates)")
 items, _ = load_items(view.results, candidates=view.frame["candidate"].unique().tolist(), tasks=[task])
 figures = task_points(view.frame, items, task)

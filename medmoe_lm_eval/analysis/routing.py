@@ -108,6 +108,12 @@ def _router_type(info: RunInfo) -> str | None:
     return router.get("type")
 
 
+def is_oracle(results: ResultsSet, candidate: str) -> bool:
+    """Whether ``candidate``'s latest run is a mixture with ``router: oracle`` (the reference routed
+    mixtures are measured against, so it has no oracle of its own)."""
+    return any(i.candidate == candidate and i.latest and _router_type(i) == "oracle" for i in results.runs.values())
+
+
 def oracle_partner(results: ResultsSet, candidate: str) -> str | None:
     """The oracle mixture (``router: oracle``) over the same experts as ``candidate``, if one ran."""
     moe = [i for i in results.runs.values() if i.latest and as_dict(i.medmoe).get("kind") == "moe"]

@@ -203,16 +203,20 @@ def add_rank_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--use-cases", metavar="YAML", help="use-case profiles (default: leaderboard/use_cases.yaml)")
     parser.add_argument("--list", action="store_true", help="list the use cases and exit")
     parser.add_argument("--top", type=int, default=0, help="show only the first N rows (0 = all)")
-    parser.add_argument("--json", action="store_true", help="print the ranking as JSON (one use case: its notes and candidates, best first)")
+    parser.add_argument("--wide", action="store_true", help="every column (figures with their intervals, per-task quality, counts); default: fits 120 columns")
+    parser.add_argument(
+        "--json", action="store_true", help="print the ranking as JSON (one use case: its notes and candidates, best first; 'all': an object per use-case slug)"
+    )
 
 
 def _rank_json(args: argparse.Namespace) -> int:
-    """``--json``: one use case's ranking as a JSON object on stdout (``notes``, ``candidates``); problems on stderr."""
+    """``--json``: one use case's ranking as a JSON object on stdout (``notes``, ``candidates``), or with
+    ``--use-case all`` (the default) one such object per use-case slug; problems on stderr."""
     import json
 
     cases, problems = load_use_cases(args.use_cases or default_use_cases_path())
-    if args.use_case not in cases:
-        print(f"error: --use-case {args.use_case!r}: --json needs one use case; choose one of: {', '.join(cases) or '(none defined)'}", file=sys.stderr)
+    if args.use_case != "all" and args.use_case not in cases:
+        print(f"error: unknown --use-case {args.use_case!r}; choose one of: {', '.join(cases) or '(none defined)'} or 'all'", file=sys.stderr)
         return 2
     results = load_results(args.results)
     warnings = [*problems, *(str(i) for i in results.warnings)]
@@ -222,9 +226,14 @@ def _rank_json(args: argparse.Namespace) -> int:
         return 1
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
-    out = ranking_json(rank_results(results, cases[args.use_case]))
-    if args.top > 0:
-        out["candidates"] = out["candidates"][: args.top]
+
+    def one(case: UseCase) -> dict:
+        out = ranking_json(rank_results(results, case))
+        if args.top > 0:
+            out["candidates"] = out["candidates"][: args.top]
+        return out
+
+    out = one(cases[args.use_case]) if args.use_case != "all" else {slug: one(case) for slug, case in cases.items()}
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0  # an empty ranking is an answer: its message says why
 
@@ -253,7 +262,7 @@ def run_rank(args: argparse.Namespace) -> int:
         console.print(f"No results to rank in {_plain(str(args.results))}.")
         return 1
     for case in chosen:
-        for item in ranking_renderables(rank_results(results, case), args.top):
+        for item in ranking_renderables(rank_results(results, case), args.top, wide=args.wide):
             console.print(item)
     return 0
 
@@ -268,7 +277,8 @@ def rank_tables(results_dir: str | Path, use_cases: str | Path | None = None, to
     cases, _ = load_use_cases(use_cases)
     if results.frame.empty:
         return []
-    return [item for case in cases.values() for item in ranking_renderables(rank_results(results, case), top, why)]
+    # without the 'why' a summary keeps the figures themselves (the wide table, as the demo prints it)
+    return [item for case in cases.values() for item in ranking_renderables(rank_results(results, case), top, why, wide=not why)]
 
 
 def _plain(text: str) -> str:
@@ -277,8 +287,25 @@ def _plain(text: str) -> str:
     return escape(text)
 
 
-def ranking_renderables(ranking: Ranking, top: int = 0, why: bool = True) -> list:
-    """A rich table for one use case, then its plain message and notes (names never parsed as markup)."""
+#: the columns of the default terminal table: the answer (rank, its range, tie mark, who, score) and
+#: the sentence saying which limits held and which figure carried the rank; ``--wide`` adds the rest
+_NARROW = ("rank", "rank range", "tied", "candidate", "kind", "score", "why")
+_RIGHT = ("rank", "rank range", "score", "tasks", "items")
+
+
+def _cell(value: object) -> str:
+    """A terminal cell: '—' for a missing value, a score at a fixed three decimals (0.480, not 0.48)."""
+    if isinstance(value, float):
+        return "—" if pd.isna(value) else f"{value:.3f}"
+    return str(value)
+
+
+def ranking_renderables(ranking: Ranking, top: int = 0, why: bool = True, wide: bool = False) -> list:
+    """A rich table for one use case, then its plain message and notes (names never parsed as markup).
+
+    The default table fits 120 columns: the figures a rank rests on are named, with their values, in
+    its 'why'; ``wide=True`` shows every figure with its interval, per-task quality and counts.
+    """
     from rich.table import Table
     from rich.text import Text
 
@@ -286,22 +313,32 @@ def ranking_renderables(ranking: Ranking, top: int = 0, why: bool = True) -> lis
     limits = "; ".join(lim.describe() for lim in case.limits) or "none"
     caption = (
         f"hard limits: {limits}. Score: {ranking.method}. Rank = 1 + candidates significantly better (max-t bootstrap over all pairs): "
-        "candidates not told apart share it; rank range = joint 95% set; '= leader': not told apart from the top score."
+        "candidates not told apart share it; range = joint 95% set of ranks; '=': not told apart from the top score."
     )
-    table = Table(title=Text(f"{case.name} ({case.slug})"), caption=Text(caption))
-    display = ranking_display(ranking, max_task_columns=3)
+    table = Table(title=Text(f"{case.name} ({case.slug})"), caption=Text(caption), caption_justify="left")
+    display = ranking_display(ranking, max_task_columns=3 if wide else 0)
     if top > 0:
         display = display.head(top)
     display = display.drop(columns=["notes"], errors="ignore")  # printed below the table, one line per note
+    if not wide:
+        display = display[[c for c in _NARROW if c in display.columns]]
+        display = display.assign(tied=display["tied"].map(lambda t: "=" if t else "")).rename(columns={"rank range": "range", "tied": "="})
     if not why:
         display = display.drop(columns=["why"], errors="ignore")
+    longest = max((len(str(c)) for c in display["candidate"]), default=9)
     for column in display.columns:
-        # a candidate's name is what a reader looks for and copies: it never wraps
+        # a candidate's name is what a reader looks for and copies: whole on one line up to 40
+        # characters, folded (never cut) beyond; 'why' takes the width that is left
         table.add_column(
-            column, overflow="fold", no_wrap=column == "candidate", justify="right" if column in ("rank", "rank range", "score", "tasks", "items") else "left"
+            column,
+            overflow="fold",
+            no_wrap=column in ("rank", "range", "rank range", "=", "kind", "score"),
+            min_width=min(longest, 40) if column == "candidate" else None,
+            ratio=1 if column == "why" else None,
+            justify="right" if column in (*_RIGHT, "range") else "left",
         )
     for row in display.itertuples(index=False):
-        table.add_row(*(Text("—" if isinstance(v, float) and pd.isna(v) else str(v)) for v in row))
+        table.add_row(*(Text(_cell(v)) for v in row))
     extra = [Text(ranking.message, style="bold yellow")] if ranking.message else []
     if ranking.coverage is not None and ranking.coverage.tasks:
         extra.append(Text(f"counted tasks: {', '.join(ranking.coverage.tasks)}", style="dim"))
