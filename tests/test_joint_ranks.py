@@ -113,3 +113,21 @@ def test_ece_is_recomputed_on_each_draws_items():
     share = {v: float(np.mean(ece == v)) for v in (0.15, 0.35, 0.85)}
     assert share == pytest.approx({0.15: 0.25, 0.35: 0.5, 0.85: 0.25}, abs=0.02)
     assert set(np.unique(ece)) == {0.15, 0.35, 0.85}
+
+
+def test_rank_bootstrap_draws_whole_clusters_when_the_task_names_them():
+    """Two clusters of 50 identical items (all right, all wrong): drawing whole clusters, a replicate's
+    mean is 0, 0.5 or 1 with probabilities 1/4, 1/2, 1/4 (two draws from two clusters, by hand);
+    drawing items one by one it is almost never one of those three."""
+    from medmoe_lm_eval.analysis.rank_intervals import TaskDraws, resample
+
+    scores = np.r_[np.ones(50), np.zeros(50)][:, None]
+    clusters = np.r_[np.zeros(50, dtype=int), np.ones(50, dtype=int)]
+    point, stderr = np.array([[0.5]]), np.array([[np.nan]])
+    clustered = np.concatenate([d.quality[:, 0, 0] for d in resample(point, stderr, [TaskDraws(0, np.array([0]), scores, None, clusters)], 4000)])
+    values, counts = np.unique(np.round(clustered, 12), return_counts=True)
+    assert list(values) == [0.0, 0.5, 1.0]
+    assert np.allclose(counts / counts.sum(), [0.25, 0.5, 0.25], atol=0.03)
+    items = np.concatenate([d.quality[:, 0, 0] for d in resample(point, stderr, [TaskDraws(0, np.array([0]), scores)], 4000)])
+    assert np.isin(np.round(items, 12), [0.0, 1.0]).mean() == 0.0
+    assert 0.03 < items.std() < 0.07  # sqrt(0.25 / 100) = 0.05, against 0.354 for the clusters

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from medmoe_lm_eval.analysis.clusters import cluster_codes, item_clusters
 from medmoe_lm_eval.analysis.coverage import Coverage, choose_coverage
 from medmoe_lm_eval.analysis.quality import CHANCE_CORRECTED
 from medmoe_lm_eval.benchmarks.calibration import N_BINS, option_probabilities
@@ -49,6 +50,8 @@ class TaskEvidence:
     raw: pd.DataFrame
     ece_gaps: np.ndarray | None = None  #: documents x candidates x bins (see rank_intervals.TaskDraws)
     dropped: dict[str, int] = field(default_factory=dict)
+    #: cluster code per document (the task's ``cluster_fields``), so the rank bootstrap draws whole clusters; None: items independent
+    clusters: np.ndarray | None = None
 
 
 @dataclass
@@ -180,7 +183,9 @@ def match_documents(task: str, rows: pd.DataFrame, items: pd.DataFrame, chance_o
                 )
     common = _thin(common, task, ev.notes)
     gaps = _ece_gaps(items[(items["task"] == task) & items["candidate"].isin(logged)], common.index, logged) if with_ece and logged else None
-    ev.tasks[task] = TaskEvidence(task, metric, chance_of[task], common.astype(float), gaps, {c: n for c, n in dropped.items() if n})
+    labels = item_clusters(items, task, common.index) if logged else None
+    clusters = None if labels is None else cluster_codes(labels.to_numpy(dtype=object), len(common))
+    ev.tasks[task] = TaskEvidence(task, metric, chance_of[task], common.astype(float), gaps, {c: n for c, n in dropped.items() if n}, clusters)
 
 
 def _known(value: object) -> float | None:

@@ -51,6 +51,17 @@ class TaskDraws:
     #: documents x those candidates x 10 bins: (confidence - correct) in the document's bin, else 0;
     #: None when the task has no option log-likelihoods (no calibration figure)
     ece_gaps: np.ndarray | None = None
+    #: cluster code (0..G-1) per document: a draw takes whole clusters (items sharing a source are
+    #: not independent); None: documents are drawn one by one
+    clusters: np.ndarray | None = None
+
+    def counts(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` draws as counts per document (size, n) and each draw's number of documents (size, 1)."""
+        n = self.scores.shape[0]
+        if self.clusters is None:
+            return _counts(rng, n, size), np.full((size, 1), float(n))
+        per_doc = _counts(rng, int(self.clusters.max()) + 1, size)[:, self.clusters]
+        return per_doc, per_doc.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ def resample(point: np.ndarray, stderr: np.ndarray, draws: list[TaskDraws], n_bo
     """Yield :class:`Draws` chunks, ``n_boot`` replicates in all, of the candidates x tasks quality.
 
     Cells covered by ``draws`` are means over resampled documents (one multinomial draw per task,
-    shared by its candidates: count-weighted sums, so equal counts give equal means exactly);
+    of whole clusters where the task names them, shared by its candidates: count-weighted sums, so equal counts give equal means exactly);
     the others are normal draws around ``point`` with ``stderr`` (NaN stderr: the point value).
     ECE per candidate is the mean over its tasks with ``ece_gaps`` of each draw's ECE, or
     ``ece_point`` in every draw where the candidate has no per-item records.
@@ -88,8 +99,7 @@ def resample(point: np.ndarray, stderr: np.ndarray, draws: list[TaskDraws], n_bo
         out = point[None, :, :] + rng.standard_normal((size, n_c, n_t)) * spread[None, :, :]
         ece_sum, ece_n = np.zeros((size, n_c)), np.zeros(n_c)
         for draw in draws:
-            n = draw.scores.shape[0]
-            counts = _counts(rng, n, size)
+            counts, n = draw.counts(rng, size)
             out[:, draw.candidate_index, draw.task_index] = (counts @ draw.scores) / n
             if draw.ece_gaps is not None:
                 binned = np.einsum("bd,dcz->bcz", counts, draw.ece_gaps, optimize=True)

@@ -238,7 +238,7 @@ def _quality(rows: pd.DataFrame, ev: Evidence, ranked: Sequence[str], tasks: Seq
         n_items[cols] += len(scores)
         keep = np.array([list(found.raw.columns).index(c) for c in cols], dtype=int)
         gaps = found.ece_gaps[:, keep] if found.ece_gaps is not None else None
-        draws.append(TaskDraws(t_index, np.array([acc.index.get_loc(c) for c in cols]), scores, gaps))
+        draws.append(TaskDraws(t_index, np.array([acc.index.get_loc(c) for c in cols]), scores, gaps, found.clusters))
     chance = pd.Series({t: ev.tasks[t].chance for t in tasks if t in ev.tasks}, dtype=float)
     return _Quality(acc, stderr, draws, n_items, chance)
 
@@ -348,7 +348,7 @@ def _subset(quality: _Quality, rows: Sequence[int]) -> _Quality:
         keep = [i for i, c in enumerate(d.candidate_index) if int(c) in where]
         if keep:
             gaps = d.ece_gaps[:, keep] if d.ece_gaps is not None else None
-            draws.append(TaskDraws(d.task_index, np.array([where[int(d.candidate_index[i])] for i in keep]), d.scores[:, keep], gaps))
+            draws.append(TaskDraws(d.task_index, np.array([where[int(d.candidate_index[i])] for i in keep]), d.scores[:, keep], gaps, d.clusters))
     return _Quality(quality.accuracy.iloc[list(rows)], quality.stderr.iloc[list(rows)], draws, quality.n_items.iloc[list(rows)], quality.chance)
 
 
