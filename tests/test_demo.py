@@ -80,7 +80,8 @@ def test_real_demo_report_names_the_models_their_licences_and_what_the_figures_a
     assert "Apache-2.0" in text and "Gemma Terms of Use" in text and "GEMMA_TERMS.html" in text
     assert "items per candidate: 1 each of medmcqa, mbpp, ppl_biomedical, ppl_code" in text
     assert "fidelity of each copy to its parent" in text and "router scorecard, moe-router" in text
-    assert len(proc.stdout.splitlines()) <= 150 and proc.stderr == ""
+    # the tiny demo's 150-line page, plus the real report's model list with licences, pooled fidelity and router scorecard
+    assert len(proc.stdout.splitlines()) <= 175 and proc.stderr == ""
     for i, name in enumerate(REAL, start=1):
         assert f"[{i}/{len(REAL)}] {name}: {len(REAL_TASKS)} tasks" in text, name
 

@@ -100,7 +100,7 @@ def test_probe_prompts_take_one_warmup_and_the_tasks_own_prompts():
     (only,) = probe_prompts("loglikelihood", options, 4)["mc"]  # four options, one document, one prompt
     assert only[:2] == (7, "Question: Q?\nAnswer:") and only[2]["max_gen_toks"] == 16
     assert probe_prompts("loglikelihood_rolling", [Instance("loglikelihood_rolling", {}, ("text",), 0, ("p", 0, 1))], 4) == {}
-    assert parse_prompts(None) == 4 and parse_prompts("0") == 0
+    assert parse_prompts(None) == 6 and parse_prompts("0") == 0  # six: the fewest whose [min, max] covers the median at 95%
     with pytest.raises(ConfigError, match="probe"):
         parse_prompts("many")
 

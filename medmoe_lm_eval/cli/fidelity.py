@@ -79,7 +79,7 @@ def _print(rows: list[FidelityRow], notes: list[str], margin: float) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from medmoe_lm_eval.console import cli_console
+    from medmoe_lm_eval.console import cli_console, escape_controls
 
     console = cli_console(highlight=False)
     if not rows:
@@ -105,10 +105,13 @@ def _print(rows: list[FidelityRow], notes: list[str], margin: float) -> None:
             "KL p99",
             "ppl ratio",
         )
-        for head in heads:
-            table.add_column(head, overflow="fold", justify="left" if head in ("copy", "parent", "task", "verdict") else "right")
-        for r in rows:
-            table.add_row(*(Text(c) for c in _cells(r)))
+        cells = [[Text(c) for c in _cells(r)] for r in rows]
+        for i, head in enumerate(heads):
+            # names stay whole up to 64 characters (wider tables fold the figures, not who they are about)
+            whole = min(64, max(len(escape_controls(row[i].plain)) for row in cells)) if head in ("copy", "parent") else None
+            table.add_column(head, overflow="fold", min_width=whole, justify="left" if head in ("copy", "parent", "task", "verdict") else "right")
+        for row in cells:
+            table.add_row(*row)
         console.print(table)
     for note in notes:
         console.print(Text(note, style="yellow"))

@@ -49,22 +49,27 @@ def pool_fidelity(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return rows
     choice = rows[rows["kl_mean"].notna()]
-    summary = choice.groupby("candidate").apply(
-        lambda g: pd.Series(
-            {
-                "parent": g["parent"].iloc[0],
-                "items": int(g["n_paired"].sum()),
-                "agreement": float((g["agreement"] * g["n_paired"]).sum() / g["n_paired"].sum()),
-                "c→w": int(g["flips_correct_to_wrong"].sum()),
-                "w→c": int(g["flips_wrong_to_correct"].sum()),
-                "KL mean": float((g["kl_mean"] * g["n_paired"]).sum() / g["n_paired"].sum()),
-                "KL max p99": float(g["kl_p99"].max()),
-            }
-        ),
-        include_groups=False,
+    summary = (
+        pd.DataFrame(index=pd.Index([], name="candidate"))
+        if choice.empty
+        else choice.groupby("candidate").apply(
+            lambda g: pd.Series(
+                {
+                    "parent": g["parent"].iloc[0],
+                    "items": int(g["n_paired"].sum()),
+                    "agreement": float((g["agreement"] * g["n_paired"]).sum() / g["n_paired"].sum()),
+                    "c→w": int(g["flips_correct_to_wrong"].sum()),
+                    "w→c": int(g["flips_wrong_to_correct"].sum()),
+                    "KL mean": float((g["kl_mean"] * g["n_paired"]).sum() / g["n_paired"].sum()),
+                    "KL max p99": float(g["kl_p99"].max()),
+                }
+            ),
+            include_groups=False,
+        )
     )
     ppl = rows[rows["ppl_ratio"].notna()].groupby("candidate")["ppl_ratio"].apply(lambda r: float(math.exp(r.map(math.log).mean())))
-    return summary.join(ppl.rename("ppl ratio"), how="outer").sort_values("KL mean")
+    pooled = summary.join(ppl.rename("ppl ratio"), how="outer")
+    return pooled.sort_values("KL mean") if "KL mean" in pooled.columns else pooled  # perplexity tasks alone have no KL
 
 
 def _print_fidelity(summary: pd.DataFrame, out: Path, console: Console) -> None:

@@ -27,7 +27,7 @@ class TooDeep(yaml.YAMLError):
 class _BoundedLoader(yaml.SafeLoader):
     _depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self._depth >= MAX_DEPTH:
             raise TooDeep(self.peek_event().start_mark)
         self._depth += 1
