@@ -117,7 +117,7 @@ class _EscapingStream:
 def escaped_output() -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` escaping control characters while a command prints."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _EscapingStream(saved[0]), _EscapingStream(saved[1])  # type: ignore[assignment]
+    sys.stdout, sys.stderr = _EscapingStream(saved[0]), _EscapingStream(saved[1])
     try:
         yield
     finally:
