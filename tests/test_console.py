@@ -8,16 +8,13 @@ console through ``cli_console`` (never ``rich.console.Console`` itself).
 from __future__ import annotations
 
 import ast
-import fcntl
 import os
-import pty
-import struct
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
+from commands import on_a_terminal
 
 from medmoe_lm_eval.console import LOG_WIDTH
 from medmoe_lm_eval.paths import PACKAGE_DIR
@@ -39,22 +36,8 @@ def test_piped_output_gets_the_wide_fixed_width():
 
 
 def test_a_terminal_gets_its_own_width():
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 97, 0, 0))  # rows, columns
-    proc = subprocess.Popen([sys.executable, "-c", PRINT_WIDTH], stdout=follower, stderr=subprocess.DEVNULL, env=_env())
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 1024)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.wait(timeout=60)
-    os.close(leader)
-    assert b"".join(chunks).decode().strip() == "97"
+    out = on_a_terminal([sys.executable, "-c", PRINT_WIDTH], _env(), columns=97, rows=30, stderr_too=False, timeout=60)
+    assert out.strip() == "97"
 
 
 def _console_calls(path: Path) -> list[int]:

@@ -10,19 +10,16 @@ rich's own colours, and each payload shows up in its visible form.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
 import shutil
-import struct
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
+from commands import on_a_terminal
 
 pytest_plugins = ["results_fixtures"]
 
@@ -85,22 +82,7 @@ def _strings(value: object) -> set[str]:
 
 
 def _on_a_terminal(args: list[str]) -> str:
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "medmoe_lm_eval", *args], stdout=follower, stderr=follower, env=_env())
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    proc.wait(timeout=300)
-    return b"".join(chunks).decode("utf-8", errors="replace")
+    return on_a_terminal([sys.executable, "-m", "medmoe_lm_eval", *args], _env(), columns=250)
 
 
 def test_control_sequences_from_a_results_folder_are_printed_as_text(hostile_names):
