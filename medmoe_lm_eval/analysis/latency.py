@@ -67,8 +67,8 @@ def order_interval(samples: Sequence[float] | None) -> tuple[float, float, float
     return float(values[j - 1]), float(values[len(values) - j]), coverage
 
 
-def median_interval(samples: Sequence[float] | None, seed: int | None = None) -> tuple[float, float]:
-    """One task's p50 interval (:func:`order_interval` without its level); ``seed`` is unused (exact)."""
+def median_interval(samples: Sequence[float] | None) -> tuple[float, float]:
+    """One task's p50 interval (:func:`order_interval` without its level)."""
     low, high, _ = order_interval(samples)
     return low, high
 

@@ -59,7 +59,7 @@ def task_points(frame: pd.DataFrame, items: pd.DataFrame, task: str) -> pd.DataF
             q, se = float(r["quality"]), float(r["quality_stderr"])
             low, high = (q - Z_95 * se, q + Z_95 * se) if math.isfinite(se) else (math.nan, math.nan)
             n = 0
-        lat_low, lat_high = median_interval(r.get("latency_samples_ms"), SEED)
+        lat_low, lat_high = median_interval(r.get("latency_samples_ms"))
         rows.append({"candidate": name, "kind": r["kind"], "metric": r["metric"], "quality": q, "ci_low": low, "ci_high": high, "n_items": n,
                      "latency_ms": r["latency_ms_p50"], "latency_ms_low": lat_low, "latency_ms_high": lat_high,
                      "peak_memory_gb": r["peak_memory_bytes"] / 1e9, "energy_per_correct_j": r["energy_per_correct_j"],
