@@ -83,6 +83,19 @@ def test_latency_far_apart_is_a_rank_difference():
     assert (table.loc["A", "latency_ms_low"], table.loc["A", "latency_ms_high"], table.loc["A", "latency_ms_level"]) == (10.0, 13.0, 0.875)
 
 
+def test_single_timings_have_no_interval_and_tie_inside_the_relative_tolerance():
+    # one measurement per task bounds nothing ([x, x] covers the median with probability 0): no interval,
+    # so the ranking falls back to latency's 25% tolerance. 494 vs 628 ms: |diff| 134 <= 0.25 x 628 = 157, a tie;
+    # 100 vs 628 ms: 528 > 157, A wins.
+    assert all(math.isnan(v) for v in order_interval((494.0,)))
+    close = rank_use_case(_frame({"A": (494.0,), "B": (628.0,)}), LATENCY_CASE).table.set_index("candidate")
+    assert close.loc["A", "score"] == close.loc["B", "score"] == 0.5 and close.loc["A", "rank"] == close.loc["B", "rank"] == 1
+    assert np.isnan(close.loc["A", "latency_ms_low"]) and np.isnan(close.loc["A", "latency_ms_high"])
+    apart = rank_use_case(_frame({"A": (100.0,), "B": (628.0,)}), LATENCY_CASE).table.set_index("candidate")
+    # A: 0.5 x 0.5 (accuracy tie) + 0.5 x 1 = 0.75; B: 0.25
+    assert (apart.loc["A", "score"], apart.loc["B", "score"]) == (0.75, 0.25)
+
+
 def test_profile_measurements_reach_the_frame_and_hostile_ones_do_not():
     stream = {"streamed": True, "e2e_ms": {"p50": 2.0}, "ttft_ms": {"p50": 1.0}, "e2e_samples_ms": [1.0, 2.0, 3.0], "ttft_samples_ms": [1, 1.0]}
     figures = task_figures({"single_stream": {"t": stream}}, "t", 3)

@@ -57,6 +57,14 @@ def test_permutation_test_matches_sign_flip_enumeration():
     assert paired_difference(x2, y2).test == "paired permutation"
 
 
+def test_permutation_p_on_one_or_two_pairs_by_hand():
+    # one pair: the flips give d and -d, both as extreme: p = 1 (scipy refuses n = 1; the demo's one MedQuAD item hit it)
+    assert permutation_p(np.array([0.2]), np.array([0.7])) == 1.0
+    assert paired_difference(np.array([0.2]), np.array([0.7])).p_value == 1.0
+    # two pairs, differences 1 and 2: flip means 1.5, 0.5, -0.5, -1.5; |mean| >= 1.5 in 2 of 4
+    assert permutation_p(np.array([0.5, 0.5]), np.array([1.5, 2.5])) == pytest.approx(0.5)
+
+
 def test_identical_scores_are_tied_with_p_one_and_a_zero_interval():
     scores = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0])
     same = paired_difference(scores, scores.copy())

@@ -6,7 +6,8 @@ number below the true median is Binomial(n, 1/2), so ``[X(j), X(n+1-j)]`` (order
 covers the true median with probability ``1 - 2 P(Bin(n, 1/2) < j)`` exactly, whatever the
 distribution: the largest ``j`` with coverage >= 95% gives the interval (:func:`order_interval`).
 Six measurements are the fewest that reach 95% (``[min, max]`` covers 1 - 2/64 = 96.9%); with
-fewer, ``[min, max]`` is shown and labelled with the level it has (four: 87.5%), never as 95%.
+fewer, ``[min, max]`` is shown and labelled with the level it has (four: 87.5%), never as 95%;
+one measurement gives no interval at all (a ranking then uses its relative tolerance).
 A percentile bootstrap of the median of four returns ``[min, max]`` too, and called it 95%.
 
 A candidate's figure is the mean over its tasks of the tasks' p50s; its interval is the mean of
@@ -59,8 +60,13 @@ def order_statistic_rank(n: int, level: float = LEVEL) -> tuple[int, float]:
 
 
 def order_interval(samples: Sequence[float] | None) -> tuple[float, float, float]:
-    """``(low, high, coverage)`` of the median of ``samples`` (NaN x 3 without measurements)."""
-    if not measured(samples):
+    """``(low, high, coverage)`` of the median of ``samples`` (NaN x 3 without measurements).
+
+    One measurement bounds nothing (``[x, x]`` covers the median with probability 0): NaN x 3 too,
+    so a ranking falls back to its relative tolerance instead of reading two single timings'
+    difference as a win.
+    """
+    if samples is None or not measured(samples) or len(samples) < 2:
         return math.nan, math.nan, math.nan
     values = np.sort(np.asarray(samples, dtype=float))
     j, coverage = order_statistic_rank(len(values))

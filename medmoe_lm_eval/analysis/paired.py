@@ -92,9 +92,13 @@ def mcnemar_exact(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def permutation_p(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> float:
-    """Two-sided paired permutation p-value of ``mean(y - x)`` (sign flips of the differences)."""
+    """Two-sided paired permutation p-value of ``mean(y - x)`` (sign flips of the differences).
+
+    One pair has two sign flips, ``d`` and ``-d``, both as extreme as the observed one: p = 1
+    exactly (scipy refuses a sample of one, so it is answered here).
+    """
     d = np.asarray(y, dtype=float) - np.asarray(x, dtype=float)
-    if np.all(d == 0):
+    if np.all(d == 0) or len(d) < 2:
         return 1.0
     res = stats.permutation_test(
         (x, y), _mean_difference, permutation_type="samples", vectorized=True, n_resamples=9999,

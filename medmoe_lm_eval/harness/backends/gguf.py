@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from medmoe_lm_eval.harness.backends import _requests as rq
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
 from medmoe_lm_eval.harness.backends.gguf_batch import BatchScorer, Scored, context_settings
+from medmoe_lm_eval.harness.backends.gguf_header import GGUFHeader, HeaderError, read_header
 from medmoe_lm_eval.harness.backends.llama_compat import without_extra_buffers
 from medmoe_lm_eval.harness.batching import BatchSetting
 
@@ -31,8 +32,9 @@ GGUF_MAGIC = b"GGUF"
 def check_gguf_file(path: str | Path, expert: str) -> dict[str, Any]:
     """Refuse a missing, foreign or truncated file before llama.cpp prints its own stack of logs.
 
-    ``gguf.GGUFReader`` parses the header and maps every tensor; a file cut short fails there,
-    so the user reads one line naming the file instead of llama.cpp's load failure.
+    :func:`.gguf_header.read_header` walks the header and checks every tensor lies inside the
+    file; a file cut short fails there, so the user reads one line naming the file instead of
+    llama.cpp's load failure.
     """
     path = Path(path)
     if not path.is_file():
@@ -42,25 +44,16 @@ def check_gguf_file(path: str | Path, expert: str) -> dict[str, Any]:
     if magic != GGUF_MAGIC:
         raise BackendError(f"expert '{expert}': {path} is not a GGUF file (starts with {magic!r}); point 'model' at a .gguf file")
     try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(str(path))
-    except Exception as exc:
-        raise BackendError(
-            f"expert '{expert}': {path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:120]}); re-download or re-convert it"
-        ) from None
-    return _reader_metadata(reader)
+        header = read_header(path)
+    except (HeaderError, OSError) as exc:
+        raise BackendError(f"expert '{expert}': {path} is truncated or corrupt ({str(exc)[:160]}); re-download or re-convert it") from None
+    return header_metadata(header)
 
 
-def _reader_metadata(reader: Any) -> dict[str, Any]:
+def header_metadata(header: GGUFHeader) -> dict[str, Any]:
     """The few header fields ``info()`` reports, and the vocabulary size, read without loading the model."""
-    out: dict[str, Any] = {}
-    for key in ("general.architecture", "general.file_type", "general.name"):
-        field = reader.fields.get(key)
-        if field is not None:
-            out[key] = field.contents()
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    out["n_vocab"] = len(tokens.data) if tokens is not None else None
+    out = {key: header.metadata[key] for key in ("general.architecture", "general.file_type", "general.name") if key in header.metadata}
+    out["n_vocab"] = header.array_lengths.get("tokenizer.ggml.tokens")
     return out
 
 
