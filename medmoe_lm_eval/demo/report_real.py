@@ -76,20 +76,31 @@ def _print_fidelity(summary: pd.DataFrame, out: Path, console: Console) -> None:
     if summary.empty:
         console.print("[dim]no copy shares documents with its parent: no fidelity figures[/]")
         return
-    console.print("fidelity of each copy to its parent, pooled over the multiple-choice items", style="italic")
+    parents = set(summary["parent"].dropna()) if "parent" in summary.columns else set()
+    shared = len(parents) == 1 and summary["parent"].notna().all()
+    shown = summary.drop(columns="parent") if shared else summary
+    to_whom = f"its parent {next(iter(parents))}" if shared else "its parent"
+    console.print(f"fidelity of each copy to {to_whom}, pooled over the multiple-choice items", style="italic")
     table = Table()
-    for column in ("copy", *summary.columns):
-        table.add_column(column, justify="left" if column in ("copy", "parent") else "right")
-    for copy, row in summary.iterrows():
-        cells = [_cell(v) for v in row]
-        table.add_row(str(copy), *cells)
+    for column in ("copy", *shown.columns):
+        named = column in ("copy", "parent")
+        table.add_column(column, justify="left" if named else "right", no_wrap=named)  # names whole: the figures give way
+    for copy, row in shown.iterrows():
+        table.add_row(str(copy), *(_cell(column, v) for column, v in row.items()))
     console.print(table)
     console.print(f"[dim]per task, with 95% intervals: medmoe fidelity --results {out}[/]")
 
 
-def _cell(value: object) -> str:
+def _cell(column: object, value: object) -> str:
+    """Counts as integers, the agreement as a share with three decimals, the rest to 3 significant digits."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "—"
+    if column == "agreement" and isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, float) and value.is_integer() and column in ("items", "c→w", "w→c"):
+        return str(int(value))
     if isinstance(value, float):
-        return "—" if not math.isfinite(value) else f"{value:.3g}"
+        return f"{value:.3g}"
     return str(value)
 
 
@@ -106,9 +117,9 @@ def _print_scorecard(out: Path, console: Console) -> float:
     regrets = [t.regret for t in card.tasks if math.isfinite(t.regret)]
     mean_regret = f"{sum(regrets) / len(regrets):+.3f}" if regrets else "—"
     console.print(
-        f"router scorecard, moe-router: routing accuracy {_cell(card.routing_accuracy)} · oracle {card.oracle_candidate or '(none)'}"
-        f" · mean regret vs oracle {mean_regret} · best single expert {card.best_single or '(none)'} · gap recovered {_cell(card.gap_recovered)}"
-        f" · router {_cell(card.router_ms_p50)} ms/decision (p50)",
+        f"router scorecard, moe-router: routing accuracy {_cell(None, card.routing_accuracy)} · oracle {card.oracle_candidate or '(none)'}"
+        f" · mean regret vs oracle {mean_regret} · best single expert {card.best_single or '(none)'} · gap recovered {_cell(None, card.gap_recovered)}"
+        f" · router {_cell(None, card.router_ms_p50)} ms/decision (p50)",
         style="italic",
     )
     if not card.confusion.empty:
