@@ -52,7 +52,7 @@ def check_gguf_file(path: str | Path, expert: str) -> dict[str, Any]:
 
 def header_metadata(header: GGUFHeader) -> dict[str, Any]:
     """The few header fields ``info()`` reports, and the vocabulary size, read without loading the model."""
-    out = {key: header.metadata[key] for key in ("general.architecture", "general.file_type", "general.name") if key in header.metadata}
+    out: dict[str, Any] = {key: header.metadata[key] for key in ("general.architecture", "general.file_type", "general.name") if key in header.metadata}
     out["n_vocab"] = header.array_lengths.get("tokenizer.ggml.tokens")
     return out
 
