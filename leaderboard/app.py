@@ -25,6 +25,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+board_ui.narrow_margins()
 view = board_ui.build_view()
 board_ui.show_issues(view)
 page.run()

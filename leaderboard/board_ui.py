@@ -174,6 +174,19 @@ def md(text: object) -> str:
 CHAR_PX, CELL_PAD_PX = 8, 24
 #: rows this tall let the grid wrap a cell's text over four lines (Streamlit wraps above 64 px)
 WRAP_ROW_PX = 80
+#: the widest a ranking's name column starts (it grows on a wide screen); longer names wrap
+RANKING_NAME_CAP = 130
+#: below this width the page's side margins shrink from 5rem to 1.5rem: at 1024 px, with the
+#: sidebar open, that is 110 px more for a table (562 -> 672 px)
+NARROW_PX = 1200
+_NARROW_CSS = (
+    f"<style>@media (max-width: {NARROW_PX - 1}px) {{ [data-testid='stMainBlockContainer'] {{ padding-left: 1.5rem; padding-right: 1.5rem; }} }}</style>"
+)
+
+
+def narrow_margins() -> None:
+    """Shrink the main column's side margins on narrow screens (every page; called by the entrypoint)."""
+    st.html(_NARROW_CSS)
 
 
 def name_width(names: pd.Series | list[str], cap: int = 280) -> int:

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from medmoe_lm_eval.analysis.views import overview_table
+from medmoe_lm_eval.analysis.precision import with_interval
+from medmoe_lm_eval.analysis.views import DIFFERENCE, overview_table
 from medmoe_lm_eval.paths import leaderboard_dir
 from medmoe_lm_eval.store.results import load_results
 
@@ -206,8 +207,16 @@ def test_compare_page_paired_statistics_badges_and_escaped_names(monkeypatch, bo
     # the verdict is said once, in the table: no callout box per task repeating it
     assert (table["verdict"] == "no significant difference").any()
     assert not any("no significant difference" in i.value for i in [*at.info, *at.success])
-    efficiency = next(d.value for d in at.dataframe if "difference" in d.value.columns)
-    assert {"latency_ms_p50", "peak_memory_bytes"} <= set(efficiency["metric"])
+    lead = next(d.value for d in at.dataframe if {DIFFERENCE, "verdict"} <= set(d.value.columns)).set_index("task")  # the table read first
+    for task, row in table.iterrows():  # B - A at its interval's precision: "+0.17 [-0.33, +0.67]" for a half-width of 0.5
+        assert lead.loc[task, DIFFERENCE] == with_interval(row["delta"], row["ci_low"], row["ci_high"], signed=True)
+        assert lead.loc[task, "verdict"] == row["verdict"]
+    efficiency = next(d.value for d in at.dataframe if "figure" in d.value.columns)
+    assert {"single-stream latency p50", "peak memory"} <= set(efficiency["figure"])
+    memory = efficiency[efficiency["figure"] == "peak memory"]
+    assert memory["A"].str.endswith(" GB").all() and not memory["A"].str.contains(r"\d{7}").any()  # GB, not raw bytes
+    latency = efficiency[efficiency["figure"] == "single-stream latency p50"]
+    assert latency[DIFFERENCE].str.endswith(" ms").all()
     assert any("badge[local directory]" in m.value for m in at.markdown)  # the fixture tasks read local JSONL files
     heads = [m.value for m in at.markdown if m.value.startswith("**")]
     assert "**tiny\\-bio**" in heads

@@ -6,7 +6,7 @@ render, that a sidebar filter changes the table, that a candidate name carrying 
 (no element injected, no script run), that the Consult page answers a question with a real tiny
 mixture (gate chart, multi-domain split, answer, disclaimer), saves screenshots of the trade-offs
 and the Consult pages, and stops the server by its pid. A second test renders every page at
-1400 x 900 and checks what a reader sees first (see ``test_every_page_reads_at_a_glance``).
+1400 x 900 and 1024 x 768 and checks what a reader sees first (see ``test_every_page_reads_at_a_glance``).
 """
 
 from __future__ import annotations
@@ -204,37 +204,79 @@ def _settle(page) -> None:
     page.wait_for_timeout(600)
 
 
-def _check_use_cases(page) -> None:
+def _overflow(frame) -> int:
+    """Pixels a dataframe scrolls sideways (0 when every column is in view)."""
+    return int(frame.locator(".dvn-scroller").first.evaluate("el => el.scrollWidth - el.clientWidth"))
+
+
+#: a header only the Overview's Results table has: the full data browser (every task x metric x
+#: efficiency column, with its CSV download) is the one table meant to scroll sideways
+DATA_BROWSER_HEADER = "± stderr"
+
+
+def _check_no_sideways_scroll(page, heading: str, width: int) -> None:
+    """Every table in view (not folded in a closed expander), the data browser aside, shows all its
+    columns without a horizontal scrollbar; a table is named by its first headers in the message."""
+    for frame in page.locator('[data-testid="stDataFrame"]').all():
+        if not frame.is_visible():
+            continue
+        frame.locator('[role="columnheader"]').first.wait_for(state="attached", timeout=10_000)  # the grid's accessible copy comes after its canvas
+        headers = [h.inner_text().strip() for h in frame.locator('[role="columnheader"]').all()]
+        overflow = _overflow(frame)
+        if overflow > 1 and DATA_BROWSER_HEADER not in headers:
+            raise AssertionError(f"{heading} at {width} px: the table with columns {headers[:4]} scrolls sideways by {overflow} px")
+
+
+def _check_use_cases(page, width: int) -> None:
     """The ranking in view: no sideways scroll, every name fits its column (whole, or wrapped within
     the rows' three lines), and 'N of M candidate(s) ranked' counts the rows the table shows."""
-    from board_ui import CELL_PAD_PX, name_width  # the sizing rule the page uses, measured in this browser's font
+    from board_ui import CELL_PAD_PX, RANKING_NAME_CAP, name_width  # the sizing rule the page uses, measured in this browser's font
 
     heading = page.get_by_text("candidate(s) ranked").first
     heading.wait_for(timeout=30_000)
     ranked, total = (int(x) for x in heading.inner_text().split(" candidate")[0].split(" of "))
     frame = page.locator('[data-testid="stDataFrame"]').filter(has=page.locator('[role="columnheader"]', has_text="why")).first
-    scroller = frame.locator(".dvn-scroller").first
-    overflow = scroller.evaluate("el => el.scrollWidth - el.clientWidth")
-    assert overflow <= 1, f"the ranking scrolls sideways by {overflow} px"
+    overflow = _overflow(frame)
+    assert overflow <= 1, f"at {width} px the ranking scrolls sideways by {overflow} px"
     rows = _grid_rows(frame)
     header, body = rows[0], rows[1:]
     assert len(body) == total, f"the page says {total} candidates, the table shows {len(body)}"
     assert sum(r[header.index("rank")] != "—" for r in body) == ranked
     names = [r[header.index("candidate")] for r in body]
-    column = name_width(names, cap=220) - CELL_PAD_PX
+    column = name_width(names, cap=RANKING_NAME_CAP) - CELL_PAD_PX  # its narrowest: the width it starts from at 1024 px
     widths = page.evaluate(
         "names => { const c = document.createElement('canvas').getContext('2d');"
         " c.font = '14px ' + getComputedStyle(document.body).fontFamily; return names.map(n => c.measureText(n).width); }",
         names,
     )
-    for name, width in zip(names, widths, strict=True):
-        assert width <= 3 * column, f"{name!r} ({width:.0f} px) does not fit three lines of {column} px"
+    for name, width_px in zip(names, widths, strict=True):
+        assert width_px <= 3 * column, f"{name!r} ({width_px:.0f} px) does not fit three lines of {column} px"
+
+
+#: the two screens a reader brings: a laptop at 1400 x 900 and a narrow one at 1024 x 768
+WIDE, NARROW = (1400, 900), (1024, 768)
+
+
+def _screenshots(page, shots: Path, name: str, size: tuple[int, int]) -> None:
+    """The first screen and the whole page at ``size`` (Streamlit scrolls inside the page: a tall
+    viewport shows it all), then back to ``size``."""
+    width, height = size
+    page.screenshot(path=str(shots / f"{name}-{width}.png"))
+    page.set_viewport_size({"width": width, "height": 3000})
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(shots / f"{name}-{width}-whole.png"))
+    page.set_viewport_size({"width": width, "height": height})
 
 
 def test_every_page_reads_at_a_glance(server, board_results, tmp_path):
-    """Every page at 1400 x 900 on the shared results folder: a screenshot of its first screen and one
-    of the whole page each (under the test's folder, copied to ``MEDMOE_SCREENSHOTS`` when set), no page whose tables hold only n/a, and on
-    Use cases the ranking checks of :func:`_check_use_cases`."""
+    """Every page on the shared results folder, each loaded once and looked at on two screens.
+
+    At 1400 x 900: no table in view scrolls sideways (the ranking tables of every page, Compare and
+    Fidelity included; the Overview's Results data browser aside), no page's tables hold only n/a, and on Use cases the checks of
+    :func:`_check_use_cases`. The same page resized to 1024 x 768 (no reload, no rerun): the Use
+    cases ranking still has no horizontal scrollbar and its names stay whole. A screenshot of the
+    first screen and one of the whole page at both widths (under the test's folder, copied to
+    ``MEDMOE_SCREENSHOTS`` when set)."""
     from playwright.sync_api import sync_playwright
 
     sys.path.insert(0, str(REPO / "leaderboard"))
@@ -243,24 +285,28 @@ def test_every_page_reads_at_a_glance(server, board_results, tmp_path):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page = browser.new_page(viewport={"width": WIDE[0], "height": WIDE[1]})
             for i, (path, heading) in enumerate(PAGES):
+                name = f"{i}-{path or 'overview'}"
+                page.set_viewport_size({"width": WIDE[0], "height": WIDE[1]})
                 page.goto(f"{server}/{path}")
                 page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
                 _settle(page)
                 if path == "use_cases":
-                    _check_use_cases(page)
+                    _check_use_cases(page, WIDE[0])
+                _check_no_sideways_scroll(page, heading, WIDE[0])
                 for grid in page.locator('[data-testid="stDataFrame"]').filter(has=page.locator('[role="grid"]')).all():
                     cells = [c for row in _grid_rows(grid)[1:] for c in row[1:]]
                     assert not cells or any(c.lower() not in EMPTY_CELLS for c in cells), f"{heading}: a table of n/a only"
-                page.screenshot(path=str(shots / f"{i}-{path or 'overview'}.png"))  # the first screen
-                page.set_viewport_size({"width": 1400, "height": 3000})  # Streamlit scrolls inside the page: show it all
-                page.wait_for_timeout(800)
-                page.screenshot(path=str(shots / f"{i}-{path or 'overview'}-whole.png"))
-                page.set_viewport_size({"width": 1400, "height": 900})
+                _screenshots(page, shots, name, WIDE)
+                page.set_viewport_size({"width": NARROW[0], "height": NARROW[1]})
+                page.wait_for_timeout(600)
+                if path == "use_cases":
+                    _check_use_cases(page, NARROW[0])
+                _screenshots(page, shots, name, NARROW)
         finally:
             browser.close()
-    assert all(p.stat().st_size > 20_000 for p in shots.iterdir()) and len(list(shots.iterdir())) == 2 * len(PAGES)
+    assert all(p.stat().st_size > 20_000 for p in shots.iterdir()) and len(list(shots.iterdir())) == 4 * len(PAGES)
     keep = os.environ.get("MEDMOE_SCREENSHOTS")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,11 @@ import math
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from medmoe_lm_eval.analysis.scorecard import JSON_KEYS, TASK_JSON_KEYS, gap_recovered, oracle_agreement, scorecard
+from medmoe_lm_eval.analysis.scorecard import JSON_KEYS, REGRET_DEFINITION, TASK_JSON_KEYS, gap_recovered, oracle_agreement, scorecard, task_regret
 from medmoe_lm_eval.cli import main
 from medmoe_lm_eval.store.results import load_results
 
@@ -24,6 +25,16 @@ def test_gap_recovered_by_hand():
     assert best == "b" and gap == pytest.approx((0.5 - 0.4) / (0.8 - 0.4))  # means: mix .5, oracle .8, b .4
     assert math.isnan(gap_recovered(main_rows, "mix", None, ["a", "b"])[0])  # no oracle
     assert math.isnan(gap_recovered(main_rows, "mix", "a", ["b"])[0])  # oracle (.2) below the best expert (.4): no gap
+
+
+def test_regret_is_oracle_minus_router_by_hand():
+    # router right on 3 of 5 documents, the oracle on 4 (the router misses document 1): regret +0.2
+    d = task_regret(np.array([1, 0, 1, 1, 0]), np.array([1, 1, 1, 1, 0]))
+    assert d.delta == pytest.approx(0.2) and d.a == pytest.approx(0.6) and d.b == pytest.approx(0.8)
+    assert d.p_value == pytest.approx(1.0)  # exact McNemar, one discordant pair: 2 * 0.5 capped at 1
+    assert 0.0 <= d.ci_low <= 0.2 <= d.ci_high <= 1.0  # no document favours the router: every resample is >= 0
+    swapped = task_regret(np.array([1, 1, 1, 1, 0]), np.array([1, 0, 1, 1, 0]))  # a router better than the oracle: negative
+    assert swapped.delta == pytest.approx(-0.2) and REGRET_DEFINITION == "oracle - router"
 
 
 def test_oracle_agreement_request_by_request_by_hand():
@@ -59,7 +70,7 @@ def test_real_keyword_router_scorecard(judgement_results):
     tasks = {t.task: t for t in card.tasks}
     assert set(tasks) == {"lbfx_bio", "lbfx_law", "lbfx_code"}
     for name, t in tasks.items():
-        assert t.regret == pytest.approx(_mean_acc(root, "moe-keywords", name) - _mean_acc(root, "moe-oracle", name))
+        assert t.regret == pytest.approx(_mean_acc(root, "moe-oracle", name) - _mean_acc(root, "moe-keywords", name))  # oracle - router
         assert t.regret_ci_low <= t.regret <= t.regret_ci_high and t.n_paired == 5
         rows = [r for r in log if r["task"] == name]
         assert t.requests == len(rows) and t.domain == rows[0]["domain"]
@@ -72,6 +83,12 @@ def test_routing_cli_json_keys_and_errors(judgement_results, capsys):
     assert main(["routing", "--results", root, "--candidate", "moe-keywords", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert tuple(out) == JSON_KEYS and out["tasks"] and all(tuple(t) == TASK_JSON_KEYS for t in out["tasks"])
+    assert out["regret_definition"].startswith("oracle - router")  # the sign the page and the table use, said in the JSON
+    card = {t.task: t for t in scorecard(load_results(root), "moe-keywords").tasks}
+    assert all(t["regret"] == pytest.approx(card[t["task"]].regret) for t in out["tasks"])
+    assert main(["routing", "--results", root, "--candidate", "moe-keywords"]) == 0
+    printed = capsys.readouterr().out
+    assert "regret = oracle - router (positive: routing lost accuracy)" in " ".join(printed.split())
     assert main(["routing", "--results", root, "--candidate", "moe-oracle", "--json"]) == 0
     oracle = json.loads(capsys.readouterr().out)
     assert oracle["oracle_candidate"] is None and oracle["gap_recovered"] is None and oracle["routing_accuracy"] == 1.0

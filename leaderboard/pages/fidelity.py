@@ -14,6 +14,7 @@ import streamlit as st
 from medmoe_lm_eval.analysis.calibration import calibration
 from medmoe_lm_eval.analysis.fidelity import fidelity, fidelity_table
 from medmoe_lm_eval.analysis.noninferiority import DEFAULT_MARGIN
+from medmoe_lm_eval.analysis.views import fidelity_display
 
 view = board_ui.current_view()
 st.title("Fidelity of quantized copies")
@@ -42,20 +43,42 @@ else:
         "Recovery = copy / parent with its 95% paired bootstrap interval; same top = share of the same answer with its Wilson interval; verdict: "
         "non-inferior when the interval of copy - parent lies above -margin, inferior when below, else how many items would settle it."
     )
+    lead = fidelity_display(table)
+    # base widths that fit 1400 px (the columns grow on a wider screen); names and verdicts wrap
     st.dataframe(
-        table[["candidate", "parent", "task", "n_paired", "verdict_text", "recovery", "recovery_ci_low", "recovery_ci_high", "same_top",
-               "same_top_ci_low", "same_top_ci_high", "agreement", "flips_correct_to_wrong", "flip_cw_rate", "flip_cw_low", "flip_cw_high",
-               "flips_wrong_to_correct", "flip_wc_rate", "flip_wc_low", "flip_wc_high", "delta", "delta_low", "delta_high", "kl_mean", "kl_p99", "ppl_ratio"]],
-        hide_index=True, width="stretch", key="fidelity_table",
+        lead,
+        hide_index=True,
+        width="stretch",
+        height=board_ui.table_height(len(lead), board_ui.WRAP_ROW_PX),
+        row_height=board_ui.WRAP_ROW_PX,
         column_config={
-            "candidate": st.column_config.TextColumn("copy"), "n_paired": st.column_config.NumberColumn("paired"),
-            "verdict_text": st.column_config.TextColumn(f"verdict (margin {margin:g})"), "same_top": st.column_config.NumberColumn("same top", format="%.4f"),
-            **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("recovery", "recovery_ci_low", "recovery_ci_high", "same_top_ci_low", "same_top_ci_high")},
-            "flips_correct_to_wrong": st.column_config.NumberColumn("c→w"), "flips_wrong_to_correct": st.column_config.NumberColumn("w→c"),
-            **{c: st.column_config.NumberColumn(c, format="%.3f") for c in ("agreement", "flip_cw_rate", "flip_wc_rate", "delta", "kl_mean", "kl_p99", "ppl_ratio",
-                                                                         "flip_cw_low", "flip_cw_high", "flip_wc_low", "flip_wc_high", "delta_low", "delta_high")},
+            "copy": st.column_config.TextColumn("copy", width=board_ui.name_width(lead["copy"], cap=140)),
+            "parent": st.column_config.TextColumn("parent", width=board_ui.name_width(lead["parent"], cap=120)),
+            "task": st.column_config.TextColumn("task", width=board_ui.name_width(lead["task"], cap=130)),
+            "verdict": st.column_config.TextColumn(f"verdict (margin {margin:g})", width=180),
+            "copy - parent [95%]": st.column_config.TextColumn("copy - parent [95%]", width=150, help="on the task's main metric, paired bootstrap interval"),
+            "flips c→w / w→c": st.column_config.TextColumn(
+                "flips c→w / w→c", width=100, help="documents the parent got right and the copy wrong / the reverse"
+            ),
+            "KL mean": st.column_config.TextColumn("KL mean", width=70, help="mean KL(parent || copy) over the option distributions"),
         },
-    )  # fmt: skip
+        key="fidelity_table",
+    )
+    with st.expander("Every figure: recovery, same top, flip rates with Wilson intervals, KL p99, perplexity ratio (4 decimals)"):
+        st.dataframe(
+            table[["candidate", "parent", "task", "n_paired", "verdict_text", "recovery", "recovery_ci_low", "recovery_ci_high", "same_top",
+                   "same_top_ci_low", "same_top_ci_high", "agreement", "flips_correct_to_wrong", "flip_cw_rate", "flip_cw_low", "flip_cw_high",
+                   "flips_wrong_to_correct", "flip_wc_rate", "flip_wc_low", "flip_wc_high", "delta", "delta_low", "delta_high", "kl_mean", "kl_p99", "ppl_ratio"]],
+            hide_index=True, width="stretch", key="fidelity_detail_table",
+            column_config={
+                "candidate": st.column_config.TextColumn("copy"), "n_paired": st.column_config.NumberColumn("paired"),
+                "verdict_text": st.column_config.TextColumn(f"verdict (margin {margin:g})"), "same_top": st.column_config.NumberColumn("same top", format="%.4f"),
+                **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("recovery", "recovery_ci_low", "recovery_ci_high", "same_top_ci_low", "same_top_ci_high")},
+                "flips_correct_to_wrong": st.column_config.NumberColumn("c→w"), "flips_wrong_to_correct": st.column_config.NumberColumn("w→c"),
+                **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("agreement", "flip_cw_rate", "delta", "kl_mean", "kl_p99", "ppl_ratio",
+                                                                             "flip_cw_low", "flip_cw_high", "flip_wc_rate", "flip_wc_low", "flip_wc_high", "delta_low", "delta_high")},
+            },
+        )  # fmt: skip
 
 st.subheader("Calibration on multiple-choice tasks")
 cal, problems = calibration(view.results, sorted(shown))

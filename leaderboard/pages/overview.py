@@ -7,6 +7,14 @@ import streamlit as st
 
 from medmoe_lm_eval.analysis.views import apart_table, overview_table, summary_display
 
+#: the summary's efficiency columns, as a caption names them when no candidate has one
+SUMMARY_FIGURES = {
+    "latency_ms": "single-stream latency",
+    "generated_tokens_per_s": "generated tokens/s",
+    "peak_memory_gb": "peak memory",
+    "energy_per_correct_j": "energy per correct answer",
+}
+
 view = board_ui.current_view()
 st.title("Overview")
 st.caption(
@@ -27,20 +35,28 @@ if "lowest_task_score" in summary.columns and summary["lowest_task_score"].notna
     # the same number on every row tells candidates nothing apart (tiny runs score 0 somewhere)
     st.caption(f"Lowest task score left out: {summary['lowest_task_score'].iloc[0]:.3f} for every candidate.")
     summary = summary.drop(columns=["lowest_task_score"])
+empty = [c for c in SUMMARY_FIGURES if c in summary.columns and summary[c].isna().all()]
+if empty:  # a column nobody measured tells no candidate apart: said once instead of a column of blanks
+    st.caption(f"Not measured for any candidate here: {', '.join(SUMMARY_FIGURES[c] for c in empty)}.")
+# base widths that fit the 1400 px screen (the columns grow to fill a wider one); data sources are
+# on the Results table below and the Compare page's badges
 st.dataframe(
-    summary,
+    summary.drop(columns=[*empty, "data"], errors="ignore"),
     hide_index=True,
     width="stretch",
     height=board_ui.table_height(len(summary)),
     column_config={
-        "candidate": board_ui.name_column(summary["candidate"]),
-        "win_rate": st.column_config.ProgressColumn("mean win rate", min_value=0.0, max_value=1.0, format="%.2f"),
-        "lowest_task_score": st.column_config.NumberColumn("lowest task score", format="%.3f", help="the lowest main metric over its tasks"),
-        "latency_ms": st.column_config.NumberColumn("single-stream latency p50 (ms)", format="%.1f"),
-        "generated_tokens_per_s": st.column_config.NumberColumn("gen. tokens/s", format="%.1f"),
-        "peak_memory_gb": st.column_config.NumberColumn("peak memory (GB)", format="%.2f"),
-        "energy_per_correct_j": st.column_config.NumberColumn("J per correct", format="%.3g"),
-        "data": st.column_config.TextColumn("data source"),
+        "candidate": st.column_config.TextColumn("candidate", width=board_ui.name_width(summary["candidate"], cap=330)),
+        "kind": st.column_config.TextColumn("kind", width=52),
+        "tasks": st.column_config.NumberColumn("tasks", width=52),
+        "win_rate": st.column_config.ProgressColumn("mean win rate", min_value=0.0, max_value=1.0, format="%.2f", width=130),
+        "lowest_task_score": st.column_config.NumberColumn("lowest task", format="%.3f", help="the lowest main metric over its tasks", width=90),
+        "latency_ms": st.column_config.NumberColumn(
+            "latency p50 (ms)", format="%.1f", help="single-stream latency p50, end to end, router included", width=112
+        ),
+        "generated_tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.1f", help="generated tokens per second", width=72),
+        "peak_memory_gb": st.column_config.NumberColumn("memory (GB)", format="%.2f", help="peak memory", width=96),
+        "energy_per_correct_j": st.column_config.NumberColumn("J/correct", format="%.3g", help="energy per correct answer (J)", width=80),
     },
     key="summary_table",
 )

@@ -7,7 +7,8 @@ import board_ui
 import streamlit as st
 
 from medmoe_lm_eval.analysis.routing import is_oracle, misrouted, mixture_candidates, oracle_partner, routing_confusion, routing_regret, routing_share
-from medmoe_lm_eval.analysis.scorecard import scorecard
+from medmoe_lm_eval.analysis.scorecard import REGRET_DEFINITION, scorecard
+from medmoe_lm_eval.analysis.views import scorecard_display
 
 view = board_ui.current_view()
 st.title("Routing")
@@ -24,7 +25,10 @@ mixtures.sort(key=lambda c: oracle_partner(view.results, c) is None)  # opens on
 candidate = st.selectbox("Mixture", mixtures, key="routing_candidate")
 tasks = set(view.frame.loc[view.frame["candidate"] == candidate, "task"])
 oracle_itself = is_oracle(view.results, candidate)
-st.caption("One sign everywhere on this page: regret = oracle - router on the task's main metric; positive = accuracy routing lost.")
+st.caption(
+    f"One sign everywhere (this page, `medmoe routing` and its --json): regret = {REGRET_DEFINITION} on the task's main metric; "
+    "positive = accuracy routing lost."
+)
 
 st.subheader("Scorecard")
 card = scorecard(view.results, candidate)
@@ -53,11 +57,14 @@ if not oracle_itself:
     for note in card.notes:
         st.caption(board_ui.md(note))
 score_table = card.task_table()
-# the scorecard computes mixture - oracle; the page shows oracle - router (one sign with the regret table below)
-score_table = score_table.assign(regret=-score_table["regret"], regret_ci_low=-score_table["regret_ci_high"], regret_ci_high=-score_table["regret_ci_low"])
-score_table = score_table.rename(columns={"regret": "regret (oracle - router)", "regret_ci_low": "95% low", "regret_ci_high": "95% high"})
-score_table = score_table[score_table["task"].isin(tasks)].dropna(axis=1, how="all")
-st.dataframe(score_table, hide_index=True, width="stretch", key="scorecard_table")
+score_table = scorecard_display(score_table[score_table["task"].isin(tasks)])
+st.dataframe(
+    score_table.dropna(axis=1, how="all").loc[:, lambda t: (t != "—").any()],  # no column of dashes (the oracle's regret)
+    hide_index=True,
+    width="stretch",
+    column_config={"agreement": st.column_config.NumberColumn("agreement", format="%.2f", help="share of requests with the oracle's top expert")},
+    key="scorecard_table",
+)
 
 st.subheader("Share of each task's requests per expert")
 share = routing_share(view.results)
@@ -95,12 +102,30 @@ if oracle_itself:
 elif regret.empty:
     st.info("No oracle run over the same experts. Evaluate a copy of this adapter with `router: {type: oracle}` to measure what routing costs.")
 else:
-    st.caption("regret = oracle - router on the task's main metric (positive: routing lost accuracy).")
-    st.dataframe(regret, hide_index=True, key="regret_table")
+    st.caption(
+        f"regret = {REGRET_DEFINITION} on the task's lm-eval aggregate (positive: routing lost accuracy); the scorecard above has it per document with its interval."
+    )
+    st.dataframe(
+        regret,
+        hide_index=True,
+        column_config={
+            "router_value": st.column_config.NumberColumn("router", format="%.3f"),
+            "oracle_value": st.column_config.NumberColumn("oracle value", format="%.3f"),
+            "regret": st.column_config.NumberColumn(f"regret ({REGRET_DEFINITION})", format="%+.3f"),
+        },
+        key="regret_table",
+    )
 
 st.subheader("Misrouted examples")
 wrong = misrouted(log)
 if wrong.empty:
     st.info("No misrouted requests in the routing log.")
 else:
-    st.dataframe(wrong, hide_index=True, width="stretch", key="misrouted_table")
+    st.dataframe(
+        wrong,
+        hide_index=True,
+        width="stretch",
+        row_height=board_ui.WRAP_ROW_PX // 2 + 20,  # the question wraps over three lines
+        column_config={"doc_id": st.column_config.NumberColumn("doc", width=48), "text": st.column_config.TextColumn("text", width=320)},
+        key="misrouted_table",
+    )

@@ -13,7 +13,7 @@ import streamlit as st
 
 from medmoe_lm_eval.analysis.ranking import rank_results
 from medmoe_lm_eval.analysis.use_cases import FIGURES
-from medmoe_lm_eval.analysis.views import ranking_display
+from medmoe_lm_eval.analysis.views import lead_why, ranking_display
 
 #: the ranking as the first screen shows it; the toggle adds every figure, per-task quality and counts
 ANSWER = ["rank", "rank range", "tied", "candidate", "kind", "score", "why"]
@@ -40,7 +40,9 @@ st.caption(
 if ranking.message:
     st.warning(board_ui.md(ranking.message))
 every_figure = st.toggle("Show every figure (with its interval), per-task quality and counts", key="every_figure")
-table = display if every_figure else display[ANSWER]
+table = display if every_figure else display[ANSWER].assign(why=lead_why(ranking))
+# base widths that fit the 1024 px screen (the columns grow to fill a wider one); long names and
+# reasons wrap within the rows' four lines instead of being cut or scrolling sideways
 st.dataframe(
     table,
     hide_index=True,
@@ -48,14 +50,14 @@ st.dataframe(
     height=board_ui.table_height(len(table), board_ui.WRAP_ROW_PX),
     row_height=board_ui.WRAP_ROW_PX,
     column_config={
-        "rank": st.column_config.TextColumn("rank", width=48, help="1 + the candidates significantly better: candidates not told apart share it"),
-        "rank range": st.column_config.TextColumn("range", width=60, help="joint 95% set: [rank, candidates - those significantly worse]"),
-        "tied": st.column_config.TextColumn("tie", width=64, help="'= leader': not significantly worse than the top score"),
-        "candidate": st.column_config.TextColumn("candidate", width=board_ui.name_width(display["candidate"], cap=220)),
-        "kind": st.column_config.TextColumn("kind", width=56),
-        "score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.3f", width=90),
+        "rank": st.column_config.TextColumn("rank", width=44, help="1 + the candidates significantly better: candidates not told apart share it"),
+        "rank range": st.column_config.TextColumn("range", width=52, help="joint 95% set: [rank, candidates - those significantly worse]"),
+        "tied": st.column_config.TextColumn("tie", width=68, help="'= leader': not significantly worse than the top score"),
+        "candidate": st.column_config.TextColumn("candidate", width=board_ui.name_width(display["candidate"], cap=board_ui.RANKING_NAME_CAP)),
+        "kind": st.column_config.TextColumn("kind", width=52),
+        "score": st.column_config.ProgressColumn("score", min_value=0.0, max_value=1.0, format="%.3f", width=72),
         "notes": st.column_config.TextColumn("notes", width="large"),
-        "why": st.column_config.TextColumn("why", width=300, help="limits met or failed (with the figure), and the figure that carried the score"),
+        "why": st.column_config.TextColumn("why", width=250, help="limits met or failed (with the figure), and the figure that carried the score"),
     },
     key="ranking_table",
 )

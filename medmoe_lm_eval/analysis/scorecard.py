@@ -7,9 +7,11 @@ Routers are judged as RouterBench and RouteLLM judge them, on the same documents
 * per task, ``agreement``: share of requests where the router's top expert is the oracle's (the
   oracle mixture's own routing log, request by request, when it ran; otherwise the expert of the
   task's domain, which is what the oracle router picks);
-* per task, ``regret = mixture - oracle`` on the task's main metric over the documents both
-  answered, with its 95% paired bootstrap interval (negative: routing mistakes cost quality), the
-  oracle being the mixture over the same experts with ``router: oracle``;
+* per task, ``regret = oracle - router`` on the task's main metric over the documents both
+  answered, with its 95% paired bootstrap interval (positive: routing mistakes cost quality), the
+  oracle being the mixture over the same experts with ``router: oracle``. One sign everywhere: the
+  terminal, its ``--json``, the Routing page and :func:`.routing.routing_regret` all write
+  :data:`REGRET_DEFINITION`;
 * ``gap_recovered``: ``(mixture - best single expert) / (oracle - best single expert)`` on the mean
   chance-corrected quality over the tasks all of them ran (RouteLLM's "performance gap
   recovered"); the best single expert is the best one-expert candidate built on one of the
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medmoe_lm_eval.analysis.paired import paired_difference
+from medmoe_lm_eval.analysis.paired import PairedDifference, paired_difference
 from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
 from medmoe_lm_eval.analysis.routing import oracle_partner, routing_confusion
 from medmoe_lm_eval.store.files import as_dict
@@ -35,7 +37,9 @@ from medmoe_lm_eval.store.records import ResultsSet
 from medmoe_lm_eval.store.routing_logs import routing_logs
 from medmoe_lm_eval.store.samples import load_items
 
-JSON_KEYS = ("candidate", "routing_accuracy", "oracle_candidate", "gap_recovered", "router_ms_p50", "router_ms_p99", "tasks")
+#: the one sign regret has wherever it is shown (positive: accuracy the router lost against the oracle)
+REGRET_DEFINITION = "oracle - router"
+JSON_KEYS = ("candidate", "routing_accuracy", "oracle_candidate", "gap_recovered", "router_ms_p50", "router_ms_p99", "regret_definition", "tasks")
 TASK_JSON_KEYS = ("task", "domain", "agreement", "regret", "regret_ci_low", "regret_ci_high")
 _REQUEST = ["task", "doc_id", "request_type"]
 
@@ -72,7 +76,8 @@ class Scorecard:
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: _clean(getattr(self, k)) for k in JSON_KEYS if k != "tasks"}
+        out = {k: _clean(getattr(self, k)) for k in JSON_KEYS if k not in ("regret_definition", "tasks")}
+        out["regret_definition"] = f"{REGRET_DEFINITION} on the task's main metric; positive: routing lost accuracy"
         out["tasks"] = [{k: _clean(getattr(t, k)) for k in TASK_JSON_KEYS} for t in self.tasks]
         return out
 
@@ -131,6 +136,12 @@ def gap_recovered(main: pd.DataFrame, candidate: str, oracle: str | None, single
     return (float(mean[candidate] - mean[best]) / span if span > 1e-12 else math.nan), best  # no gap to recover
 
 
+def task_regret(router: np.ndarray, oracle: np.ndarray) -> PairedDifference:
+    """Regret on one task from paired per-document scores: ``oracle - router`` (positive: the
+    router lost accuracy), with the paired bootstrap interval and test of :mod:`.paired`."""
+    return paired_difference(np.asarray(router, dtype=float), np.asarray(oracle, dtype=float))  # b - a
+
+
 def _regrets(results: ResultsSet, candidate: str, oracle: str | None) -> dict[str, TaskScore]:
     if oracle is None:
         return {}
@@ -139,7 +150,7 @@ def _regrets(results: ResultsSet, candidate: str, oracle: str | None) -> dict[st
     out = {}
     for task, m in task_matrices(items, main).items():
         if candidate in m.raw and oracle in m.raw:
-            d = paired_difference(m.raw[oracle].to_numpy(), m.raw[candidate].to_numpy())
+            d = task_regret(m.raw[candidate].to_numpy(), m.raw[oracle].to_numpy())
             out[task] = TaskScore(
                 task, None, regret=d.delta, regret_ci_low=d.ci_low, regret_ci_high=d.ci_high, metric=m.metric, n_paired=d.n_paired, p_value=d.p_value
             )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from medmoe_lm_eval.analysis.latency import difference_interval
+from medmoe_lm_eval.analysis.precision import fixed, interval_decimals, significant, with_interval
 from medmoe_lm_eval.analysis.rank_intervals import SEED
 from medmoe_lm_eval.analysis.ranking import Ranking, candidate_figures, task_win_rates
 from medmoe_lm_eval.analysis.use_cases import FIGURES, Figure, format_value
@@ -199,6 +200,19 @@ def ranking_display(ranking: Ranking, max_task_columns: int | None = None) -> pd
     return out
 
 
+def lead_why(ranking: Ranking) -> list[str]:
+    """The 'why' of each ranking row as the board's first screen shows it (same order as
+    :func:`ranking_display`): a candidate outside a hard limit keeps the limit it fails and
+    "not scored", without the scoring notes that only concern scored rows (its full sentence stays
+    in ``medmoe rank`` and the page's every-figure view)."""
+    out = []
+    for row in ranking.table.to_dict("records"):
+        why = str(row["why"])
+        failed = not row.get("meets_limits", True) and why.startswith("fails ") and isinstance(row.get("excluded_reason"), str)
+        out.append(f"{row['excluded_reason']}; not scored" if failed else why)
+    return out
+
+
 def _value(row: Mapping[Hashable, Any], column: str) -> float | None:
     value = row.get(column)
     return None if value is None or pd.isna(value) else float(value)
@@ -258,3 +272,105 @@ def summary_display(results_frame: pd.DataFrame) -> pd.DataFrame:
     if summary.empty:
         return summary
     return summary.round({"win_rate": 3, "lowest_task_score": 3, "latency_ms": 1, "generated_tokens_per_s": 1, "peak_memory_gb": 2, "energy_per_correct_j": 3})
+
+
+# ---------------------------------------------------------------------------------------------
+# Display tables: the figures a reader reads first, as text at the precision their interval
+# supports (``analysis.precision``); every raw column stays in the frames the pages fold away.
+
+#: efficiency metrics of :func:`compare_candidates` -> the figure that formats them (units)
+EFFICIENCY_FIGURES = {
+    "latency_ms_p50": "latency",
+    "generated_tokens_per_s": "throughput",
+    "peak_memory_bytes": "memory",
+    "energy_per_correct_j": "energy_per_correct",
+}
+DIFFERENCE = "B - A [95% interval]"
+
+
+def p_text(p: Any) -> str:
+    """A p-value to two significant digits, '< 0.001' below that, '—' without a test."""
+    value = _value({"p": p}, "p")
+    if value is None:
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.2g}"
+
+
+def comparison_display(table: pd.DataFrame) -> pd.DataFrame:
+    """``Comparison.table()`` as the Compare page leads with it: per task A, B and B - A with its
+    interval at the interval's precision, Holm's p, the paired count, the verdict and the MDE
+    (test names, raw p, clusters and the rest stay in the detail table)."""
+    rows = []
+    for row in table.to_dict("records"):
+        places = interval_decimals(row["ci_low"], row["ci_high"])
+        rows.append({
+            "task": row["task"], "metric": row["metric"], "A": fixed(row["a"], places), "B": fixed(row["b"], places),
+            DIFFERENCE: with_interval(row["delta"], row["ci_low"], row["ci_high"], signed=True), "p (Holm)": p_text(row["p_holm"]),
+            "paired": row["n_paired"], "verdict": row["verdict"], "MDE": fixed(row["mde"], places), "note": row.get("note") or "",
+        })  # fmt: skip
+    out = pd.DataFrame(rows, columns=["task", "metric", "A", "B", DIFFERENCE, "p (Holm)", "paired", "verdict", "MDE", "note"])
+    return out if (out["note"] != "").any() else out.drop(columns=["note"])
+
+
+def efficiency_display(table: pd.DataFrame) -> pd.DataFrame:
+    """Efficiency rows of :func:`compare_candidates` in their units: latency with the 95% interval of
+    B - A at its precision, the single measurements (tokens/s, memory, energy) to three digits."""
+    rows = []
+    for row in table.to_dict("records"):
+        fig = FIGURES[EFFICIENCY_FIGURES[row["metric"]]]
+        a, b, low, high = (_value(row, c) for c in ("value_a", "value_b", "ci_low", "ci_high"))
+        diff = None if a is None or b is None else b - a
+        if low is not None and high is not None:
+            shown = with_interval(diff, low, high, signed=True, unit=fig.base_unit)
+        else:
+            shown = "—" if diff is None else ("+" if diff > 0 else "") + format_value(fig, diff)
+        rows.append({"task": row["task"], "figure": fig.label, "A": format_value(fig, a), "B": format_value(fig, b), DIFFERENCE: shown})
+    return pd.DataFrame(rows, columns=["task", "figure", "A", "B", DIFFERENCE])
+
+
+def subjects_display(table: pd.DataFrame) -> pd.DataFrame:
+    """``subject_breakdown`` as text: A with its interval, B, and B - A with its interval, each at
+    the precision its own interval supports."""
+    rows = []
+    for row in table.to_dict("records"):
+        places = interval_decimals(row["ci_low"], row["ci_high"])
+        rows.append({
+            "task": row["task"], "subject": row["subject"], "n": row["n"], "A [95% interval]": with_interval(row["a"], row["a_low"], row["a_high"]),
+            "B": fixed(row["b"], places), DIFFERENCE: with_interval(row["delta"], row["ci_low"], row["ci_high"], signed=True),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["task", "subject", "n", "A [95% interval]", "B", DIFFERENCE])
+
+
+def fidelity_display(table: pd.DataFrame) -> pd.DataFrame:
+    """``fidelity_table`` as the Fidelity page leads with it: copy, parent, task, the verdict, copy -
+    parent with its interval at its precision, the flips both ways as counts and the mean KL; recovery,
+    same top, rates, the perplexity ratio and the rest stay in the detail table."""
+
+    def count(v: Any) -> str:
+        return "—" if v is None or pd.isna(v) else str(int(v))
+
+    rows = []
+    for row in table.to_dict("records"):
+        rows.append({
+            "copy": row["candidate"], "parent": row["parent"], "task": row["task"], "verdict": row["verdict_text"],
+            "copy - parent [95%]": with_interval(row["delta"], row["delta_low"], row["delta_high"], signed=True),
+            "flips c→w / w→c": f"{count(row['flips_correct_to_wrong'])} / {count(row['flips_wrong_to_correct'])}",
+            "KL mean": significant(row["kl_mean"], 2),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["copy", "parent", "task", "verdict", "copy - parent [95%]", "flips c→w / w→c", "KL mean"])
+
+
+REGRET_COLUMN = "regret (oracle - router) [95%]"
+
+
+def scorecard_display(table: pd.DataFrame) -> pd.DataFrame:
+    """``Scorecard.task_table()`` as the Routing page shows it: regret = oracle - router with its
+    interval at that interval's precision, the paired test's p to two digits, agreement as a number."""
+    rows = []
+    for row in table.to_dict("records"):
+        rows.append({
+            "task": row["task"], "domain": row["domain"], "requests": row["requests"], "agreement": row["agreement"], "metric": row["metric"] or "—",
+            REGRET_COLUMN: with_interval(row["regret"], row["regret_ci_low"], row["regret_ci_high"], signed=True),
+            "p": p_text(row["p_value"]), "paired": row["n_paired"],
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["task", "domain", "requests", "agreement", "metric", REGRET_COLUMN, "p", "paired"])

@@ -1,7 +1,8 @@
 """``medmoe routing``: the router scorecard of one mixture candidate (``analysis.scorecard``).
 
 Routing accuracy against the task's domain, the confusion matrix, agreement with the oracle's
-choice, regret against the oracle mixture over the same experts (paired intervals), the share of
+choice, regret = oracle - router against the oracle mixture over the same experts (paired
+intervals; the sign the Routing page and ``--json`` use too), the share of
 the gap between the best single expert and the oracle that the router recovers, and the router's
 time per decision. The leaderboard's Routing page shows the same numbers.
 """
@@ -13,8 +14,9 @@ import json
 import math
 import sys
 
+from medmoe_lm_eval.analysis.precision import fixed, interval_decimals
 from medmoe_lm_eval.analysis.routing import mixture_candidates
-from medmoe_lm_eval.analysis.scorecard import Scorecard, scorecard
+from medmoe_lm_eval.analysis.scorecard import REGRET_DEFINITION, Scorecard, scorecard
 from medmoe_lm_eval.store.results import load_results
 
 DEFAULT_RESULTS = "results"
@@ -58,18 +60,23 @@ def _print(card: Scorecard) -> None:
             f" · gap recovered {_cell(card.gap_recovered)} · router ms p50 {_cell(card.router_ms_p50, '.3g')} p99 {_cell(card.router_ms_p99, '.3g')}"
         )
     )
-    table = Table(title=Text("Per task: agreement with the oracle's choice; regret = mixture - oracle, 95% paired bootstrap interval"))
+    table = Table(
+        title=Text(
+            f"Per task: agreement with the oracle's choice; regret = {REGRET_DEFINITION} (positive: routing lost accuracy), 95% paired bootstrap interval"
+        )
+    )
     for head in ("task", "domain", "requests", "agreement", "metric", "regret", "95% interval", "p", "paired"):
         table.add_column(head, overflow="fold", justify="left" if head in ("task", "domain", "metric") else "right")
     for t in card.tasks:
-        interval = "—" if not math.isfinite(t.regret_ci_low) else f"[{t.regret_ci_low:+.3f}, {t.regret_ci_high:+.3f}]"
+        places = interval_decimals(t.regret_ci_low, t.regret_ci_high)  # the precision the interval supports
+        interval = "—" if not math.isfinite(t.regret_ci_low) else f"[{fixed(t.regret_ci_low, places, True)}, {fixed(t.regret_ci_high, places, True)}]"
         cells = (
             t.task,
             t.domain or "?",
             str(t.requests),
             _cell(t.agreement),
             t.metric or "—",
-            _cell(t.regret, "+.3f"),
+            fixed(t.regret, places, signed=True),
             interval,
             _cell(t.p_value, ".3g"),
             str(t.n_paired),

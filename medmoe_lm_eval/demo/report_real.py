@@ -118,7 +118,7 @@ def _print_scorecard(out: Path, console: Console) -> float:
     mean_regret = f"{sum(regrets) / len(regrets):+.3f}" if regrets else "—"
     console.print(
         f"router scorecard, moe-router: routing accuracy {_cell(None, card.routing_accuracy)} · oracle {card.oracle_candidate or '(none)'}"
-        f" · mean regret vs oracle {mean_regret} · best single expert {card.best_single or '(none)'} · gap recovered {_cell(None, card.gap_recovered)}"
+        f" · mean regret (oracle - router) {mean_regret} · best single expert {card.best_single or '(none)'} · gap recovered {_cell(None, card.gap_recovered)}"
         f" · router {_cell(None, card.router_ms_p50)} ms/decision (p50)",
         style="italic",
     )
