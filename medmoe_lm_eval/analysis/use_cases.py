@@ -33,7 +33,7 @@ class Figure:
 
 FIGURES: dict[str, Figure] = {
     "accuracy": Figure("accuracy", "accuracy", "accuracy", True, {"": 1.0, "%": 0.01}, ""),
-    # latency figures (profiling.figures): "latency" is single-stream end-to-end (one request at a time,
+    # latency figures (profiling.task_efficiency): "latency" is single-stream end-to-end (one request at a time,
     # router included, MLPerf single-stream); "batch_latency" is per backend call on a batch and is
     # never what a chatbot user waits for
     "latency": Figure("latency", "single-stream latency p50", "latency_ms", False, {"ms": 1.0, "s": 1000.0}, "ms"),
