@@ -1,7 +1,9 @@
 """Use cases as data: the figures a ranking may weigh, their limits, and the YAML that defines them.
 
 A use case (low-latency chatbot, edge deployment, ...) is a declarative profile that users add to
-in ``use_cases.yaml``; nothing about a particular use case is a constant in code.
+in ``use_cases.yaml``; nothing about a particular use case is a constant in code. The bundled
+YAML lives beside this module (package data), since analysis is what reads it; the board only
+shows what analysis ranks.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: the use cases shipped with the package (``medmoe rank`` and the board read them by default)
+BUNDLED_USE_CASES = Path(__file__).with_name("use_cases.yaml")
 
 
 @dataclass(frozen=True)
@@ -172,13 +177,11 @@ class UseCase(BaseModel):
 
 
 def default_use_cases_path() -> Path:
-    """``MEDMOE_USE_CASES`` if set, else ``leaderboard/use_cases.yaml``."""
+    """``MEDMOE_USE_CASES`` if set, else the bundled :data:`BUNDLED_USE_CASES`."""
     env = os.environ.get("MEDMOE_USE_CASES")
     if env:
         return Path(env)
-    from medmoe_lm_eval.paths import leaderboard_dir
-
-    return leaderboard_dir() / "use_cases.yaml"
+    return BUNDLED_USE_CASES
 
 
 def load_use_cases(path: str | Path | None = None) -> tuple[dict[str, UseCase], list[str]]:
