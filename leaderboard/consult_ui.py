@@ -1,7 +1,7 @@
 """What the Consult page needs: which candidates can answer, the live consultant, the gate chart.
 
 A candidate is consulted through the user's own adapter file whose sha256 the run recorded
-(``config.medmoe.adapter``), never through what the results file says (see :mod:`consult_trust`).
+(``config.medmoe.adapter``), never through what the results file says (see :mod:`medmoe_lm_eval.harness.consult_trust`).
 Running it needs every model on this machine: local files that still exist, or hub models already
 in the local Hugging Face cache (taken from the cache, never downloaded). A candidate that cannot
 be consulted is listed with the reason instead. Browsing the page loads no model and imports no torch: the
@@ -24,8 +24,8 @@ from typing import Any
 import altair as alt
 import pandas as pd
 import streamlit as st
-from consult_trust import decide
 
+from medmoe_lm_eval.harness.consult_trust import decide
 from medmoe_lm_eval.store.records import ResultsSet
 
 DISCLAIMER = (
@@ -179,7 +179,7 @@ def consult_candidates(results: ResultsSet, names: Iterable[str]) -> list[Consul
 
 def runnable_adapter(recorded: dict[str, Any], name: str, root: Path) -> tuple[dict[str, Any] | None, str | None, str]:
     """``(adapter, reason, origin)``: the recorded adapter's files are looked for first (existence
-    only: nothing is loaded), then what may run is decided by :mod:`consult_trust` and made
+    only: nothing is loaded), then what may run is decided by :mod:`medmoe_lm_eval.harness.consult_trust` and made
     runnable here in turn."""
     _, reason = rebuild_adapter(recorded)
     if reason:

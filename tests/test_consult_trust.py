@@ -26,10 +26,10 @@ import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
+from medmoe_lm_eval.harness import consult_trust
 from medmoe_lm_eval.paths import leaderboard_dir
 
 sys.path.insert(0, str(leaderboard_dir()))  # the page's own modules, as Streamlit imports them
-import consult_trust
 import consult_ui
 
 APP = str(leaderboard_dir() / "app.py")

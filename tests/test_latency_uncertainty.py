@@ -16,7 +16,7 @@ from medmoe_lm_eval.analysis.latency import figure_intervals, order_interval
 from medmoe_lm_eval.analysis.rank_intervals import figure_win_rates
 from medmoe_lm_eval.analysis.ranking import rank_use_case
 from medmoe_lm_eval.analysis.use_cases import UseCase
-from medmoe_lm_eval.profiling.figures import task_figures
+from medmoe_lm_eval.profiling.task_efficiency import task_efficiency
 
 
 def test_interval_is_the_order_statistics_and_says_its_level():
@@ -98,11 +98,11 @@ def test_single_timings_have_no_interval_and_tie_inside_the_relative_tolerance()
 
 def test_profile_measurements_reach_the_frame_and_hostile_ones_do_not():
     stream = {"streamed": True, "e2e_ms": {"p50": 2.0}, "ttft_ms": {"p50": 1.0}, "e2e_samples_ms": [1.0, 2.0, 3.0], "ttft_samples_ms": [1, 1.0]}
-    figures = task_figures({"single_stream": {"t": stream}}, "t", 3)
+    figures = task_efficiency({"single_stream": {"t": stream}}, "t", 3)
     assert figures["latency_samples_ms"] == (1.0, 2.0, 3.0) and figures["ttft_samples_ms"] == (1.0, 1.0)
     for bad in (["1.0", 2.0], [float("nan")], [-1.0], "123", [True, 1.0], [1.0] * 1001, []):
         hostile = {"single_stream": {"t": {**stream, "e2e_samples_ms": bad}}}
-        assert task_figures(hostile, "t", 3)["latency_samples_ms"] is None, bad
+        assert task_efficiency(hostile, "t", 3)["latency_samples_ms"] is None, bad
 
 
 def test_compare_names_a_faster_candidate_only_outside_the_interval():

@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from medmoe_lm_eval.analysis.precision import with_interval
+from medmoe_lm_eval.analysis.use_cases import BUNDLED_USE_CASES
 from medmoe_lm_eval.analysis.views import DIFFERENCE, overview_table
 from medmoe_lm_eval.paths import leaderboard_dir
 from medmoe_lm_eval.store.results import load_results
@@ -106,7 +107,7 @@ def test_every_page_runs_on_real_results(monkeypatch, board_results):
 
 
 def test_use_cases_rank_and_say_when_nothing_qualifies(monkeypatch, board_results, tmp_path):
-    bundled = (leaderboard_dir() / "use_cases.yaml").read_text(encoding="utf-8")
+    bundled = BUNDLED_USE_CASES.read_text(encoding="utf-8")
     extra = "\n  impossible:\n    name: Impossible\n    weights: {accuracy: 1}\n    limits: ['accuracy >= 0.99']\n  broken:\n    name: Broken\n    weights: {speed: 1}\n"
     cases = tmp_path / "use_cases.yaml"
     cases.write_text(bundled + extra, encoding="utf-8")

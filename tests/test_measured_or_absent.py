@@ -19,9 +19,9 @@ import pytest
 from commands import write_adapter
 from rich.console import Console
 
-from medmoe_lm_eval.profiling.figures import task_figures
 from medmoe_lm_eval.profiling.render import render_profile
 from medmoe_lm_eval.profiling.single_stream import StreamSample, summarise
+from medmoe_lm_eval.profiling.task_efficiency import task_efficiency
 
 TASK = "medmoe_medmcqa"
 
@@ -59,7 +59,7 @@ def test_a_probe_with_no_answer_has_no_latency_and_says_why():
     s = summarise([StreamSample("t", "e", 0.001, None, 0.002, 0, streamed=True)] * 2, warmup=1, energies=[0.1, 0.1])
     assert s["e2e_ms"]["p50"] is None and s["e2e_samples_ms"] == [] and s["energy_per_request_j"] is None
     assert s["reason"] == "no output tokens in any of the 2 probe answers: no latency measured"
-    figures = task_figures({"single_stream": {"t": {**s, "streamed": True}}}, "t", 2)
+    figures = task_efficiency({"single_stream": {"t": {**s, "streamed": True}}}, "t", 2)
     assert math.isnan(figures["latency_ms_p50"]) and math.isnan(figures["ttft_ms_p50"]) and figures["latency_samples_ms"] is None
     console = Console(record=True, width=300, color_system=None)
     for part in render_profile({"enabled": True, "schema": 2, "single_stream": {"t": s}}):
@@ -71,9 +71,9 @@ def test_a_probe_with_no_answer_has_no_latency_and_says_why():
 def test_a_profile_written_before_empty_answers_were_left_out_reads_as_no_latency():
     """A results folder from an older version: a 0.5 ms p50 over answers of 0 tokens in all is not a latency."""
     old = {"streamed": True, "prompts": 4, "output_tokens": 0, "e2e_ms": {"p50": 0.5}, "ttft_ms": {"p50": None}, "e2e_samples_ms": [0.4, 0.5, 0.6, 0.5]}
-    figures = task_figures({"single_stream": {"t": old}}, "t", 4)
+    figures = task_efficiency({"single_stream": {"t": old}}, "t", 4)
     assert math.isnan(figures["latency_ms_p50"]) and math.isnan(figures["latency_ms_p95"]) and figures["latency_samples_ms"] is None
-    answered = task_figures({"single_stream": {"t": {**old, "output_tokens": 12}}}, "t", 4)
+    answered = task_efficiency({"single_stream": {"t": {**old, "output_tokens": 12}}}, "t", 4)
     assert answered["latency_ms_p50"] == 0.5 and answered["latency_samples_ms"] == (0.4, 0.5, 0.6, 0.5)
 
 

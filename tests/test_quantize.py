@@ -118,7 +118,7 @@ def test_gguf_quantized_close_to_fp32(method, kind, ftype, trained, tmp_path, ta
 def test_calibration_truncates_long_texts_instead_of_dropping(trained):
     from transformers import AutoTokenizer
 
-    from medmoe_lm_eval.quantization.calibration import tokenize
+    from medmoe_lm_eval.quantization.calibration_texts import tokenize
 
     tok = AutoTokenizer.from_pretrained(str(trained))
     cal = tokenize(["short one", "long " * 300, "   ", "another fine text"], tok, n_samples=10, seq_len=32, source="t")
@@ -128,7 +128,7 @@ def test_calibration_truncates_long_texts_instead_of_dropping(trained):
 
 
 def test_calibration_bad_jsonl_names_file_row_and_field(tmp_path):
-    from medmoe_lm_eval.quantization.calibration import load_texts
+    from medmoe_lm_eval.quantization.calibration_texts import load_texts
 
     bad = tmp_path / "cal.jsonl"
     bad.write_text('{"text": "ok"}\n{"body": "no text field"}\n')

@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 from rich.table import Table
 
+from medmoe_lm_eval.analysis.board_export import export_board, rank_tables
 from medmoe_lm_eval.analysis.routing import misrouted, routing_confusion, routing_regret
 from medmoe_lm_eval.analysis.use_cases import load_use_cases
 from medmoe_lm_eval.analysis.views import Filters, compare_candidates, overview_table
 from medmoe_lm_eval.cli import main
-from medmoe_lm_eval.cli.board import export_board, rank_tables, streamlit_command
+from medmoe_lm_eval.cli.board import streamlit_command
 from medmoe_lm_eval.store.files import fingerprint
 from medmoe_lm_eval.store.records import FRAME_COLUMNS
 from medmoe_lm_eval.store.results import energy_per_correct, load_results

@@ -1,7 +1,7 @@
 """Consult: ask an evaluated candidate a question and watch its router work.
 
 Candidates come from the results folder (each medmoe run records its adapter and its sha256);
-one runs only through the user's own matching adapter file (``consult_trust``). Browsing loads
+one runs only through the user's own matching adapter file (``medmoe_lm_eval.harness.consult_trust``). Browsing loads
 no model; the first question builds the candidate's consultant once per app process
 (``consult_ui.live_consultant``), and each expert loads only when a question is routed to it.
 """

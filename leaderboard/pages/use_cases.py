@@ -1,4 +1,4 @@
-"""Use cases: candidates ranked by a declarative profile from ``use_cases.yaml``, each with a why.
+"""Use cases: candidates ranked by a declarative profile from ``analysis/use_cases.yaml``, each with a why.
 
 The page leads with the answer: how many candidates are ranked, then the ranking itself (rank, its
 joint 95% range, the tie mark, the name, the score and the sentence saying which limits held and

@@ -19,6 +19,7 @@ import yaml
 from medmoe_lm_eval.analysis.power import ALPHA, POWER, paired_n, unpaired_n
 from medmoe_lm_eval.benchmarks.registry import benchmark
 from medmoe_lm_eval.benchmarks.sources import DataSource, eval_docs, resolve_source
+from medmoe_lm_eval.benchmarks.task_table import task_benchmark
 from medmoe_lm_eval.paths import tasks_dir
 
 
@@ -76,15 +77,10 @@ def expand_tasks(names: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def task_benchmark(task: str) -> str | None:
-    """The benchmark whose rows ``task`` scores (its YAML's ``metadata.benchmark``)."""
-    meta = _task_files(str(tasks_dir())).get(task, {}).get("metadata")
-    name = meta.get("benchmark") if isinstance(meta, dict) else None
-    return str(name) if name else None
-
-
 def available_rows(task: str, source: DataSource) -> int | None:
-    """Rows ``task`` scores from ``source`` (None: no benchmark behind it, or an unknown hub size)."""
+    """Rows ``task`` scores from ``source`` (None: no benchmark behind it, or an unknown hub size).
+
+    The benchmark behind a task is the benchmark table's (``task_table``), not re-read from its YAML."""
     name = task_benchmark(task)
     if name is None:
         return None

@@ -163,7 +163,7 @@ def candidate_figures(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "accuracy": grouped["accuracy"].min(),
-            "latency_ms": grouped["latency_ms_p50"].mean(),  # single-stream E2E p50 (profiling.figures)
+            "latency_ms": grouped["latency_ms_p50"].mean(),  # single-stream E2E p50 (profiling.task_efficiency)
             "ttft_ms": grouped["ttft_ms_p50"].mean(),
             "batch_latency_ms": grouped["batch_latency_ms_p50"].mean(),
             "peak_memory_bytes": grouped["peak_memory_bytes"].max(),

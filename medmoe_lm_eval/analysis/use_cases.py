@@ -1,7 +1,9 @@
 """Use cases as data: the figures a ranking may weigh, their limits, and the YAML that defines them.
 
 A use case (low-latency chatbot, edge deployment, ...) is a declarative profile that users add to
-in ``use_cases.yaml``; nothing about a particular use case is a constant in code.
+in ``use_cases.yaml``; nothing about a particular use case is a constant in code. The bundled
+YAML lives beside this module (package data), since analysis is what reads it; the board only
+shows what analysis ranks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from medmoe_lm_eval.benchmarks.metric_directions import METRIC_DIRECTIONS
+
+#: the use cases shipped with the package (``medmoe rank`` and the board read them by default)
+BUNDLED_USE_CASES = Path(__file__).with_name("use_cases.yaml")
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -26,37 +33,40 @@ class Figure:
     key: str
     label: str
     column: str  #: column of :func:`candidate_figures`
-    higher_is_better: bool
     units: Mapping[str, float]  #: unit -> factor to the base unit ('' = bare number)
     base_unit: str
 
+    @property
+    def higher_is_better(self) -> bool:
+        """The column's direction in ``metric_directions``, the one table of directions."""
+        return METRIC_DIRECTIONS[self.column]
+
 
 FIGURES: dict[str, Figure] = {
-    "accuracy": Figure("accuracy", "accuracy", "accuracy", True, {"": 1.0, "%": 0.01}, ""),
-    # latency figures (profiling.figures): "latency" is single-stream end-to-end (one request at a time,
+    "accuracy": Figure("accuracy", "accuracy", "accuracy", {"": 1.0, "%": 0.01}, ""),
+    # latency figures (profiling.task_efficiency): "latency" is single-stream end-to-end (one request at a time,
     # router included, MLPerf single-stream); "batch_latency" is per backend call on a batch and is
     # never what a chatbot user waits for
-    "latency": Figure("latency", "single-stream latency p50", "latency_ms", False, {"ms": 1.0, "s": 1000.0}, "ms"),
-    "ttft": Figure("ttft", "time to first token p50", "ttft_ms", False, {"ms": 1.0, "s": 1000.0}, "ms"),
-    "batch_latency": Figure("batch_latency", "batch latency p50", "batch_latency_ms", False, {"ms": 1.0, "s": 1000.0}, "ms"),
+    "latency": Figure("latency", "single-stream latency p50", "latency_ms", {"ms": 1.0, "s": 1000.0}, "ms"),
+    "ttft": Figure("ttft", "time to first token p50", "ttft_ms", {"ms": 1.0, "s": 1000.0}, "ms"),
+    "batch_latency": Figure("batch_latency", "batch latency p50", "batch_latency_ms", {"ms": 1.0, "s": 1000.0}, "ms"),
     "memory": Figure(
         "memory",
         "peak memory",
         "peak_memory_bytes",
-        False,
         {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30},
         "B",
     ),
     # energy per request (per document answered): weighed beside accuracy without counting accuracy
     # twice; J per correct answer mixes the two and is shown as a figure, weighed only on purpose
-    "energy": Figure("energy", "energy per request", "energy_per_request_j", False, {"J": 1.0, "mJ": 1e-3, "kJ": 1e3, "Wh": 3600.0}, "J"),
+    "energy": Figure("energy", "energy per request", "energy_per_request_j", {"J": 1.0, "mJ": 1e-3, "kJ": 1e3, "Wh": 3600.0}, "J"),
     "energy_per_correct": Figure(
-        "energy_per_correct", "energy per correct answer", "energy_per_correct_j", False, {"J": 1.0, "mJ": 1e-3, "kJ": 1e3, "Wh": 3600.0}, "J"
+        "energy_per_correct", "energy per correct answer", "energy_per_correct_j", {"J": 1.0, "mJ": 1e-3, "kJ": 1e3, "Wh": 3600.0}, "J"
     ),
-    "throughput": Figure("throughput", "generated tokens/s", "generated_tokens_per_s", True, {"": 1.0, "tok/s": 1.0}, "tok/s"),
-    "requests_per_s": Figure("requests_per_s", "requests/s", "requests_per_s", True, {"": 1.0, "req/s": 1.0}, "req/s"),
-    "parameters": Figure("parameters", "parameters", "num_parameters", False, {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9}, ""),
-    "calibration": Figure("calibration", "expected calibration error", "ece", False, {"": 1.0}, ""),
+    "throughput": Figure("throughput", "generated tokens/s", "generated_tokens_per_s", {"": 1.0, "tok/s": 1.0}, "tok/s"),
+    "requests_per_s": Figure("requests_per_s", "requests/s", "requests_per_s", {"": 1.0, "req/s": 1.0}, "req/s"),
+    "parameters": Figure("parameters", "parameters", "num_parameters", {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9}, ""),
+    "calibration": Figure("calibration", "expected calibration error", "ece", {"": 1.0}, ""),
 }
 
 
@@ -172,13 +182,11 @@ class UseCase(BaseModel):
 
 
 def default_use_cases_path() -> Path:
-    """``MEDMOE_USE_CASES`` if set, else ``leaderboard/use_cases.yaml``."""
+    """``MEDMOE_USE_CASES`` if set, else the bundled :data:`BUNDLED_USE_CASES`."""
     env = os.environ.get("MEDMOE_USE_CASES")
     if env:
         return Path(env)
-    from medmoe_lm_eval.paths import leaderboard_dir
-
-    return leaderboard_dir() / "use_cases.yaml"
+    return BUNDLED_USE_CASES
 
 
 def load_use_cases(path: str | Path | None = None) -> tuple[dict[str, UseCase], list[str]]:

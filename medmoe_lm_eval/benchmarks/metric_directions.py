@@ -1,7 +1,9 @@
 """Which way each lm-eval metric points, and which metric is a task's main one.
 
 Reading results needs this to fill ``higher_is_better`` where lm-eval left it out, and ranking needs
-it to orient win rates; it is knowledge about the benchmarks' metrics, so it lives with them.
+it to orient win rates; it is knowledge about the benchmarks' metrics, so it lives with them. It is
+the one table of directions: the use cases' figures (``analysis.use_cases.FIGURES``) take theirs
+from their columns here, and a test checks the task YAMLs' ``higher_is_better`` agree with it.
 """
 
 from __future__ import annotations
@@ -32,13 +34,19 @@ METRIC_DIRECTIONS: dict[str, bool] = {
     "bleu": True,
     "chrf": True,
     "ter": False,
+    "sandbox_isolated": True,  # medmoe_mbpp: share of programs run under kernel isolation
     "brier_score": False,
     "ece": False,
     "perplexity": False,
     "word_perplexity": False,
     "byte_perplexity": False,
     "bits_per_byte": False,
-    # efficiency columns of the tidy frame
+    # efficiency columns of the tidy frame, and the per-candidate columns the use cases weigh
+    "accuracy": True,
+    "latency_ms": False,
+    "ttft_ms": False,
+    "batch_latency_ms": False,
+    "energy_per_request_j": False,
     "latency_ms_p50": False,
     "latency_ms_p95": False,
     "requests_per_s": True,

@@ -47,10 +47,11 @@ class HubDataset:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One benchmark: its hub home, the fields its task reads, checks and evaluation selection."""
+    """One benchmark: its hub home, the fields its task reads, checks and evaluation selection.
+
+    Its task's domain, metric and options are the benchmark table's (``task_table``)."""
 
     name: str
-    domain: str
     hub: HubDataset
     required: tuple[str, ...]
     check: Check | None = None
@@ -182,7 +183,6 @@ def _mmlu(subject: str) -> Benchmark:
     """One MMLU subject: hub config ``subject``; in a folder, its rows of ``mmlu_medical.jsonl``."""
     return Benchmark(
         f"mmlu_{subject}",
-        "biomedical",
         HubDataset("cais/mmlu", subject, "test"),
         ("question", "subject", "choices", "answer"),
         _mmlu_check,
@@ -200,7 +200,6 @@ BENCHMARKS: dict[str, Benchmark] = {
     for b in (
         Benchmark(
             "pubmedqa",
-            "biomedical",
             HubDataset("qiaojin/PubMedQA", "pqa_labeled", "train"),
             ("pubid", "question", "context", "final_decision"),
             _pubmedqa_check,
@@ -210,7 +209,6 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark(
             "medmcqa",
-            "biomedical",
             HubDataset("openlifescienceai/medmcqa", None, "validation"),
             ("question", "opa", "opb", "opc", "opd", "cop"),
             _medmcqa_check,
@@ -218,7 +216,6 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark(
             "medquad",
-            "biomedical",
             HubDataset("keivalya/MedQuad-MedicalQnADataset", None, "train"),
             ("Question", "Answer"),
             None,
@@ -228,7 +225,6 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark(
             "lawse",
-            "legal",
             HubDataset("ymoslem/Law-StackExchange", None, "train"),
             ("question_id", "question_title", "question_body", "answers"),
             _lawse_check,
@@ -238,13 +234,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark(
             "legal_ruleqa",
-            "legal",
             HubDataset("nguha/legalbench", "rule_qa", "test"),
             ("question", "answer"),
         ),
         Benchmark(
             "mbpp",
-            "code",
             HubDataset("google-research-datasets/mbpp", "full", "test"),
             ("task_id", "text", "code", "test_list"),
             _mbpp_check,
@@ -253,7 +247,6 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark(
             "medqa",
-            "biomedical",
             HubDataset("GBaker/MedQA-USMLE-4-options", None, "test"),
             ("question", "options", "answer_idx"),
             _medqa_check,

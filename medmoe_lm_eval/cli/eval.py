@@ -18,6 +18,7 @@ from typing import Any
 from medmoe_lm_eval import MODEL_NAME
 from medmoe_lm_eval.benchmarks.sources import DATA_ENV, METADATA_KEY
 from medmoe_lm_eval.harness.config import ConfigError, load_adapter
+from medmoe_lm_eval.harness.run_folder import name_the_run, results_folder
 from medmoe_lm_eval.paths import bundled_adapters_dir, tasks_dir
 
 MIN_FREE_BYTES = 16 * 1024 * 1024
@@ -39,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 def check_output_dir(path: str | Path) -> None:
     """A results folder that cannot take a file is reported before any model loads."""
-    target = Path(path)
-    folder = target.parent if target.suffix == ".json" else target
+    folder = results_folder(path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".medmoe-write-check-"):
@@ -63,8 +63,7 @@ def prepare(ns: argparse.Namespace) -> argparse.Namespace:
         model_args: dict[str, Any] = dict(ns.model_args or {})
         if "adapter" not in model_args:
             raise ConfigError("--model_args", "adapter", "no adapter given", "pass --model_args adapter=<path to YAML or bundled name>")
-        cfg = load_adapter(str(model_args["adapter"]))
-        model_args.setdefault("model", cfg.name)
+        name_the_run(model_args, load_adapter(str(model_args["adapter"])))
         ns.model_args = model_args
     if ns.output_path:
         check_output_dir(ns.output_path)

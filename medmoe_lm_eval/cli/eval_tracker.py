@@ -19,6 +19,7 @@ from typing import Any
 
 from lm_eval.loggers import EvaluationTracker
 
+from medmoe_lm_eval.harness.run_folder import results_folder
 from medmoe_lm_eval.jsonio import copy_exclusive
 
 
@@ -37,9 +38,9 @@ class AtomicEvaluationTracker(EvaluationTracker):
             save()
             return
         final = Path(output)
-        destination = final.parent if final.suffix == ".json" else final
+        destination = results_folder(final)
         with tempfile.TemporaryDirectory(prefix="medmoe-results-") as staging:
-            self.output_path = str(Path(staging) / final.name) if final.suffix == ".json" else staging
+            self.output_path = str(Path(staging) / final.relative_to(destination))  # the same file name or folder, staged
             try:
                 save()
             finally:

@@ -64,7 +64,7 @@ def expectations(ppl: dict[str, dict[str, float]]) -> list[tuple[str, bool | Non
 
 
 def print_report(out: Path, runs: dict[str, Path], console: Console, tiny: bool = False) -> None:
-    from medmoe_lm_eval.cli.board import rank_tables
+    from medmoe_lm_eval.analysis.board_export import rank_tables
 
     for table in rank_tables(out, top=RANK_TOP, why=False):
         console.print(table)

@@ -100,7 +100,7 @@ class RouterConfig(_Strict):
     min_weight: float = Field(0.0, ge=0.0, lt=1.0)
     keywords: dict[str, list[str]] | None = None
     weights: dict[str, float] | None = None
-    task_domains: dict[str, str] | None = Field(None, description="oracle: task name (or prefix) -> domain, for tasks without metadata")
+    task_domains: dict[str, str] | None = Field(None, description="oracle: task name (or prefix) -> domain, for tasks outside benchmarks.task_table")
     threshold: float = Field(0.0, ge=0.0, le=1.0, description="top domain probability under this: no guess, the fallback answers")
     fallback: str | None = Field(None, description="expert that answers uncertain queries; default the shared expert")
 

@@ -9,7 +9,6 @@ same code and the same profiler.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -23,12 +22,12 @@ from tqdm import tqdm
 from medmoe_lm_eval import __version__
 from medmoe_lm_eval.benchmarks.domains import task_domain
 from medmoe_lm_eval.benchmarks.sources import environment_setting
-from medmoe_lm_eval.harness import batching, distributed, run_folder, scheduler
+from medmoe_lm_eval.harness import distributed, run_folder, scheduler
 from medmoe_lm_eval.harness.backends.base import Backend, BackendError
 from medmoe_lm_eval.harness.chat import ChatTemplating
-from medmoe_lm_eval.harness.config import AdapterConfig, ConfigError, dump_adapter, load_adapter
+from medmoe_lm_eval.harness.config import AdapterConfig, dump_adapter, load_adapter
 from medmoe_lm_eval.harness.fusion import fuse_loglikelihood, fuse_rolling
-from medmoe_lm_eval.harness.model_args import as_bool, requested_device
+from medmoe_lm_eval.harness.model_args import ModelOptions
 from medmoe_lm_eval.harness.pool import ExpertPool
 from medmoe_lm_eval.harness.probe import ServingProbe, parse_prompts
 from medmoe_lm_eval.harness.routing.router import Route, Router
@@ -40,8 +39,6 @@ from medmoe_lm_eval.profiling.stats import overlap_summary
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
-
-MODEL_ARGS = ("adapter", "device", "batch_size", "max_batch_size", "log_dir", "profile", "max_resident", "model", "probe", "concurrent")
 
 #: what the router reads for each request type (lm-eval's ``Instance.args`` shapes)
 ROUTING_TEXT: dict[str, Callable[[tuple], str]] = {
@@ -69,42 +66,24 @@ def _is_oom(exc: BaseException) -> bool:
 class MedMoELM(ChatTemplating, LM):
     """An adapter config evaluated as one lm-eval model (``--model medmoe --model_args adapter=...``)."""
 
-    def __init__(
-        self,
-        adapter: str | None = None,
-        device: str | None = None,
-        batch_size: int | str | None = None,
-        max_batch_size: int | None = None,
-        log_dir: str | None = None,
-        profile: bool | str | None = None,
-        max_resident: int | None = None,
-        model: str | None = None,
-        probe: int | str | None = None,
-        concurrent: bool | str = True,
-        **unknown: Any,
-    ) -> None:
+    def __init__(self, **model_args: Any) -> None:
+        """``model_args``: ``--model_args`` plus lm-eval's batch and device (``model_args.MODEL_ARGS``)."""
         super().__init__()
-        if adapter is None:
-            raise ConfigError("--model_args", "adapter", "no adapter given", "pass adapter=<path to YAML or bundled name>")
-        if unknown:
-            key = sorted(unknown)[0]
-            raise ConfigError("--model_args", key, "unknown model argument", f"use only {', '.join(MODEL_ARGS)}")
-        self.cfg: AdapterConfig = load_adapter(adapter)
-        batch = batching.from_cli(batch_size, max_batch_size)
-        device = requested_device(device, sys.argv)
-        self.dp = distributed.DataParallel.from_environment(device)
+        opts = ModelOptions.parse(model_args)
+        self.cfg: AdapterConfig = load_adapter(opts.adapter)
+        self.dp = distributed.DataParallel.from_environment(opts.device)
         device = self.dp.device  # under data parallelism: this process's own device
         self._peers: dict[int, distributed.RankSnapshot] = {}
         self.router = Router(self.cfg)
-        self.display_name = model or self.cfg.name
+        self.display_name = opts.model or self.cfg.name
         self.stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S-%f")
-        self.log_dir = run_folder.log_dir(log_dir, model, sys.argv)
-        enabled = self.cfg.profile.enabled if profile is None else as_bool(profile)
+        self.log_dir = run_folder.log_dir(opts.log_dir, opts.model, opts.output_path)
+        enabled = self.cfg.profile.enabled if opts.profile is None else opts.profile
         self.profiler = Profiler(interval_ms=self.cfg.profile.interval_ms, device=device or "auto", enabled=enabled, idle_s=self.cfg.profile.idle_s)
-        self.pool = ExpertPool(self.cfg.experts, self.profiler, max_resident or self.cfg.memory.max_resident, device, batch)
-        self.concurrent = as_bool(concurrent)  # experts on different devices or servers serve at once
+        self.pool = ExpertPool(self.cfg.experts, self.profiler, opts.max_resident or self.cfg.memory.max_resident, device, opts.batch)
+        self.concurrent = opts.concurrent  # experts on different devices or servers serve at once
         self._batches: dict[str, dict[str, Any]] = {}  # expert -> requested and effective batch
-        self.probe = ServingProbe(self.router, self.pool.get, self.profiler, parse_prompts(probe, self.cfg.profile.probe_prompts) if self.rank == 0 else 0)
+        self.probe = ServingProbe(self.router, self.pool.get, self.profiler, parse_prompts(opts.probe, self.cfg.profile.probe_prompts) if self.rank == 0 else 0)
         self.routing = RoutingLog(self._log_path("routing", "jsonl")) if self.rank == 0 else distributed.BufferedRoutingLog()
         self.profiler.start()
 

@@ -62,7 +62,7 @@ def _check_model_dir(model: Path) -> None:
 def _calibration(model: Path, ref: str | None, n_samples: int, length: int) -> Any:
     from transformers import AutoTokenizer
 
-    from medmoe_lm_eval.quantization.calibration import load_texts, tokenize
+    from medmoe_lm_eval.quantization.calibration_texts import load_texts, tokenize
 
     if not ref:
         raise BackendError("--calibration is required for gptq/awq; fix: pass a JSONL file with a 'text' field or a domain such as biomedical")

@@ -21,7 +21,7 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "model_type", "router_type", "num_parameters", "n_samples", "num_fewshot", "profiled",
     "latency_ms_p50", "latency_ms_p95", "requests_per_s", "generated_tokens_per_s",
     "peak_memory_bytes", "energy_j", "energy_per_correct_j", "adapter_sha256", "lm_eval_version",
-    # efficiency figures added with single-stream latency (profiling.figures.TASK_FIGURES)
+    # efficiency figures added with single-stream latency (profiling.task_efficiency.EFFICIENCY_COLUMNS)
     "ttft_ms_p50", "tpot_ms_p50", "batch_latency_ms_p50", "batch_latency_ms_p95", "requests_served", "expert_calls",
     "cache_share", "energy_source", "latency_samples_ms", "ttft_samples_ms", "energy_per_request_j",
     "task_version", "task_hash", "git_hash", "hardware", "source_file", "latest",

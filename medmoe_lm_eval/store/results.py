@@ -25,7 +25,7 @@ import pandas as pd
 
 from medmoe_lm_eval.benchmarks.metric_directions import direction, main_metric
 from medmoe_lm_eval.jsonio import UnsafeEntry, entry_problem
-from medmoe_lm_eval.profiling.figures import task_figures
+from medmoe_lm_eval.profiling.task_efficiency import task_efficiency
 from medmoe_lm_eval.store.candidates import _hardware_text, _joined, _model_ref, _peak_memory, _plain_label, _quantization_text, _short_name, kind_of
 from medmoe_lm_eval.store.files import _load_json, _run_date, as_dict, find_result_files, number, read_data_file
 from medmoe_lm_eval.store.latest import standing
@@ -249,7 +249,7 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
         energy_per_request_j=energy_per_request(ctx.profile, task, n_samples),
         sandbox=_sandbox(metrics), **_key_columns(ctx, task),
     )  # fmt: skip
-    common.update(task_figures(ctx.profile, task, n_samples))  # efficiency figures: see profiling.figures
+    common.update(task_efficiency(ctx.profile, task, n_samples))  # efficiency figures: see profiling.task_efficiency
     rows = []
     for (name, filt), slot in metrics.items():
         if name in RUN_PROPERTY_METRICS:

@@ -1,6 +1,7 @@
-"""The efficiency figures of one task, flat, as the results store puts them in its frame.
+"""The efficiency columns of one task, flat, as the results store puts them in its frame.
 
-Each name means one thing. ``latency_ms_p50``/``_p95`` are single-stream end-to-end latency
+(A use case's weighable "figures" are ``analysis.use_cases.FIGURES``; these are the measured
+columns some of them are computed from.) Each name means one thing. ``latency_ms_p50``/``_p95`` are single-stream end-to-end latency
 (the serving probe: one request at a time, router included), with ``ttft_ms_p50`` and
 ``tpot_ms_p50`` beside them; ``batch_latency_ms_p50``/``_p95`` are per backend call on a batch
 of documents and never stand in for a request's latency (a schema-1 profile, which had only
@@ -21,8 +22,8 @@ from typing import Any
 
 from medmoe_lm_eval.profiling.served import cache_share
 
-#: the frame columns :func:`task_figures` fills, in display order
-TASK_FIGURES: tuple[str, ...] = (
+#: the frame columns :func:`task_efficiency` fills, in display order
+EFFICIENCY_COLUMNS: tuple[str, ...] = (
     "latency_ms_p50", "latency_ms_p95", "ttft_ms_p50", "tpot_ms_p50", "batch_latency_ms_p50", "batch_latency_ms_p95",
     "requests_per_s", "generated_tokens_per_s", "requests_served", "expert_calls", "cache_share", "energy_j", "energy_source",
     "latency_samples_ms", "ttft_samples_ms",
@@ -54,8 +55,8 @@ def _answered(stream: Mapping[str, Any]) -> bool:
     return not (isinstance(count, (int, float)) and not isinstance(count, bool) and count <= 0)
 
 
-def task_figures(profile: Mapping[str, Any] | None, task: str, n_docs: float) -> dict[str, Any]:
-    """The :data:`TASK_FIGURES` of ``task`` (NaN, or ``None`` for text, where not measured)."""
+def task_efficiency(profile: Mapping[str, Any] | None, task: str, n_docs: float) -> dict[str, Any]:
+    """The :data:`EFFICIENCY_COLUMNS` of ``task`` (NaN, or ``None`` for text, where not measured)."""
     profile = _map(profile)
     stats = _map(_map(profile.get("tasks")).get(task))
     stream = _map(_map(profile.get("single_stream")).get(task))

@@ -1,5 +1,8 @@
 """Which recorded candidates the Consult page may run: a results folder is data, not code.
 
+The rule lives below the UI, beside the consultation it guards (``harness.consult``), so any
+front end that runs a recorded candidate applies the same one.
+
 Results folders travel between colleagues, and an adapter names what runs: model folders (whose
 ``trust_remote_code`` would execute their Python), router files, servers that receive an API key.
 So the page never runs the adapter a results file records. It runs the user's own adapter file

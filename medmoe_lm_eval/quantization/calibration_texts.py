@@ -1,5 +1,8 @@
 """Calibration texts for GPTQ/AWQ: a JSONL file or the bundled texts of a domain or task.
 
+Quantization calibration (the data a GPTQ/AWQ copy is fitted on), not confidence calibration
+(``benchmarks.calibration``, ``analysis.calibration``), hence the module's name.
+
 Texts longer than the calibration length are cut to it (counted and reported), never dropped;
 only empty texts are skipped. Bundled names draw from the *train* side of the bundled data, so
 a quantized candidate is never calibrated on the rows it is later scored on.
