@@ -68,7 +68,7 @@ def real_run(tmp_path_factory):
     except ModelFileError as exc:
         pytest.skip(f"the real models cannot be installed here: {exc}")
     out = tmp_path_factory.mktemp("real") / "results"
-    proc = demo(out, None, "--limit", "1", "--tasks", ",".join(REAL_TASKS))
+    proc = demo(out, None, "--limit", "1", "--tasks", ",".join(REAL_TASKS), "--max-gen-toks", "16")  # 16 tokens: code to judge, and fast
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, out
 
