@@ -7,7 +7,6 @@ in ``use_cases.yaml``; nothing about a particular use case is a constant in code
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from typing import Any
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from medmoe_lm_eval import settings
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class UseCase(BaseModel):
 
 def default_use_cases_path() -> Path:
     """``MEDMOE_USE_CASES`` if set, else ``leaderboard/use_cases.yaml``."""
-    env = os.environ.get("MEDMOE_USE_CASES")
+    env = settings.USE_CASES.value()
     if env:
         return Path(env)
     from medmoe_lm_eval.paths import leaderboard_dir

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.analysis.ranking import Ranking, rank_results
 from medmoe_lm_eval.analysis.use_cases import UseCase, default_use_cases_path, load_use_cases
 from medmoe_lm_eval.analysis.views import overview_table, ranking_display, ranking_json, summary_display, utc_now
@@ -140,9 +141,9 @@ def streamlit_command(port: int = DEFAULT_PORT) -> list[str]:
 
 
 def streamlit_env(results: str | Path, use_cases: str | Path | None = None) -> dict[str, str]:
-    env = dict(os.environ, MEDMOE_RESULTS=str(Path(results).resolve()))
+    env = {**os.environ, settings.RESULTS.name: str(Path(results).resolve())}
     if use_cases:
-        env["MEDMOE_USE_CASES"] = str(Path(use_cases).resolve())
+        env[settings.USE_CASES.name] = str(Path(use_cases).resolve())
     return env
 
 

@@ -10,11 +10,11 @@ model puts its logs in the same place.
 
 from __future__ import annotations
 
-import os
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.harness.model_args import output_dir_from_argv
 
 
@@ -32,8 +32,8 @@ def log_dir(explicit: str | None, model: str | None, argv: Sequence[str]) -> Pat
     """``log_dir=`` wins, then ``MEDMOE_LOG_DIR``, then lm-eval's own ``<output_path>/<model>/``."""
     if explicit:
         return Path(explicit)
-    if os.environ.get("MEDMOE_LOG_DIR"):
-        return Path(os.environ["MEDMOE_LOG_DIR"])
+    if from_env := settings.LOG_DIR.value():
+        return Path(from_env)
     out = output_dir_from_argv(argv)
     if out is None:
         return None
