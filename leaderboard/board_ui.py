@@ -11,7 +11,6 @@ add one ``st.Page`` line to ``PAGES`` in ``app.py``.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.analysis.use_cases import UseCase, default_use_cases_path, load_use_cases
 from medmoe_lm_eval.analysis.views import Filters, filter_options
 from medmoe_lm_eval.store.files import fingerprint
@@ -52,7 +52,7 @@ class View:
 
 def results_root() -> Path:
     """The folder this board serves: ``MEDMOE_RESULTS``, default ``results/``."""
-    return Path(os.environ.get("MEDMOE_RESULTS") or "results")
+    return Path(settings.RESULTS.value() or "results")
 
 
 @st.cache_data(show_spinner="Reading results…", max_entries=4)

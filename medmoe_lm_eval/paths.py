@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from medmoe_lm_eval import settings
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 
@@ -38,6 +40,6 @@ def bundled_data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Built demo models, routers and quantized copies (``MEDMOE_CACHE`` overrides)."""
-    root = os.environ.get("MEDMOE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "medmoe")
+    """Built demo models, routers and quantized copies (``settings.CACHE`` overrides)."""
+    root = settings.CACHE.value() or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "medmoe")
     return Path(root)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.benchmarks import isolation
 
 KERNEL_MECHANISMS = ("bwrap", "unshare")
@@ -20,7 +21,7 @@ def layer(request, monkeypatch) -> str:
     """``MEDMOE_SANDBOX`` set to one kernel mechanism, or ``off`` (rlimits + audit hook only)."""
     if request.param != "off":
         require(request.param)
-    monkeypatch.setenv(isolation.ENV_VAR, request.param)
+    monkeypatch.setenv(settings.SANDBOX.name, request.param)
     return request.param
 
 
@@ -28,5 +29,5 @@ def layer(request, monkeypatch) -> str:
 def kernel(request, monkeypatch) -> str:
     """Each kernel mechanism in turn (skipped where it cannot run)."""
     require(request.param)
-    monkeypatch.setenv(isolation.ENV_VAR, request.param)
+    monkeypatch.setenv(settings.SANDBOX.name, request.param)
     return request.param

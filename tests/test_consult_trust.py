@@ -26,6 +26,7 @@ import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.harness import consult_trust
 from medmoe_lm_eval.paths import leaderboard_dir
 
@@ -134,7 +135,7 @@ def _remote_adapter(name: str, url: str) -> dict:
 def _page(monkeypatch, root: Path, trust: str = "") -> AppTest:
     monkeypatch.setenv("MEDMOE_RESULTS", str(root))
     monkeypatch.setenv(SECRET_ENV, SECRET)
-    monkeypatch.setenv(consult_trust.TRUST_ENV, trust)
+    monkeypatch.setenv(settings.CONSULT_TRUST.name, trust)
     monkeypatch.delenv("MEDMOE_USE_CASES", raising=False)
     consult_ui.live_consultant.clear()
     at = AppTest.from_file(APP, default_timeout=120).run()
@@ -168,7 +169,7 @@ def test_a_hostile_remote_expert_never_receives_the_key(monkeypatch, real, tmp_p
     at = _page(monkeypatch, root)
     reason = _blocked(at)["hostile-remote"]
     assert reason.startswith("no adapter file on this machine matches the one its run recorded (sha256 abababababab…")
-    assert f"opt in with {consult_trust.TRUST_ENV}=hostile-remote" in reason
+    assert f"opt in with {settings.CONSULT_TRUST.name}=hostile-remote" in reason
     assert hostile_listener.seen == []
 
     at = _page(monkeypatch, root, trust="hostile-remote")  # opted in: runs as recorded, but with no key

@@ -316,9 +316,10 @@ def test_expert_hflm_is_kept_out_of_the_process_group_injected(tiny_model_dir):
 
 def test_routing_rows_travel_to_rank_zero():
     from medmoe_lm_eval.harness.pool import ExpertPool
-    from medmoe_lm_eval.harness.routing_log import RoutingLog, RoutingRecord
+    from medmoe_lm_eval.harness.routing_log import RoutingLog
+    from medmoe_lm_eval.schema.routing_row import RoutingRow
 
-    rows = [RoutingRecord("t", i, "loglikelihood", ["bio"], [1.0], "biomedical", "biomedical", 0.1, "x") for i in range(3)]
+    rows = [RoutingRow("t", i, "loglikelihood", ["bio"], [1.0], "biomedical", "biomedical", 0.1, "x") for i in range(3)]
     peer = distributed.BufferedRoutingLog()
     peer.add(rows[:2])
     pool = ExpertPool([], Profiler(enabled=False))
@@ -329,5 +330,5 @@ def test_routing_rows_travel_to_rank_zero():
     main.add(rows[2:])
     assert distributed.snapshot(distributed.DataParallel(rank=0, world_size=2), main, Profiler(enabled=False), pool) is None
     distributed.absorb([None, snap], main, peers)
-    assert main.summary()["t"]["requests"] == 3 and list(peers) == [1]
+    assert main.summary()["t"].requests == 3 and list(peers) == [1]
     assert distributed.total_loads({"bio": 1, "leg": 0}, peers.values()) == {"bio": 2, "leg": 0}

@@ -14,7 +14,8 @@ from medmoe_lm_eval.harness.config import ConfigError, parse_adapter
 from medmoe_lm_eval.harness.fusion import FusionError, fuse_loglikelihood, mixture_logprob, normalise
 from medmoe_lm_eval.harness.routing.router import Router, gate
 from medmoe_lm_eval.harness.routing.scorers import RouterError, load_scorer
-from medmoe_lm_eval.harness.routing_log import RoutingLog, RoutingRecord
+from medmoe_lm_eval.harness.routing_log import RoutingLog
+from medmoe_lm_eval.schema.routing_row import RoutingRow
 
 
 def test_mixture_matches_hand_computed_value():
@@ -209,11 +210,11 @@ def test_routing_log_says_a_decision_fell_back(tmp_path):
     log = RoutingLog(tmp_path / "routing.jsonl")
     log.add(
         [
-            RoutingRecord("t", 0, "loglikelihood", ["bio"], [1.0], "biomedical", "biomedical", 0.1, "a patient"),
-            RoutingRecord("t", 1, "loglikelihood", ["gen"], [1.0], "biomedical", "general", 0.1, "weather", fallback=True),
+            RoutingRow("t", 0, "loglikelihood", ["bio"], [1.0], "biomedical", "biomedical", 0.1, "a patient"),
+            RoutingRow("t", 1, "loglikelihood", ["gen"], [1.0], "biomedical", "general", 0.1, "weather", fallback=True),
         ]
     )
     log.close()
     rows = [json.loads(line) for line in (tmp_path / "routing.jsonl").read_text().splitlines()]
     assert [r["fallback"] for r in rows] == [False, True]
-    assert log.summary()["t"]["fallbacks"] == 1 and log.summary()["t"]["agreement"] == 0.5
+    assert log.summary()["t"].fallbacks == 1 and log.summary()["t"].agreement == 0.5

@@ -19,6 +19,7 @@ import pytest
 from sandbox_layers import kernel  # noqa: F401  (fixture)
 from test_sandbox_hostile import _processes_with, home_secret, listener, victim  # noqa: F401  (fixtures)
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.benchmarks import isolation
 from medmoe_lm_eval.benchmarks.isolation import Isolation, Launch
 
@@ -110,16 +111,16 @@ def test_everything_dies_with_the_evaluator(kernel, tmp_path):  # noqa: F811
 
 
 def test_setting_is_checked(monkeypatch):
-    monkeypatch.setenv(isolation.ENV_VAR, "bwarp")
+    monkeypatch.setenv(settings.SANDBOX.name, "bwarp")
     with pytest.raises(ValueError, match="MEDMOE_SANDBOX='bwarp' is not one of auto, bwrap, unshare, off"):
         isolation.current()
-    monkeypatch.setenv(isolation.ENV_VAR, "off")
+    monkeypatch.setenv(settings.SANDBOX.name, "off")
     assert isolation.current() == Isolation("none") and isolation.current().sandbox == "rlimits+audit"
 
 
 def test_auto_falls_back_to_unshare_then_inner_layer_injected(monkeypatch, caplog):
     """Which mechanisms work is injected; the order of preference is what is tested."""
-    monkeypatch.setenv(isolation.ENV_VAR, "auto")
+    monkeypatch.setenv(settings.SANDBOX.name, "auto")
     monkeypatch.setattr(isolation, "works", lambda m: m == "unshare")
     assert isolation.current() == Isolation("unshare") and isolation.current().sandbox == "namespaces"
     monkeypatch.setattr(isolation, "works", lambda m: False)
@@ -129,7 +130,7 @@ def test_auto_falls_back_to_unshare_then_inner_layer_injected(monkeypatch, caplo
 
 
 def test_asking_for_a_mechanism_that_cannot_run_is_an_error_injected(monkeypatch):
-    monkeypatch.setenv(isolation.ENV_VAR, "bwrap")
+    monkeypatch.setenv(settings.SANDBOX.name, "bwrap")
     monkeypatch.setattr(isolation, "works", lambda m: False)
     with pytest.raises(RuntimeError, match="MEDMOE_SANDBOX=bwrap but bwrap cannot start a sandbox here"):
         isolation.current()

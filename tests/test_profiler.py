@@ -23,10 +23,11 @@ from rich.console import Console
 from medmoe_lm_eval.profiling import ProfileError, energy
 from medmoe_lm_eval.profiling.energy import CounterIntegrator, EnergySeries, PowerIntegrator, counter_delta
 from medmoe_lm_eval.profiling.profiler import Profiler
-from medmoe_lm_eval.profiling.render import load_profile, render_profile, show_profile
+from medmoe_lm_eval.profiling.render import render_profile, show_profile
 from medmoe_lm_eval.profiling.sampler import Sampler
 from medmoe_lm_eval.profiling.served import cache_share, energy_per_correct
 from medmoe_lm_eval.profiling.stats import BatchRecord, Latency, Throughput, busy_seconds
+from medmoe_lm_eval.store.profiles import load_profile
 
 MED = [
     "The patient presented with fever, cough and shortness of breath for three days.",
@@ -157,7 +158,7 @@ def test_memory_hardware_and_sampler_figures(profiled):
     import torch
     import transformers
 
-    assert report["schema"] == 2 and report["enabled"] is True and report["device"] == "cpu"
+    assert report["schema_version"] == 3 and report["enabled"] is True and report["device"] == "cpu"
     assert report["memory"]["peak_rss_bytes"] > 50 * 2**20  # torch alone is bigger than that
     assert report["memory"]["gpu"] is None and report["memory"]["gpu_error"] is None
     hw, sw = report["hardware"], report["software"]
@@ -279,7 +280,7 @@ def test_disabled_profiler_is_a_cheap_no_op():
     prof.note_truncation(task="t", expert="x", n=1)
     prof.stop()
     assert isinstance(rec, BatchRecord) and rec.n_requests == 2
-    assert prof.report() == {"enabled": False}
+    assert prof.report() == {"schema_version": 3, "enabled": False}
 
 
 def test_start_and_stop_are_idempotent_and_join_the_thread():
@@ -453,8 +454,12 @@ def test_energy_per_correct_counts_only_the_documents_served_now():
 
 
 def _print(path, width: int = 200) -> str:
+    """What ``medmoe profile show`` prints for ``path``: the tables, or the one-line error."""
     console = Console(record=True, width=width, color_system=None)
-    show_profile(path, console=console)
+    try:
+        show_profile(load_profile(path), console=console)
+    except ProfileError as exc:
+        console.print(f"error: {exc}", soft_wrap=True)
     return console.export_text()
 
 
@@ -571,7 +576,7 @@ def test_lm_eval_run_profile_on_and_off_gives_identical_metrics(tiny_model_dir, 
             log_samples=False,
         )
     assert runs[True]["results"] == runs[False]["results"]
-    assert runs[False]["config"]["medmoe_profile"] == {"enabled": False}
+    assert runs[False]["config"]["medmoe_profile"] == {"schema_version": 3, "enabled": False}
     prof = runs[True]["config"]["medmoe_profile"]
     assert prof["total"]["requests"] == 6 * 4 + 6  # four choices per question, one generation each
     assert set(prof["tasks"]) == set(_E2E_TASKS) and prof["experts"]["bio"]["loads"] == 1

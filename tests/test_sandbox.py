@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.benchmarks.sandbox import REASONS, Limits, cpu_workers, minimal_env, pool_size, run_program, run_programs
 
 FAST = Limits(wall_s=3.0, cpu_s=1)
@@ -142,7 +143,7 @@ def test_results_file_records_whether_programs_were_isolated(monkeypatch, settin
     from medmoe_lm_eval.benchmarks import isolation
     from medmoe_lm_eval.paths import tasks_dir
 
-    monkeypatch.setenv(isolation.ENV_VAR, setting)
+    monkeypatch.setenv(settings.SANDBOX.name, setting)
     expected = isolated if isolated is not None else float(isolation.current().isolated)
     manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"medmoe_data": "bundled"})
     results = lm_eval.simple_evaluate(

@@ -112,7 +112,7 @@ def _single_expert_models(results: ResultsSet, shown: set[str]) -> dict[str, str
     """Candidate -> the model its one expert runs (candidates on the board with exactly one expert)."""
     out: dict[str, str] = {}
     for info in results.runs.values():
-        experts = as_dict(as_dict(info.medmoe).get("adapter")).get("experts")
+        experts = info.record.adapter.get("experts") if info.record is not None else None
         if info.latest and info.candidate in shown and isinstance(experts, list) and len(experts) == 1:
             model = as_dict(experts[0]).get("model")
             if isinstance(model, str) and model:
@@ -145,7 +145,7 @@ def copy_parents(results: ResultsSet) -> dict[str, str]:
     for info in results.runs.values():
         if not (info.latest and info.candidate in shown):
             continue
-        adapter = as_dict(as_dict(info.medmoe).get("adapter"))
+        adapter = info.record.adapter if info.record is not None else {}
         parent = _parent_of(info.candidate, adapter, shown, models)
         if parent is not None:
             out[info.candidate] = parent

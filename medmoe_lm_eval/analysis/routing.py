@@ -6,12 +6,13 @@ the router's mistakes cost in accuracy, not only how often it disagrees with the
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
 
 from medmoe_lm_eval.analysis.quality import main_metric_rows
-from medmoe_lm_eval.store.files import as_dict, number, text
+from medmoe_lm_eval.store.files import as_dict
 from medmoe_lm_eval.store.records import ResultsSet, RunInfo
 
 
@@ -19,30 +20,27 @@ def routing_share(results: ResultsSet) -> pd.DataFrame:
     """Long table (candidate, task, domain, expert, share, requests, agreement) from run summaries."""
     out: list[dict[str, Any]] = []
     for info in results.runs.values():
-        per_task = as_dict(as_dict(as_dict(info.medmoe).get("routing")).get("per_task"))
-        if not info.latest or as_dict(info.medmoe).get("kind") != "moe":
+        record = info.record
+        if record is None or not info.latest or record.kind != "moe":
             continue
-        experts = list(as_dict(as_dict(info.medmoe).get("experts")))
-        for task, summary in per_task.items():
-            summary = as_dict(summary)
-            shares = as_dict(summary.get("share"))
-            for expert in dict.fromkeys([*experts, *shares]):  # experts never chosen show as 0
+        for task, summary in record.routing.per_task.items():
+            for expert in dict.fromkeys([*record.experts, *summary.share]):  # experts never chosen show as 0
                 out.append(
                     {
                         "candidate": info.candidate,
                         "task": task,
-                        "domain": text(summary.get("domain")),
+                        "domain": summary.domain,
                         "expert": expert,
-                        "share": number(shares.get(expert, 0.0)),
-                        "requests": number(summary.get("requests")),
-                        "agreement": number(summary.get("agreement")),
+                        "share": summary.share.get(expert, 0.0),
+                        "requests": float(summary.requests),
+                        "agreement": math.nan if summary.agreement is None else summary.agreement,
                     }
                 )
     return pd.DataFrame(out, columns=["candidate", "task", "domain", "expert", "share", "requests", "agreement"])
 
 
 def mixture_candidates(results: ResultsSet) -> list[str]:
-    return sorted({i.candidate for i in results.runs.values() if i.latest and as_dict(i.medmoe).get("kind") == "moe"})
+    return sorted({i.candidate for i in results.runs.values() if i.latest and i.record is not None and i.record.kind == "moe"})
 
 
 def routing_confusion(log: pd.DataFrame) -> pd.DataFrame:
@@ -66,11 +64,11 @@ def misrouted(log: pd.DataFrame, limit: int = 50) -> pd.DataFrame:
 
 
 def _expert_signature(info: RunInfo) -> tuple[Any, ...]:
-    adapter = as_dict(as_dict(info.medmoe).get("adapter"))
+    adapter = info.record.adapter if info.record is not None else {}
     experts = adapter["experts"] if isinstance(adapter.get("experts"), list) else []
     names = tuple(sorted((str(as_dict(e).get("name")), str(as_dict(e).get("model"))) for e in experts))
     shared = as_dict(adapter.get("shared_expert")).get("name")
-    return names or tuple(sorted(as_dict(as_dict(info.medmoe).get("experts")))), shared
+    return names or tuple(sorted(info.record.experts if info.record is not None else ())), shared
 
 
 def routing_regret(results: ResultsSet) -> pd.DataFrame:
@@ -81,7 +79,7 @@ def routing_regret(results: ResultsSet) -> pd.DataFrame:
     accuracy).
     """
     cols = ["candidate", "router_type", "oracle", "task", "metric", "router_value", "oracle_value", "regret"]
-    moe = [i for i in results.runs.values() if i.latest and as_dict(i.medmoe).get("kind") == "moe"]
+    moe = _mixtures(results)
     signature = {i.run_id: _expert_signature(i) for i in moe}
     oracles = [i for i in moe if _router_type(i) == "oracle"]
     pairs = pd.DataFrame(
@@ -102,9 +100,15 @@ def routing_regret(results: ResultsSet) -> pd.DataFrame:
     return both[cols].sort_values(["candidate", "oracle", "task"]).reset_index(drop=True)
 
 
+def _mixtures(results: ResultsSet) -> list[RunInfo]:
+    """The latest runs of ``moe`` candidates."""
+    return [i for i in results.runs.values() if i.latest and i.record is not None and i.record.kind == "moe"]
+
+
 def _router_type(info: RunInfo) -> str | None:
-    medmoe = as_dict(info.medmoe)
-    router = as_dict(as_dict(medmoe.get("routing")).get("router")) or as_dict(as_dict(medmoe.get("adapter")).get("router"))
+    if info.record is None:
+        return None
+    router = as_dict(info.record.routing.router) or as_dict(info.record.adapter.get("router"))
     return router.get("type")
 
 
@@ -116,7 +120,7 @@ def is_oracle(results: ResultsSet, candidate: str) -> bool:
 
 def oracle_partner(results: ResultsSet, candidate: str) -> str | None:
     """The oracle mixture (``router: oracle``) over the same experts as ``candidate``, if one ran."""
-    moe = [i for i in results.runs.values() if i.latest and as_dict(i.medmoe).get("kind") == "moe"]
+    moe = _mixtures(results)
     mine = next((i for i in moe if i.candidate == candidate), None)
     if mine is None or _router_type(mine) == "oracle":
         return None

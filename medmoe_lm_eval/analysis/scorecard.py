@@ -16,6 +16,9 @@ Routers are judged as RouterBench and RouteLLM judge them, on the same documents
   chance-corrected quality over the tasks all of them ran (RouteLLM's "performance gap
   recovered"); the best single expert is the best one-expert candidate built on one of the
   mixture's experts. 1 = as good as the oracle, 0 = no better than the best expert alone;
+* ``fallbacks``: decisions the router was unsure of, answered by the fallback expert (the routing
+  log's ``fallback``); routing accuracy counts each as a misroute, this count says how many of
+  those were the router declining to guess;
 * ``router_ms_p50``/``router_ms_p99``: the router's time per decision as the routing log records it
   (each batch's routing time divided by its requests, so the requests of one batch share a value).
 """
@@ -39,7 +42,7 @@ from medmoe_lm_eval.store.samples import load_items
 
 #: the one sign regret has wherever it is shown (positive: accuracy the router lost against the oracle)
 REGRET_DEFINITION = "oracle - router"
-JSON_KEYS = ("candidate", "routing_accuracy", "oracle_candidate", "gap_recovered", "router_ms_p50", "router_ms_p99", "regret_definition", "tasks")
+JSON_KEYS = ("candidate", "routing_accuracy", "fallbacks", "oracle_candidate", "gap_recovered", "router_ms_p50", "router_ms_p99", "regret_definition", "tasks")
 TASK_JSON_KEYS = ("task", "domain", "agreement", "regret", "regret_ci_low", "regret_ci_high")
 _REQUEST = ["task", "doc_id", "request_type"]
 
@@ -74,6 +77,8 @@ class Scorecard:
     best_single: str | None = None
     confusion: pd.DataFrame = field(default_factory=pd.DataFrame, compare=False)
     notes: tuple[str, ...] = ()
+    #: decisions answered by the fallback expert because the router was unsure
+    fallbacks: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out = {k: _clean(getattr(self, k)) for k in JSON_KEYS if k not in ("regret_definition", "tasks")}
@@ -105,7 +110,7 @@ def oracle_agreement(log: pd.DataFrame, oracle_log: pd.DataFrame) -> pd.Series:
 def _expert_models(results: ResultsSet, candidate: str) -> set[str]:
     models: set[str] = set()
     for info in results.latest_runs(candidate):
-        experts = as_dict(as_dict(info.medmoe).get("adapter")).get("experts")
+        experts = info.record.adapter.get("experts") if info.record is not None else None
         models |= {str(as_dict(e).get("model")) for e in (experts if isinstance(experts, list) else [])}
     return models
 
@@ -113,7 +118,7 @@ def _expert_models(results: ResultsSet, candidate: str) -> set[str]:
 def single_experts(results: ResultsSet, candidate: str) -> list[str]:
     """One-expert candidates built on one of ``candidate``'s experts (same model path or id)."""
     mine = _expert_models(results, candidate)
-    singles = {i.candidate for i in results.runs.values() if i.latest and as_dict(i.medmoe).get("kind") == "single"}
+    singles = {i.candidate for i in results.runs.values() if i.latest and i.record is not None and i.record.kind == "single"}
     return sorted(c for c in singles if c != candidate and _expert_models(results, c) & mine)
 
 
@@ -205,4 +210,5 @@ def scorecard(results: ResultsSet, candidate: str) -> Scorecard:
         best,
         routing_confusion(log),
         tuple(notes),
+        int(log["fallback"].map(lambda v: v is True).sum()) if "fallback" in log else 0,
     )

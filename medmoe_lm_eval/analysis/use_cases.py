@@ -9,7 +9,6 @@ shows what analysis ranks.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.benchmarks.metric_directions import METRIC_DIRECTIONS
 
 #: the use cases shipped with the package (``medmoe rank`` and the board read them by default)
@@ -183,7 +183,7 @@ class UseCase(BaseModel):
 
 def default_use_cases_path() -> Path:
     """``MEDMOE_USE_CASES`` if set, else the bundled :data:`BUNDLED_USE_CASES`."""
-    env = os.environ.get("MEDMOE_USE_CASES")
+    env = settings.USE_CASES.value()
     if env:
         return Path(env)
     return BUNDLED_USE_CASES

@@ -39,7 +39,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-ENV_VAR = "MEDMOE_SANDBOX"
+from medmoe_lm_eval import settings
+
 CHOICES = ("auto", "bwrap", "unshare", "off")
 KERNEL, INNER_ONLY = "namespaces", "rlimits+audit"
 
@@ -247,9 +248,9 @@ def wrap(isolation: Isolation, launch: Launch, argv: list[str]) -> list[str]:
 
 def requested() -> str:
     """The ``MEDMOE_SANDBOX`` setting, checked (a typo must not silently drop the kernel layer)."""
-    value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    value = settings.SANDBOX.text().lower() or "auto"
     if value not in CHOICES:
-        raise ValueError(f"{ENV_VAR}={value!r} is not one of {', '.join(CHOICES)}; unset it to use the best available")
+        raise ValueError(f"{settings.SANDBOX.name}={value!r} is not one of {', '.join(CHOICES)}; unset it to use the best available")
     return value
 
 
@@ -260,7 +261,7 @@ def current() -> Isolation:
         return Isolation("none")
     if choice != "auto":
         if not works(choice):
-            raise RuntimeError(f"{ENV_VAR}={choice} but {choice} cannot start a sandbox here: {probe_error(choice)}")
+            raise RuntimeError(f"{settings.SANDBOX.name}={choice} but {choice} cannot start a sandbox here: {probe_error(choice)}")
         return Isolation(choice)
     found = next((m for m in ("bwrap", "unshare") if works(m)), "none")
     if found == "none":

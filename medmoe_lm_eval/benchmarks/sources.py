@@ -23,12 +23,12 @@ perplexity tasks' documents from the held-out part.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.benchmarks.registry import BENCHMARKS, Benchmark, HubDataset, benchmark
 from medmoe_lm_eval.benchmarks.rows import DataError, read_numbered_jsonl
 from medmoe_lm_eval.paths import bundled_data_dir
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DATA_ENV = "MEDMOE_DATA"
 METADATA_KEY = "medmoe_data"
 
 
@@ -62,8 +61,8 @@ class DataSource:
 
 def resolve_source(setting: str | None = None) -> DataSource:
     """The source named by ``setting`` (from ``--metadata``), else by ``MEDMOE_DATA``, else the hub."""
-    origin = f"--metadata {METADATA_KEY}" if setting not in (None, "") else DATA_ENV
-    value = str(setting if setting not in (None, "") else os.environ.get(DATA_ENV, "")).strip()
+    origin = f"--metadata {METADATA_KEY}" if setting not in (None, "") else settings.DATA.name
+    value = str(setting if setting not in (None, "") else settings.DATA.text()).strip()
     if value in ("", "hub"):
         return DataSource("hub")
     if value == "bundled":
@@ -85,7 +84,7 @@ def environment_setting() -> str:
     sees it (``hub`` when unset), the value the tasks' loader falls back to. The lm-eval model
     records it with every run (``config.medmoe.medmoe_data``), so a plain ``lm_eval`` run and
     ``medmoe eval`` say the same thing about their data."""
-    return os.environ.get(DATA_ENV, "").strip() or "hub"
+    return settings.DATA.text() or "hub"
 
 
 # -- reading and checking rows ---------------------------------------------------------------
@@ -116,7 +115,7 @@ def check_rows(rows: Sequence[dict[str, Any]], bench: Benchmark, origin: str, fi
 
 
 def _checked_file_rows(path: Path, bench: Benchmark, what: str = "evaluation rows") -> list[dict[str, Any]]:
-    hint = f"put the {bench.name} {what} there in the column schema of {bench.hub.label()}, or unset {DATA_ENV} to use the hub"
+    hint = f"put the {bench.name} {what} there in the column schema of {bench.hub.label()}, or unset {settings.DATA.name} to use the hub"
     numbered = read_numbered_jsonl(path, hint)
     for lineno, row in numbered:  # row numbers in errors are the file's line numbers
         check_rows([row], bench, str(path), first_row=lineno)

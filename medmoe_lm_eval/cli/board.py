@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.analysis.board_export import export_board, ranking_renderables
 from medmoe_lm_eval.analysis.ranking import rank_results
 from medmoe_lm_eval.analysis.use_cases import UseCase, default_use_cases_path, load_use_cases
@@ -50,9 +51,9 @@ def streamlit_command(port: int = DEFAULT_PORT) -> list[str]:
 
 
 def streamlit_env(results: str | Path, use_cases: str | Path | None = None) -> dict[str, str]:
-    env = dict(os.environ, MEDMOE_RESULTS=str(Path(results).resolve()))
+    env = {**os.environ, settings.RESULTS.name: str(Path(results).resolve())}
     if use_cases:
-        env["MEDMOE_USE_CASES"] = str(Path(use_cases).resolve())
+        env[settings.USE_CASES.name] = str(Path(use_cases).resolve())
     return env
 
 

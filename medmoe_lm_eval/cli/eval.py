@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from medmoe_lm_eval import MODEL_NAME
-from medmoe_lm_eval.benchmarks.sources import DATA_ENV, METADATA_KEY
+from medmoe_lm_eval import MODEL_NAME, settings
+from medmoe_lm_eval.benchmarks.sources import METADATA_KEY
 from medmoe_lm_eval.harness.config import ConfigError, load_adapter
 from medmoe_lm_eval.harness.run_folder import name_the_run, results_folder
 from medmoe_lm_eval.paths import bundled_adapters_dir, tasks_dir
@@ -68,9 +68,9 @@ def prepare(ns: argparse.Namespace) -> argparse.Namespace:
     if ns.output_path:
         check_output_dir(ns.output_path)
         ns.log_samples = True  # per-item records: the board's paired statistics need them
-    data = os.environ.get(DATA_ENV, "").strip()
+    data = settings.DATA.text()
     if ns.model != MODEL_NAME and data and METADATA_KEY not in (ns.metadata or {}):
-        # ``medmoe`` records MEDMOE_DATA itself (as under plain ``lm_eval``); another model records
+        # ``medmoe`` records ``settings.DATA`` itself (as under plain ``lm_eval``); another model records
         # nothing, so the source goes into each task's config: the board badges the data source
         ns.metadata = {**(ns.metadata or {}), METADATA_KEY: data}
     return ns

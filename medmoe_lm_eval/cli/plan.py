@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.analysis.plan import PlanRow, plan
 
 DEFAULT_DISCORDANCE = 0.10
@@ -78,4 +79,4 @@ def _print(rows: list[PlanRow]) -> None:
         available = "—" if r.n_available is None else f"{r.n_available:,}"
         table.add_row(r.task, f"{r.n_needed:,}", f"{r.n_needed_unpaired:,}", available, enough)
     console.print(table)
-    console.print(Text(f"items available from: {first.data_source} (MEDMOE_DATA chooses hub, bundled or a folder)", style="dim"))
+    console.print(Text(f"items available from: {first.data_source} ({settings.DATA.name} chooses hub, bundled or a folder)", style="dim"))

@@ -14,12 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medmoe_lm_eval.profiling import ProfileError
-    from medmoe_lm_eval.profiling.render import load_profile, show_profile
+    from medmoe_lm_eval.profiling.render import show_profile
+    from medmoe_lm_eval.store.profiles import load_profile
 
     try:
-        load_profile(args.path)
+        profile = load_profile(args.path)
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    show_profile(args.path)
+    show_profile(profile)
     return 0

@@ -12,10 +12,10 @@ then ``medmoe eval --model medmoe --model_args adapter=<dir>/adapter.yaml --task
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.harness.backends.base import BackendError
 from medmoe_lm_eval.quantization.make import METHODS, QuantizeJob, quantize
 
@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"medmoe quantize: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a library failing deep inside: still one line, with where to look
-        if os.environ.get("MEDMOE_DEBUG"):
+        if settings.DEBUG.value():
             raise
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(f"medmoe quantize: error: {args.method} failed: {type(exc).__name__}: {first} (set MEDMOE_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"medmoe quantize: error: {args.method} failed: {type(exc).__name__}: {first} (set {settings.DEBUG.name}=1 for the traceback)", file=sys.stderr)
         return 1
     return 0

@@ -56,7 +56,7 @@ def _print(card: Scorecard) -> None:
     console.print(Text(f"Router scorecard: {card.candidate}", style="bold"))
     console.print(
         Text(
-            f"routing accuracy {_cell(card.routing_accuracy)} · oracle {card.oracle_candidate or '(none)'} · best single expert {card.best_single or '(none)'}"
+            f"routing accuracy {_cell(card.routing_accuracy)} ({card.fallbacks} fallbacks) · oracle {card.oracle_candidate or '(none)'} · best single expert {card.best_single or '(none)'}"
             f" · gap recovered {_cell(card.gap_recovered)} · router ms p50 {_cell(card.router_ms_p50, '.3g')} p99 {_cell(card.router_ms_p99, '.3g')}"
         )
     )

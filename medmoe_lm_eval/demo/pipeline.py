@@ -33,6 +33,7 @@ from medmoe_lm_eval.demo.report import DISCLAIMER, REAL_DISCLAIMER, print_report
 from medmoe_lm_eval.demo.report_real import print_models
 from medmoe_lm_eval.harness.backends.base import BackendError
 from medmoe_lm_eval.paths import cache_dir
+from medmoe_lm_eval.store.profiles import profile_of
 
 BENCHMARK_TASKS = [
     "medmoe_pubmedqa",
@@ -222,7 +223,7 @@ def _evaluate_one(name: str, label: str, adapter: Path, items: dict[str, int | f
     except BackendError:
         progress.update(line, description=f"[red]{label}: failed (the reason follows the report)[/]")
         raise
-    total = ((results.get("config") or {}).get("medmoe_profile") or {}).get("total") or {}
+    total = (profile_of(results) or {}).get("total") or {}
     done = f"{len(results.get('results', {}))} tasks" + (f", {total['requests']} requests" if "requests" in total else "")
     progress.update(line, description=f"{label}: {done}", total=1, completed=1)
     return path

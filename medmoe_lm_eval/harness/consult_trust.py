@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medmoe_lm_eval import settings
 from medmoe_lm_eval.jsonio import read_bounded
 
-#: comma-separated candidate names whose recorded adapter the user accepts to run as recorded
-TRUST_ENV = "MEDMOE_CONSULT_TRUST"
 #: most bytes read from an adapter file a results folder names (adapters are a few hundred bytes)
 MAX_ADAPTER_BYTES = 1 << 20
 
@@ -43,7 +41,7 @@ class TrustDecision:
 
 
 def opted_in() -> set[str]:
-    return {n.strip() for n in os.environ.get(TRUST_ENV, "").split(",") if n.strip()}
+    return {n.strip() for n in settings.CONSULT_TRUST.text().split(",") if n.strip()}
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -104,7 +102,7 @@ def decide(recorded: dict[str, Any], candidate: str, results_root: Path) -> Trus
             return TrustDecision(None, f"your adapter file is not valid any more: {exc}")
     if candidate in opted_in():
         return TrustDecision(defanged(recorded), None, _opted_in_origin(recorded))
-    return TrustDecision(None, f"{why}; keep the adapter YAML you evaluated, or opt in with {TRUST_ENV}={candidate}")
+    return TrustDecision(None, f"{why}; keep the adapter YAML you evaluated, or opt in with {settings.CONSULT_TRUST.name}={candidate}")
 
 
 def _opted_in_origin(recorded: dict[str, Any]) -> str:
@@ -113,4 +111,4 @@ def _opted_in_origin(recorded: dict[str, Any]) -> str:
     named = ", ".join(f"{e.get('name')}: {e.get('base_url') if e.get('backend') == 'remote' else e.get('model')}" for e in experts)
     router = (recorded.get("router") or {}).get("path") if isinstance(recorded.get("router"), dict) else None
     files = f"experts {named}" + (f"; router file {router}" if router else "")
-    return f"runs the adapter recorded in the results file, as {TRUST_ENV} asks ({files}), without trust_remote_code and without API keys"
+    return f"runs the adapter recorded in the results file, as {settings.CONSULT_TRUST.name} asks ({files}), without trust_remote_code and without API keys"

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from medmoe_lm_eval.harness.routing_log import RoutingLog, RoutingRecord
+from medmoe_lm_eval.harness.routing_log import RoutingLog
+from medmoe_lm_eval.schema.routing_row import RoutingRow
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -173,13 +174,13 @@ class BufferedRoutingLog(RoutingLog):
 
     def __init__(self) -> None:
         super().__init__(None)
-        self._pending: list[RoutingRecord] = []
+        self._pending: list[RoutingRow] = []
 
-    def add(self, records: Sequence[RoutingRecord]) -> None:
+    def add(self, records: Sequence[RoutingRow]) -> None:
         super().add(records)
         self._pending.extend(records)
 
-    def take(self) -> list[RoutingRecord]:
+    def take(self) -> list[RoutingRow]:
         out, self._pending = self._pending, []
         return out
 
@@ -191,7 +192,7 @@ class RankSnapshot:
     rank: int
     host: str
     device: str | None
-    records: list[RoutingRecord]
+    records: list[RoutingRow]
     profile: dict[str, Any]
     expert_loads: dict[str, int]
     expert_infos: dict[str, dict[str, Any]]

@@ -31,11 +31,13 @@ from medmoe_lm_eval.harness.model_args import ModelOptions
 from medmoe_lm_eval.harness.pool import ExpertPool
 from medmoe_lm_eval.harness.probe import ServingProbe, parse_prompts
 from medmoe_lm_eval.harness.routing.router import Route, Router
-from medmoe_lm_eval.harness.routing_log import RoutingLog, RoutingRecord, truncate_text
+from medmoe_lm_eval.harness.routing_log import RoutingLog, truncate_text
 from medmoe_lm_eval.jsonio import write_json_exclusive
 from medmoe_lm_eval.profiling import merge
 from medmoe_lm_eval.profiling.profiler import Profiler
 from medmoe_lm_eval.profiling.stats import overlap_summary
+from medmoe_lm_eval.schema.routing_row import RoutingRow
+from medmoe_lm_eval.schema.run_record import PROFILE_SECTION, RUN_SECTION, RoutingSummary, RunRecord
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -163,7 +165,7 @@ class MedMoELM(ChatTemplating, LM):
         per_ms = 1000 * elapsed / len(requests)
         self.routing.add(
             [
-                RoutingRecord(
+                RoutingRow(
                     r.task_name,
                     r.doc_id,
                     rtype,
@@ -264,28 +266,26 @@ class MedMoELM(ChatTemplating, LM):
         for name, batch in self._batches.items():
             experts[name] = {**experts[name], "batch": batch}
         router = self.cfg.router
-        return {
-            "medmoe": {
-                "candidate": self.cfg.name,
-                "kind": self.cfg.kind,
-                "label": self.label(),
-                "adapter": dump_adapter(self.cfg),
-                "experts": experts,
-                "expert_loads": distributed.total_loads(self.pool.load_counts, self._peers.values()),
-                "data_parallel": distributed.rank_summary(self.dp, self.pool.load_counts, self._peers) if self.world_size > 1 else None,
-                "routing": {
-                    "router": {"type": router.type, "top_k": router.top_k} if router else None,
-                    "notes": self.router.notes,
-                    "log_file": routing_path.name if routing_path else None,
-                    "per_task": self.routing.summary(),
-                },
-                "profile_file": profile_path.name if profile_path is not None and profile_path.exists() else None,
-                "chat_template": self.chat_record(),  # whose template rendered the prompts, if one did
-                "medmoe_data": environment_setting(),  # where the tasks read their rows unless --metadata names a source
-                "version": __version__,
-            },
-            "medmoe_profile": profile,
-        }
+        record = RunRecord(
+            candidate=self.cfg.name,
+            kind=self.cfg.kind,
+            label=self.label(),
+            adapter=dump_adapter(self.cfg),
+            experts=experts,
+            expert_loads=distributed.total_loads(self.pool.load_counts, self._peers.values()),
+            data_parallel=distributed.rank_summary(self.dp, self.pool.load_counts, self._peers) if self.world_size > 1 else None,
+            routing=RoutingSummary(
+                router={"type": router.type, "top_k": router.top_k} if router else None,
+                notes=self.router.notes,
+                log_file=routing_path.name if routing_path else None,
+                per_task=self.routing.summary(),
+            ),
+            profile_file=profile_path.name if profile_path is not None and profile_path.exists() else None,
+            chat_template=self.chat_record(),  # whose template rendered the prompts, if one did
+            medmoe_data=environment_setting(),  # where the tasks read their rows unless --metadata names a source
+            version=__version__,
+        )
+        return {RUN_SECTION: record.to_dict(), PROFILE_SECTION: profile}
 
     def _with_serving(self, profile: dict[str, Any]) -> dict[str, Any]:
         """Each expert's effective batch, and how far the experts' busy times overlapped."""

@@ -1,38 +1,22 @@
 """Which experts served each request, written next to lm-eval's results.
 
-Users need to see which experts fired, where the router disagreed with the task's domain and
-what that cost; so every decision is one JSONL row (``task, doc_id, request_type, experts,
-weights, domain, routed_domain, router_ms, text, fallback``; ``fallback`` says the router
-was unsure and the fallback expert answered) and a per-task summary goes into
-``results["config"]["medmoe"]["routing"]``. Rows are appended as they are made, so an
-interrupted run keeps the decisions it had already taken.
+Every decision is one :class:`~medmoe_lm_eval.schema.routing_row.RoutingRow` appended to a JSONL
+file as it is made (an interrupted run keeps the decisions it had already taken), and a per-task
+summary (:class:`~medmoe_lm_eval.schema.run_record.TaskRouting`) goes into the run record's
+``routing.per_task``. The layout of both lives in :mod:`medmoe_lm_eval.schema`.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+
+from medmoe_lm_eval.schema.routing_row import RoutingRow
+from medmoe_lm_eval.schema.run_record import TaskRouting
 
 TEXT_CHARS = 200
-
-
-@dataclass(frozen=True)
-class RoutingRecord:
-    task: str | None
-    doc_id: int | None
-    request_type: str
-    experts: list[str]
-    weights: list[float]
-    domain: str | None
-    routed_domain: str | None
-    router_ms: float
-    text: str
-    #: the router was unsure and the fallback expert answered instead of a guess
-    fallback: bool = False
 
 
 class RoutingLog:
@@ -48,7 +32,7 @@ class RoutingLog:
         self._domain: dict[str, str | None] = {}
         self._fallback: Counter[str] = Counter()
 
-    def add(self, records: Sequence[RoutingRecord]) -> None:
+    def add(self, records: Sequence[RoutingRow]) -> None:
         for rec in records:
             task = rec.task or "(unknown)"
             self._requests[task] += 1
@@ -62,20 +46,21 @@ class RoutingLog:
             if self._fh is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fh = self.path.open("a", encoding="utf-8")
-            self._fh.writelines(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records)
+            self._fh.writelines(r.to_line() + "\n" for r in records)
             self._fh.flush()
 
-    def summary(self) -> dict[str, Any]:
-        per_task = {}
-        for task, n in self._requests.items():
-            per_task[task] = {
-                "requests": n,
-                "domain": self._domain.get(task),
-                "share": {e: c / n for e, c in sorted(self._top[task].items())},
-                "agreement": (self._agree[task] / self._judged[task]) if self._judged[task] else None,
-                "fallbacks": self._fallback[task],
-            }
-        return per_task
+    def summary(self) -> dict[str, TaskRouting]:
+        """Per task: requests, the task's domain, each top expert's share, agreement, fallbacks."""
+        return {
+            task: TaskRouting(
+                requests=n,
+                domain=self._domain.get(task),
+                share={e: c / n for e, c in sorted(self._top[task].items())},
+                agreement=(self._agree[task] / self._judged[task]) if self._judged[task] else None,
+                fallbacks=self._fallback[task],
+            )
+            for task, n in self._requests.items()
+        }
 
     def close(self) -> None:
         if self._fh is not None:

@@ -11,10 +11,11 @@ its folder") are written here once, for the model, ``medmoe eval`` and its atomi
 
 from __future__ import annotations
 
-import os
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from medmoe_lm_eval import settings
 
 if TYPE_CHECKING:
     from medmoe_lm_eval.harness.config import AdapterConfig
@@ -44,8 +45,8 @@ def log_dir(explicit: str | None, model: str | None, output_path: str | Path | N
     """``log_dir=`` wins, then ``MEDMOE_LOG_DIR``, then lm-eval's own ``<output_path>/<model>/``."""
     if explicit:
         return Path(explicit)
-    if os.environ.get("MEDMOE_LOG_DIR"):
-        return Path(os.environ["MEDMOE_LOG_DIR"])
+    if from_env := settings.LOG_DIR.value():
+        return Path(from_env)
     if output_path is None:
         return None
     from lm_eval.utils import sanitize_model_name

@@ -35,10 +35,9 @@ from medmoe_lm_eval.profiling.sampler import Sampler
 from medmoe_lm_eval.profiling.served import ServedLedger
 from medmoe_lm_eval.profiling.single_stream import StreamSample
 from medmoe_lm_eval.profiling.stats import BatchRecord
+from medmoe_lm_eval.schema.profile import disabled
 
 __all__ = ["BatchRecord", "ProfileError", "Profiler", "StreamSample"]
-
-SCHEMA_VERSION = 2  #: 2: unique requests vs expert calls, per-device energy, idle power, single-stream latency
 
 
 def _no_sync() -> None:
@@ -64,7 +63,7 @@ class Profiler:
     gains nothing). ``idle_s`` seconds of each device's draw are measured before the run (and
     before an expert first loads on a device not seen yet) and subtracted from batch energies;
     0 measures nothing and subtracts nothing. With ``enabled=False`` every method is a cheap
-    no-op and ``report()`` returns ``{"enabled": False}``.
+    no-op and ``report()`` returns the disabled profile (``schema.profile.disabled``).
     """
 
     def __init__(self, interval_ms: float = 100.0, device: str = "cpu", enabled: bool = True, idle_s: float = 0.0) -> None:
@@ -287,7 +286,7 @@ class Profiler:
     def report(self) -> dict[str, Any]:
         """Everything measured so far, JSON-serialisable (see :mod:`.report`)."""
         if not self.enabled:
-            return {"enabled": False}
+            return disabled()
         from medmoe_lm_eval.profiling.report import build_report
 
         return build_report(self)

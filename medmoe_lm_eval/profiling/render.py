@@ -1,17 +1,14 @@
 """A profile as rich tables: what ``medmoe profile show <file>`` prints.
 
-It reads either a ``results_*.json`` written by lm-eval (the profile is under
-``config.medmoe_profile``) or a ``profile_*.json`` written beside it, and draws only what the
-profile holds: a figure that was not measured shows as ``-`` and the reason is printed below.
+It draws a profile the store read (``store.profiles.load_profile``, from a ``results_*.json`` or
+a ``profile_*.json``) and only what the profile holds: a figure that was not measured shows as
+``-`` and the reason is printed below.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -19,26 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from medmoe_lm_eval.console import cli_console
-from medmoe_lm_eval.jsonio import loads_data, read_bounded
-from medmoe_lm_eval.profiling import ProfileError
 
 MISSING = "-"
-
-
-def load_profile(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The profile dict in a results or profile JSON file (raises :class:`ProfileError`)."""
-    file = Path(path)
-    try:
-        data = loads_data(read_bounded(file).decode("utf-8"))  # a device or a pipe is refused, never read
-    except FileNotFoundError:
-        raise ProfileError(f"{file}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProfileError(f"{file}: not a readable JSON file ({exc.__class__.__name__}: {exc})") from None
-    if isinstance(data, dict) and isinstance((data.get("config") or {}).get("medmoe_profile"), dict):
-        return data["config"]["medmoe_profile"]
-    if isinstance(data, dict) and "enabled" in data and ("schema" in data or data.get("enabled") is False):
-        return data
-    raise ProfileError(f"{file}: no medmoe profile in this file (expected config.medmoe_profile in a results_*.json, or a profile_*.json)")
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -277,14 +256,9 @@ def render_profile(profile: dict[str, Any]) -> list[RenderableType]:
     return out
 
 
-def show_profile(path: str | os.PathLike[str], console: Console | None = None) -> None:
-    """Print the profile in ``path``; a file without one gets a one-line error naming it."""
+def show_profile(profile: dict[str, Any], console: Console | None = None) -> None:
+    """Print ``profile`` (as :func:`render_profile` draws it), a blank line after each table."""
     console = console or cli_console()
-    try:
-        profile = load_profile(path)
-    except ProfileError as exc:
-        console.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
-        return
     for renderable in render_profile(profile):
         console.print(renderable)
         console.print()

@@ -1,4 +1,5 @@
-"""The profile a :class:`~medmoe_lm_eval.profiling.profiler.Profiler` reports (schema 2).
+"""The profile a :class:`~medmoe_lm_eval.profiling.profiler.Profiler` reports, built as a
+:class:`~medmoe_lm_eval.schema.profile.Profile` (its top level and version live there).
 
 Top level: ``total``, ``request_types``, ``tasks`` and ``experts`` (throughput tables: unique
 ``requests`` and ``expert_calls``, busy ``wall_s``, rates, tokens and ``batch_latency_ms``),
@@ -22,6 +23,7 @@ from medmoe_lm_eval.profiling.hardware import hardware_info, software_info
 from medmoe_lm_eval.profiling.meters import NvmlMeter, RaplMeter
 from medmoe_lm_eval.profiling.single_stream import summarise
 from medmoe_lm_eval.profiling.stats import BatchRecord, Throughput, group_by, median
+from medmoe_lm_eval.schema.profile import Profile
 
 if TYPE_CHECKING:
     from medmoe_lm_eval.profiling.profiler import Profiler
@@ -39,27 +41,23 @@ def build_report(prof: Profiler) -> dict[str, Any]:
     total = Throughput.from_records(records, served.requests() if served.declared else None)
     if not prof._opened:  # tracked without start(): the busy time is all there is
         wall_s = total.wall_s
-    from medmoe_lm_eval.profiling import profiler as module
-
-    return {
-        "schema": module.SCHEMA_VERSION,
-        "enabled": True,
-        "device": prof.device,
-        "started_at": prof._started_at,
-        "wall_s": wall_s,
-        "hardware": hardware_info(_primary_gpu_info(prof)),
-        "software": software_info(),
-        "total": total.to_dict(),
-        "failed_batches": prof._failed_batches,
-        "request_types": _request_types(prof, records),
-        "tasks": _tasks(prof, records, batch_j),
-        "experts": _experts(prof, records, batch_j, devices),
-        "served": served.report() if served.declared or served.cache_attached else None,
-        "single_stream": _single_stream(prof),
-        "router": _router_report(prof),
-        "memory": _memory_report(prof, used),
-        "energy": _energy_report(prof, devices, total.requests, used),
-        "sampler": {
+    return Profile(
+        device=prof.device,
+        started_at=prof._started_at,
+        wall_s=wall_s,
+        hardware=hardware_info(_primary_gpu_info(prof)),
+        software=software_info(),
+        total=total.to_dict(),
+        failed_batches=prof._failed_batches,
+        request_types=_request_types(prof, records),
+        tasks=_tasks(prof, records, batch_j),
+        experts=_experts(prof, records, batch_j, devices),
+        served=served.report() if served.declared or served.cache_attached else None,
+        single_stream=_single_stream(prof),
+        router=_router_report(prof),
+        memory=_memory_report(prof, used),
+        energy=_energy_report(prof, devices, total.requests, used),
+        sampler={
             "interval_ms": prof.interval_ms,
             "samples": prof._sampler.samples,
             "cpu_s": prof._sampler.cpu_s,
@@ -67,7 +65,7 @@ def build_report(prof: Profiler) -> dict[str, Any]:
             "errors": prof._sampler.errors,
             "notes": prof._notes + _nvml_notes(prof),
         },
-    }
+    ).to_dict()
 
 
 def _used_devices(prof: Profiler, records: Sequence[BatchRecord]) -> list[str]:

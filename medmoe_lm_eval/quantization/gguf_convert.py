@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from medmoe_lm_eval import settings
+
 #: outtype -> (llama ftype for the converter, GGUF file type number)
 OUTTYPES = {"f32": 0, "f16": 1}
 
@@ -58,12 +60,12 @@ def bpe_pre_tokenizer(tokenizer_json: dict[str, Any], where: str) -> str:
     pre = tokenizer_json.get("pre_tokenizer") or {}
     if tokenizer_json.get("normalizer"):
         raise ConversionError(
-            f"{where}: tokenizer.json has a normalizer, which llama.cpp's BPE vocab does not apply; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)"
+            f"{where}: tokenizer.json has a normalizer, which llama.cpp's BPE vocab does not apply; convert with llama.cpp's converter ({settings.GGUF_CONVERTER.name})"
         )
     if pre.get("type") == "ByteLevel":
         if pre.get("add_prefix_space") or not pre.get("use_regex", True):
             raise ConversionError(
-                f"{where}: ByteLevel pre-tokenizer with add_prefix_space/no regex has no llama.cpp equivalent; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)"
+                f"{where}: ByteLevel pre-tokenizer with add_prefix_space/no regex has no llama.cpp equivalent; convert with llama.cpp's converter ({settings.GGUF_CONVERTER.name})"
             )
         return "gpt-2"  # GPT-2's regex, which ByteLevel(use_regex=True) applies
     if pre.get("type") == "Sequence":
@@ -73,7 +75,7 @@ def bpe_pre_tokenizer(tokenizer_json: dict[str, Any], where: str) -> str:
             if regex in _KNOWN_SPLITS:
                 return _KNOWN_SPLITS[regex]
     raise ConversionError(
-        f"{where}: unknown BPE pre-tokenizer {json.dumps(pre)[:120]}; convert with llama.cpp's converter (set MEDMOE_GGUF_CONVERTER to its convert_hf_to_gguf.py)"
+        f"{where}: unknown BPE pre-tokenizer {json.dumps(pre)[:120]}; convert with llama.cpp's converter (set {settings.GGUF_CONVERTER.name} to its convert_hf_to_gguf.py)"
     )
 
 
@@ -179,11 +181,11 @@ def _check_llama_config(cfg: dict[str, Any], where: str) -> None:
     rope_type = scaling.get("rope_type") or scaling.get("type") or (cfg.get("rope_parameters") or {}).get("rope_type", "default")
     if rope_type not in (None, "default"):
         raise ConversionError(
-            f"{where}: rope scaling '{rope_type}' is not written by the built-in converter; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)"
+            f"{where}: rope scaling '{rope_type}' is not written by the built-in converter; convert with llama.cpp's converter ({settings.GGUF_CONVERTER.name})"
         )
     if cfg.get("attention_bias") or cfg.get("mlp_bias"):
         raise ConversionError(
-            f"{where}: attention/MLP biases are not written by the built-in converter; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)"
+            f"{where}: attention/MLP biases are not written by the built-in converter; convert with llama.cpp's converter ({settings.GGUF_CONVERTER.name})"
         )
 
 
@@ -224,7 +226,9 @@ def _write_llama(model_dir: Path, out: Path, cfg: dict[str, Any], outtype: str, 
                 continue
             gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
             if gguf_name is None:
-                raise ConversionError(f"{model_dir}: tensor '{hf_name}' has no llama.cpp name; convert with llama.cpp's converter (MEDMOE_GGUF_CONVERTER)")
+                raise ConversionError(
+                    f"{model_dir}: tensor '{hf_name}' has no llama.cpp name; convert with llama.cpp's converter ({settings.GGUF_CONVERTER.name})"
+                )
             writer.add_tensor(gguf_name, _convert_tensor(hf_name, data, cfg, outtype))
             done += 1
             progress("convert", done, expected)
@@ -237,12 +241,12 @@ def _write_llama(model_dir: Path, out: Path, cfg: dict[str, Any], outtype: str, 
 
 
 def _external_converter(model_dir: Path, out: Path, outtype: str) -> Path:
-    script = os.environ.get("MEDMOE_GGUF_CONVERTER")
+    script = settings.GGUF_CONVERTER.value()
     arch = json.loads((model_dir / "config.json").read_text()).get("architectures", ["?"])[0]
     if not script or not Path(script).is_file():
         raise ConversionError(
             f"{model_dir}: architecture '{arch}' is not handled by the built-in GGUF writer (Llama/Mistral); "
-            "set MEDMOE_GGUF_CONVERTER to llama.cpp's convert_hf_to_gguf.py (same llama.cpp version as llama-cpp-python)"
+            f"set {settings.GGUF_CONVERTER.name} to llama.cpp's convert_hf_to_gguf.py (same llama.cpp version as llama-cpp-python)"
         )
     cmd = [sys.executable, script, str(model_dir), "--outfile", str(out), "--outtype", outtype]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 if TYPE_CHECKING:
+    from medmoe_lm_eval.schema.run_record import RunRecord
     from medmoe_lm_eval.store.run_key import RunKey
 
 #: Columns of the tidy frame, in display order.
@@ -55,7 +56,8 @@ class RunInfo:
     date: pd.Timestamp
     model_type: str
     model_args: Any
-    medmoe: dict[str, Any] | None
+    medmoe: dict[str, Any] | None  #: the run record as written (``config.medmoe``), for detail views
+    record: RunRecord | None  #: the same, read through the schema
     profile: dict[str, Any] | None
     routing_log: str | None
     lm_eval_version: str | None

@@ -1,9 +1,10 @@
-"""Reading lm-eval runs into one tidy frame: the only module that knows the on-disk schema.
+"""Reading lm-eval runs into one tidy frame.
 
-lm-eval writes ``<output_path>/<model>/results_<date>.json``. A ``medmoe`` run adds
-``config.medmoe`` (candidate, kind, adapter, experts, routing summary) and
-``config.medmoe_profile`` (latency, throughput, memory, energy), with a routing log beside it.
-Plain runs of other model types have neither and are shown without efficiency figures.
+lm-eval writes ``<output_path>/<model>/results_<date>.json``. A ``medmoe`` run adds the run
+record (``config.medmoe``: candidate, kind, adapter, experts, routing summary) and the profile
+(``config.medmoe_profile``: latency, throughput, memory, energy), with a routing log beside it;
+their layout and versions are :mod:`medmoe_lm_eval.schema`'s, read here through it. Plain runs of
+other model types have neither and are shown without efficiency figures.
 
 The frame has one row per candidate x task x metric (see :data:`FRAME_COLUMNS`). Reading never
 raises on bad input: each unreadable or odd file becomes a :class:`ReadIssue` the views show, so a
@@ -26,6 +27,10 @@ import pandas as pd
 from medmoe_lm_eval.benchmarks.metric_directions import direction, main_metric
 from medmoe_lm_eval.jsonio import UnsafeEntry, entry_problem
 from medmoe_lm_eval.profiling.task_efficiency import task_efficiency
+from medmoe_lm_eval.schema.profile import KIND as PROFILE_KIND
+from medmoe_lm_eval.schema.profile import profile_problem
+from medmoe_lm_eval.schema.run_record import PROFILE_SECTION, RunRecord, TaskRouting, run_section
+from medmoe_lm_eval.schema.versions import VERSION_KEY
 from medmoe_lm_eval.store.candidates import _hardware_text, _joined, _model_ref, _peak_memory, _plain_label, _quantization_text, _short_name, kind_of
 from medmoe_lm_eval.store.files import _load_json, _run_date, as_dict, find_result_files, number, read_data_file
 from medmoe_lm_eval.store.latest import standing
@@ -71,7 +76,7 @@ class _RunContext:
     data: dict[str, Any]
     shared: dict[str, Any]
     profile: dict[str, Any] | None
-    routing: dict[str, Any]
+    routing: dict[str, TaskRouting]
     adapter_id: str
     keys: dict[str, RunKey]
     root: Path
@@ -82,10 +87,9 @@ class _RunContext:
         return as_dict(as_dict(self.profile).get("tasks"))
 
 
-def _candidate_fields(config: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
-    medmoe = as_dict(config.get("medmoe"))
+def _candidate_fields(config: Mapping[str, Any], data: Mapping[str, Any], record: RunRecord | None) -> dict[str, Any]:
     model_type = str(config.get("model") or "unknown")
-    if not medmoe:
+    if record is None:
         ref = _model_ref(config, data)
         label = _plain_label(model_type, ref)
         return {
@@ -93,35 +97,43 @@ def _candidate_fields(config: Mapping[str, Any], data: Mapping[str, Any]) -> dic
             "backend": model_type, "quantization": "none", "router_type": None,
             "num_parameters": number(config.get("model_num_parameters")), "adapter_sha256": None,
         }  # fmt: skip
-    adapter = as_dict(medmoe.get("adapter"))
-    experts = as_dict(medmoe.get("experts"))
-    router = as_dict(as_dict(medmoe.get("routing")).get("router")) or as_dict(adapter.get("router"))
-    params = [number(as_dict(e).get("num_parameters")) for e in experts.values()]
-    label = str(medmoe.get("label") or ("moe" if medmoe.get("kind") == "moe" else "full"))
+    adapter, experts = record.adapter, record.experts
+    router = as_dict(record.routing.router) or as_dict(adapter.get("router"))
+    params = [number(e.get("num_parameters")) for e in experts.values()]
+    label = record.label or ("moe" if record.kind == "moe" else "full")
     return {
-        "candidate": str(medmoe.get("candidate") or adapter.get("name") or _short_name(_model_ref(config, data))),
+        "candidate": str(record.candidate or adapter.get("name") or _short_name(_model_ref(config, data))),
         "label": label,
-        "adapter_kind": medmoe.get("kind") or adapter.get("kind"),
-        "kind": kind_of(label, medmoe.get("kind") or adapter.get("kind")),
-        "backend": _joined(str(as_dict(e).get("backend") or "") for e in experts.values()),
-        "quantization": _joined(_quantization_text(as_dict(e).get("quantization")) for e in experts.values()),
+        "adapter_kind": record.kind or adapter.get("kind"),
+        "kind": kind_of(label, record.kind or adapter.get("kind")),
+        "backend": _joined(str(e.get("backend") or "") for e in experts.values()),
+        "quantization": _joined(_quantization_text(e.get("quantization")) for e in experts.values()),
         "router_type": router.get("type"),
         "num_parameters": float(np.nansum(params)) if params and not all(math.isnan(p) for p in params) else math.nan,
         "adapter_sha256": adapter.get("sha256"),
     }
 
 
-def _read_profile(config: Mapping[str, Any], medmoe: Mapping[str, Any], folder: Path, root: Path, issues: list[ReadIssue], file: str) -> dict[str, Any] | None:
-    profile = config.get("medmoe_profile")
+def _checked_profile(profile: dict[str, Any], issues: list[ReadIssue], file: str) -> dict[str, Any] | None:
+    """``profile`` when this code reads its version, else ``None`` and one issue."""
+    problem = profile_problem(profile)
+    if problem is not None:
+        issues.append(ReadIssue(file, problem))
+        return None
+    return profile
+
+
+def _read_profile(config: Mapping[str, Any], record: RunRecord, folder: Path, root: Path, issues: list[ReadIssue], file: str) -> dict[str, Any] | None:
+    profile = config.get(PROFILE_SECTION)
     if isinstance(profile, dict) and profile:
-        return profile
-    name = medmoe.get("profile_file")
-    if isinstance(name, str) and name:
+        return _checked_profile(profile, issues, file)
+    name = record.profile_file
+    if name:
         path = folder / Path(name).name
         try:
             loaded = read_data_file(path, root)
             if isinstance(loaded, dict):
-                return loaded
+                return _checked_profile(loaded, issues, f"{file} (profile {path.name})")
         except UnsafeEntry as exc:
             issues.append(ReadIssue(file, f"profile file {path.name} skipped: {exc}"))
         except (OSError, ValueError):
@@ -145,26 +157,25 @@ def _relative(path: Path, root: Path) -> str:
     return (text[len(prefix) :] if text.startswith(prefix) else os.path.relpath(text, root)).replace(os.sep, "/")
 
 
-def _context(path: Path, root: Path, data: dict[str, Any], issues: list[ReadIssue]) -> _RunContext:
+def _context(path: Path, root: Path, data: dict[str, Any], medmoe: dict[str, Any] | None, issues: list[ReadIssue]) -> _RunContext:
     config = as_dict(data.get("config"))
-    medmoe = as_dict(config.get("medmoe"))
+    record = RunRecord.read(medmoe) if medmoe else None
     run_id = _relative(path, root)
-    cand = _candidate_fields(config, data)
-    profile = _read_profile(config, medmoe, path.parent, root, issues, run_id) if medmoe else None
-    if medmoe and profile is None:
+    cand = _candidate_fields(config, data, record)
+    profile = _read_profile(config, record, path.parent, root, issues, run_id) if record else None
+    if record and profile is None and not (issues and issues[-1].message.startswith(f"{PROFILE_KIND} {VERSION_KEY}")):  # a version note says it all
         issues.append(ReadIssue(run_id, "medmoe run without a profile: efficiency columns left empty"))
     elif profile is not None and profile.get("enabled") is False:
         issues.append(ReadIssue(run_id, "profiling was switched off for this run: efficiency columns left empty"))
         profile = None
-    routing = as_dict(medmoe.get("routing"))
-    log_name = routing.get("log_file")
-    log_path = (path.parent / Path(log_name).name) if isinstance(log_name, str) and log_name else None
+    log_name = record.routing.log_file if record else None
+    log_path = (path.parent / Path(log_name).name) if log_name else None
     if log_path is not None and _unsafe(root, log_path, "routing log", run_id, issues):
         log_path = None
     info = RunInfo(
         run_id=run_id, file=str(path), candidate=cand["candidate"], date=_run_date(data, path),
         model_type=str(config.get("model") or "unknown"), model_args=config.get("model_args"),
-        medmoe=medmoe or None, profile=profile,
+        medmoe=medmoe or None, record=record, profile=profile,
         routing_log=str(log_path) if log_path is not None else None,
         lm_eval_version=data.get("lm_eval_version"), transformers_version=data.get("transformers_version"),
         git_hash=data.get("git_hash"), hardware=_hardware_text(profile, data), tasks=sorted(data["results"]),
@@ -177,16 +188,16 @@ def _context(path: Path, root: Path, data: dict[str, Any], issues: list[ReadIssu
         lm_eval_version=info.lm_eval_version, git_hash=info.git_hash, hardware=info.hardware, source_file=info.file,
     )  # fmt: skip
     adapter_id = str(cand["adapter_sha256"] or f"model:{_model_ref(config, data)}")
-    return _RunContext(info, data, shared, profile, as_dict(routing.get("per_task")), adapter_id, {}, root, issues)
+    return _RunContext(info, data, shared, profile, record.routing.per_task if record else {}, adapter_id, {}, root, issues)
 
 
 def _task_domain(ctx: _RunContext, task: str) -> str | None:
     meta = as_dict(as_dict(as_dict(ctx.data.get("configs")).get(task)).get("metadata"))
     if meta.get("domain"):
         return str(meta["domain"])
-    routed = as_dict(ctx.routing.get(task)).get("domain")
-    if routed:
-        return str(routed)
+    routed = ctx.routing.get(task)
+    if routed is not None and routed.domain:
+        return routed.domain
     from medmoe_lm_eval.benchmarks.domains import task_domain
 
     return task_domain(task)
@@ -271,8 +282,12 @@ def read_run(path: Path, root: Path, issues: list[ReadIssue], keys: dict[str, Ru
         issues.append(issue)
     if data is None:
         return None, []
+    medmoe, problem = run_section(as_dict(data.get("config")))
+    if problem is not None:
+        issues.append(ReadIssue(_relative(path, root), problem))
+        return None, []
     try:
-        ctx = _context(path, root, data, issues)
+        ctx = _context(path, root, data, medmoe, issues)
         rows = [r for task, scores in sorted(data["results"].items()) if isinstance(scores, dict) for r in _task_rows(ctx, task, scores, issues)]
         if keys is not None:
             keys.update(ctx.keys)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from medmoe_lm_eval.jsonio import loads_data
+from medmoe_lm_eval.schema.run_record import RUN_SECTION, RunRecord
 from medmoe_lm_eval.store.files import as_dict, number
 
 SourceKind = Literal["hub", "bundled", "synthetic", "dir", "unknown"]
@@ -155,7 +156,7 @@ def run_key(data: Mapping[str, Any], task: str, adapter: str) -> RunKey:
     """The key of ``task`` in one results file (``data``) evaluated with ``adapter``."""
     config = as_dict(data.get("config"))
     counts = as_dict(as_dict(data.get("n-samples")).get(task))
-    source = data_source(as_dict(as_dict(data.get("configs")).get(task)), as_dict(config.get("medmoe")).get("medmoe_data"))
+    source = data_source(as_dict(as_dict(data.get("configs")).get(task)), RunRecord.read(as_dict(config.get(RUN_SECTION))).medmoe_data)
     template = data.get("chat_template_sha") or data.get("chat_template")
     return RunKey(
         adapter=adapter, task=task, task_version=str(as_dict(data.get("versions")).get(task, "")) or None,
