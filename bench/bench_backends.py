@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # llama_server: start/stop a server by pid
+sys.path.insert(0, str(REPO / "tests" / "support"))  # llama_server: start/stop a server by pid
 
 console = Console(width=140)
 BACKENDS = ("hf", "gguf", "remote", "lmeval-gguf")
@@ -127,8 +127,8 @@ def _vm_hwm_mb(pid: int) -> float | None:
 
 
 def build(root: Path) -> tuple[Path, Path]:
-    from medmoe_lm_eval.demo.tiny import TinySpec, build_tiny_model
     from medmoe_lm_eval.quantization.gguf_convert import hf_to_gguf
+    from medmoe_lm_eval.testing.tiny import TinySpec, build_tiny_model
 
     model = build_tiny_model(root / "model", _texts(400), TinySpec(seed=0))
     return model, hf_to_gguf(model, root / "model-f32.gguf", "f32")

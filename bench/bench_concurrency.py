@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # llama_server: start/stop a server by pid
+sys.path.insert(0, str(REPO / "tests" / "support"))  # llama_server: start/stop a server by pid
 
 TASK = "medmoe_medmcqa"
 NAMES = ("a", "b")
@@ -40,9 +40,9 @@ def build(root: Path) -> dict[str, tuple[Path, Path]]:
     from dataclasses import replace
 
     from medmoe_lm_eval.demo.builder import DemoSettings
-    from medmoe_lm_eval.demo.tiny import build_tiny_model
     from medmoe_lm_eval.paths import bundled_data_dir
     from medmoe_lm_eval.quantization.gguf_convert import hf_to_gguf
+    from medmoe_lm_eval.testing.tiny import build_tiny_model
 
     spec = DemoSettings().spec
     texts = [line for path in sorted(bundled_data_dir().glob("*.jsonl")) for line in itertools.islice(path.open(encoding="utf-8"), 100)]

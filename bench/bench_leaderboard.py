@@ -36,7 +36,7 @@ def build_source(workdir: Path) -> Path:
     import results_fixtures as rf
     from transformers import AutoTokenizer
 
-    from medmoe_lm_eval.demo.tiny import TinySpec, build_model, build_tiny_model
+    from medmoe_lm_eval.testing.tiny import TinySpec, build_model, build_tiny_model
 
     texts = [q for qs in rf.QUESTIONS.values() for q, _ in qs] * 20
     base = build_tiny_model(workdir / "model", texts, TinySpec(seed=0))

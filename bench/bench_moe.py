@@ -34,7 +34,7 @@ import yaml
 from medmoe_lm_eval._lmeval_hook import register
 from medmoe_lm_eval.benchmarks.splits import domain_texts
 from medmoe_lm_eval.demo.runs import task_manager
-from medmoe_lm_eval.demo.tiny import TinySpec, build_model, train_tokenizer
+from medmoe_lm_eval.testing.tiny import TinySpec, build_model, train_tokenizer
 
 SUITE = ["medmoe_medmcqa", "medmoe_pubmedqa", "medmoe_legal_ruleqa", "medmoe_ppl_biomedical", "medmoe_ppl_legal", "medmoe_ppl_code"]
 #: best CPU seconds per run name of the last ``timed`` call

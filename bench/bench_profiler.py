@@ -57,7 +57,7 @@ def _texts(n: int = 400) -> list[str]:
 
 
 def build_model(root: Path) -> Path:
-    from medmoe_lm_eval.demo.tiny import TinySpec, build_tiny_model
+    from medmoe_lm_eval.testing.tiny import TinySpec, build_tiny_model
 
     return build_tiny_model(root / "model", _texts(), TinySpec(seed=0))
 

@@ -47,7 +47,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # llama_server: start/stop a server by pid
+sys.path.insert(0, str(REPO / "tests" / "support"))  # llama_server: start/stop a server by pid
 
 console = Console(width=140)
 TASKS = ["medmoe_medmcqa", "medmoe_pubmedqa", "medmoe_ppl_legal", "medmoe_ppl_code", "medmoe_legal_ruleqa"]
@@ -77,8 +77,8 @@ def build_experts(root: Path) -> dict[str, Path]:
     from dataclasses import replace
 
     from medmoe_lm_eval.demo.builder import DemoSettings
-    from medmoe_lm_eval.demo.tiny import build_tiny_model
     from medmoe_lm_eval.paths import bundled_data_dir
+    from medmoe_lm_eval.testing.tiny import build_tiny_model
 
     spec = DemoSettings().spec
     texts = [line for path in sorted(bundled_data_dir().glob("*.jsonl")) for line in itertools.islice(path.open(encoding="utf-8"), 100)]

@@ -114,7 +114,7 @@ def _texts(per_domain: int = 100) -> list[str]:
 
 
 def build(root: Path, name: str, **spec: int) -> Path:
-    from medmoe_lm_eval.demo.tiny import TinySpec, build_tiny_model
+    from medmoe_lm_eval.testing.tiny import TinySpec, build_tiny_model
 
     return build_tiny_model(root / name, _texts(), TinySpec(**spec), train_steps=30, batch_size=8, seq_len=64)
 

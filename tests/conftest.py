@@ -12,6 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# the results folders several test packages read, built once per session (helpers in tests/support)
+pytest_plugins = ["results_fixtures", "judgement_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -38,7 +41,7 @@ def tiny_texts() -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_texts) -> Path:
     """A random tiny Llama with its own BPE tokenizer, saved with ``save_pretrained``."""
-    from medmoe_lm_eval.demo.tiny import TinySpec, build_tiny_model
+    from medmoe_lm_eval.testing.tiny import TinySpec, build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tiny_texts, TinySpec(seed=0))
 
@@ -48,7 +51,7 @@ def tiny_experts(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     """Three different tiny Llamas sharing one tokenizer: biomedical, legal and code experts."""
     from transformers import AutoTokenizer
 
-    from medmoe_lm_eval.demo.tiny import TinySpec, build_model
+    from medmoe_lm_eval.testing.tiny import TinySpec, build_model
 
     tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     out: dict[str, Path] = {}

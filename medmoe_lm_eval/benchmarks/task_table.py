@@ -5,7 +5,7 @@ oracle router routes on and what routing is judged by), its main metric and that
 direction, its number of answer options (multiple choice), the benchmark whose rows it scores
 (and through ``registry`` that benchmark's hub source) and the document fields that group
 dependent items into clusters. The task YAMLs repeat some of these for lm-eval, which reads only
-YAML: ``tests/test_task_table.py`` checks every YAML agrees with this table, so a fact is changed
+YAML: ``tests/benchmarks/test_task_table.py`` checks every YAML agrees with this table, so a fact is changed
 here and in the YAML together or the suite fails. The harness (``domains.task_domain``) and the
 analysis (``analysis.plan``) read the table, never the YAMLs, at run time.
 

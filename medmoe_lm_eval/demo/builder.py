@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from medmoe_lm_eval import __version__
 from medmoe_lm_eval.benchmarks.domains import DOMAINS
-from medmoe_lm_eval.demo.tiny import TinySpec
+from medmoe_lm_eval.testing.tiny import TinySpec
 
 MODELS = ("generalist", *DOMAINS)
 
@@ -171,7 +171,7 @@ class DemoBuilder(BuildCache):
     def tokenizer(self) -> Path:
         path = self.root / "tokenizer"
         if not self._done(path):
-            from medmoe_lm_eval.demo.tiny import train_tokenizer
+            from medmoe_lm_eval.testing.tiny import train_tokenizer
 
             task = self.progress.add_task("training the shared BPE tokenizer", total=1)
             shutil.rmtree(path, ignore_errors=True)
@@ -187,7 +187,7 @@ class DemoBuilder(BuildCache):
             return path
         from transformers import AutoTokenizer
 
-        from medmoe_lm_eval.demo.tiny import build_model, train_lm
+        from medmoe_lm_eval.testing.tiny import build_model, train_lm
 
         s = self.settings
         tokenizer = AutoTokenizer.from_pretrained(str(self.tokenizer()))
