@@ -15,6 +15,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 try:
     import medmoe_lm_eval  # noqa: F401
@@ -209,6 +210,16 @@ def medical_first(frame: pd.DataFrame) -> pd.DataFrame:
 def name_column(names: pd.Series | list[str]) -> st.column_config.Column:
     """The candidate column: wide enough for the longest name on one line (up to 420 px)."""
     return st.column_config.TextColumn("candidate", width=name_width(names, cap=420))
+
+
+def show_table(frame: pd.DataFrame, columns: dict[str, Any], key: str, row_px: int | None = None, every_row: bool = False) -> None:
+    """One board table: full width, no index, ``columns`` as its column config; with ``row_px``
+    rows that tall (wrapped names and reasons); with ``every_row`` every row in view (no scrolling
+    inside the table)."""
+    sizing: dict[str, Any] = {"row_height": row_px} if row_px else {}
+    if every_row:
+        sizing["height"] = table_height(len(frame), row_px or 35)
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=columns, key=key, **sizing)
 
 
 def table_height(rows: int, row_px: int = 35) -> int:

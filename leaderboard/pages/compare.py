@@ -102,11 +102,9 @@ if not errors.empty:
         "Tasks whose items come in clusters (one source document, one subject): lm-eval's standard error treats items as independent; "
         "the clustered one (Miller 2024) does not. Design effect = (clustered / naive)^2: how many items count as one independent item."
     )
-    st.dataframe(
+    board_ui.show_table(
         errors,
-        hide_index=True,
-        width="stretch",
-        column_config={
+        {
             "candidate": board_ui.name_column(errors["candidate"]),
             **{c: st.column_config.NumberColumn(c.replace("stderr_", "SE "), format="%.3f") for c in ("stderr_lm_eval", "stderr_naive", "stderr_clustered")},
             "design_effect": st.column_config.NumberColumn("design effect", format="%.2f"),

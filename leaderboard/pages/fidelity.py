@@ -45,13 +45,9 @@ else:
     )
     lead = fidelity_display(table)
     # base widths that fit 1400 px (the columns grow on a wider screen); names and verdicts wrap
-    st.dataframe(
+    board_ui.show_table(
         lead,
-        hide_index=True,
-        width="stretch",
-        height=board_ui.table_height(len(lead), board_ui.WRAP_ROW_PX),
-        row_height=board_ui.WRAP_ROW_PX,
-        column_config={
+        {
             "copy": st.column_config.TextColumn("copy", width=board_ui.name_width(lead["copy"], cap=140)),
             "parent": st.column_config.TextColumn("parent", width=board_ui.name_width(lead["parent"], cap=120)),
             "task": st.column_config.TextColumn("task", width=board_ui.name_width(lead["task"], cap=130)),
@@ -63,6 +59,8 @@ else:
             "KL mean": st.column_config.TextColumn("KL mean", width=70, help="mean KL(parent || copy) over the option distributions"),
         },
         key="fidelity_table",
+        row_px=board_ui.WRAP_ROW_PX,
+        every_row=True,
     )
     with st.expander("Every figure: recovery, same top, flip rates with Wilson intervals, KL p99, perplexity ratio (4 decimals)"):
         st.dataframe(

@@ -40,12 +40,9 @@ if empty:  # a column nobody measured tells no candidate apart: said once instea
     st.caption(f"Not measured for any candidate here: {', '.join(SUMMARY_FIGURES[c] for c in empty)}.")
 # base widths that fit the 1400 px screen (the columns grow to fill a wider one); data sources are
 # on the Results table below and the Compare page's badges
-st.dataframe(
+board_ui.show_table(
     summary.drop(columns=[*empty, "data"], errors="ignore"),
-    hide_index=True,
-    width="stretch",
-    height=board_ui.table_height(len(summary)),
-    column_config={
+    {
         "candidate": st.column_config.TextColumn("candidate", width=board_ui.name_width(summary["candidate"], cap=330)),
         "kind": st.column_config.TextColumn("kind", width=52),
         "tasks": st.column_config.NumberColumn("tasks", width=52),
@@ -59,16 +56,15 @@ st.dataframe(
         "energy_per_correct_j": st.column_config.NumberColumn("J/correct", format="%.3g", help="energy per correct answer (J)", width=80),
     },
     key="summary_table",
+    every_row=True,
 )
 
 st.subheader("Results")
 all_metrics = st.toggle("Show every metric (not only accuracy-type)", key="all_metrics")
 table = board_ui.medical_first(overview_table(view.frame, all_metrics=all_metrics))  # opens on a medical task
-st.dataframe(
+board_ui.show_table(
     table,
-    hide_index=True,
-    width="stretch",
-    column_config={
+    {
         "candidate": board_ui.name_column(table["candidate"]),
         "value": st.column_config.NumberColumn("value", format="%.3f"),
         "stderr": st.column_config.NumberColumn("± stderr", format="%.3f"),

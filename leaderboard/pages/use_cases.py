@@ -43,13 +43,9 @@ every_figure = st.toggle("Show every figure (with its interval), per-task qualit
 table = display if every_figure else display[ANSWER].assign(why=lead_why(ranking))
 # base widths that fit the 1024 px screen (the columns grow to fill a wider one); long names and
 # reasons wrap within the rows' four lines instead of being cut or scrolling sideways
-st.dataframe(
+board_ui.show_table(
     table,
-    hide_index=True,
-    width="stretch",
-    height=board_ui.table_height(len(table), board_ui.WRAP_ROW_PX),
-    row_height=board_ui.WRAP_ROW_PX,
-    column_config={
+    {
         "rank": st.column_config.TextColumn("rank", width=44, help="1 + the candidates significantly better: candidates not told apart share it"),
         "rank range": st.column_config.TextColumn("range", width=52, help="joint 95% set: [rank, candidates - those significantly worse]"),
         "tied": st.column_config.TextColumn("tie", width=68, help="'= leader': not significantly worse than the top score"),
@@ -60,6 +56,8 @@ st.dataframe(
         "why": st.column_config.TextColumn("why", width=250, help="limits met or failed (with the figure), and the figure that carried the score"),
     },
     key="ranking_table",
+    row_px=board_ui.WRAP_ROW_PX,
+    every_row=True,
 )
 for note in ranking.notes:
     st.info(board_ui.md(note))  # they name candidates and files: text, not markdown

@@ -13,13 +13,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from backend_fixtures import (
-    ROLLING,
-    gen_requests,
-    greedy_pairs,
-    ll_requests,
-    rolling_requests,
-)
+from backend_fixtures import ROLLING, gen_requests, greedy_pairs, ll_requests, rolling_requests
 
 from medmoe_lm_eval.harness.backends import make_backend
 from medmoe_lm_eval.harness.backends.base import BackendError

@@ -17,12 +17,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from backend_fixtures import (
-    gen_requests,
-    greedy_pairs,
-    ll_requests,
-    rolling_requests,
-)
+from backend_fixtures import gen_requests, greedy_pairs, ll_requests, rolling_requests
 from llama_server import free_port, llama_server
 from scripted_server import MODELS, echo_body, scripted_server
 
