@@ -31,13 +31,15 @@ from medmoe_lm_eval.jsonio import write_json_exclusive
 from medmoe_lm_eval.profiling import ProfileError
 from medmoe_lm_eval.profiling.memory import RssWatch
 from medmoe_lm_eval.profiling.meters import Meter, NvmlMeter, RaplMeter, device_key, remote_meter
+from medmoe_lm_eval.profiling.report import build_report
 from medmoe_lm_eval.profiling.sampler import Sampler
 from medmoe_lm_eval.profiling.served import ServedLedger
 from medmoe_lm_eval.profiling.single_stream import StreamSample
+from medmoe_lm_eval.profiling.snapshot import ProfilerSnapshot
 from medmoe_lm_eval.profiling.stats import BatchRecord
 from medmoe_lm_eval.schema.profile import disabled
 
-__all__ = ["BatchRecord", "ProfileError", "Profiler", "StreamSample"]
+__all__ = ["BatchRecord", "ProfileError", "Profiler", "ProfilerSnapshot", "StreamSample"]
 
 
 def _no_sync() -> None:
@@ -287,9 +289,37 @@ class Profiler:
         """Everything measured so far, JSON-serialisable (see :mod:`.report`)."""
         if not self.enabled:
             return disabled()
-        from medmoe_lm_eval.profiling.report import build_report
+        return build_report(self.snapshot())
 
-        return build_report(self)
+    def snapshot(self) -> ProfilerSnapshot:
+        """What has been measured so far, as the record the report reads (enabled profilers only)."""
+        if not self.enabled:
+            raise ProfileError("a disabled profiler measured nothing: there is no snapshot to take")
+        return ProfilerSnapshot(
+            device=self.device,
+            interval_ms=self.interval_ms,
+            started_at=self._started_at,
+            opened=self._opened,
+            wall_s=self.wall_s(),
+            records=tuple(self._records),
+            failed_batches=self._failed_batches,
+            loads={name: tuple(times) for name, times in self._loads.items()},
+            expert_devices=dict(self._expert_devices),
+            default_device=device_key(self.device),
+            served=self._served,
+            truncated=dict(self._truncated),
+            streams={task: (tuple(samples), warmup, probe_s) for task, (samples, warmup, probe_s) in self._streams.items()},
+            router=tuple(self._router),
+            notes=tuple(self._notes),
+            sampler_samples=self._sampler.samples,
+            sampler_cpu_s=self._sampler.cpu_s,
+            sampler_errors=tuple(self._sampler.errors),
+            meters=dict(self._meters),
+            torch_peaks=dict(self._torch_peaks) if self._torch_peaks is not None else None,
+            peak_rss_bytes=self._rss.peak_bytes or self._rss.current_bytes(),
+            peak_rss_source=self._rss.peak_source,
+            backend_peak_rss_bytes=dict(self._rss.external_peak_bytes),
+        )
 
     def wall_s(self) -> float:
         return self._active_s + (time.perf_counter() - self._run_t0 if self._run_t0 is not None else 0.0)

@@ -1,5 +1,6 @@
 """The profile a :class:`~medmoe_lm_eval.profiling.profiler.Profiler` reports, built as a
-:class:`~medmoe_lm_eval.schema.profile.Profile` (its top level and version live there).
+:class:`~medmoe_lm_eval.schema.profile.Profile` (its top level and version live there) from the
+profiler's :class:`~medmoe_lm_eval.profiling.snapshot.ProfilerSnapshot`, never its own state.
 
 Top level: ``total``, ``request_types``, ``tasks`` and ``experts`` (throughput tables: unique
 ``requests`` and ``expert_calls``, busy ``wall_s``, rates, tokens and ``batch_latency_ms``),
@@ -16,78 +17,77 @@ and net of the idle draw measured before the run (``idle_w`` x the batch's secon
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medmoe_lm_eval.profiling.energy import EnergySeries
 from medmoe_lm_eval.profiling.hardware import hardware_info, software_info
 from medmoe_lm_eval.profiling.meters import NvmlMeter, RaplMeter
 from medmoe_lm_eval.profiling.single_stream import summarise
+from medmoe_lm_eval.profiling.snapshot import ProfilerSnapshot
 from medmoe_lm_eval.profiling.stats import BatchRecord, Throughput, group_by, median
 from medmoe_lm_eval.schema.profile import Profile
 
-if TYPE_CHECKING:
-    from medmoe_lm_eval.profiling.profiler import Profiler
 
-
-def build_report(prof: Profiler) -> dict[str, Any]:
-    records = list(prof._records)
-    wall_s = prof.wall_s()
-    used = _used_devices(prof, records)
-    devices = {key: _device_energy(prof, key, [r for r in records if r.device == key]) for key in used}
+def build_report(snap: ProfilerSnapshot) -> dict[str, Any]:
+    """The profile of ``snap``, validated through the schema and returned as its JSON dict."""
+    records = list(snap.records)
+    wall_s = snap.wall_s
+    used = _used_devices(snap, records)
+    devices = {key: _device_energy(snap, key, [r for r in records if r.device == key]) for key in used}
     batch_j: dict[int, float | None] = {}
     for entry in devices.values():
         batch_j.update(entry.pop("_batches"))
-    served = prof._served
+    served = snap.served
     total = Throughput.from_records(records, served.requests() if served.declared else None)
-    if not prof._opened:  # tracked without start(): the busy time is all there is
+    if not snap.opened:  # tracked without start(): the busy time is all there is
         wall_s = total.wall_s
     return Profile(
-        device=prof.device,
-        started_at=prof._started_at,
+        device=snap.device,
+        started_at=snap.started_at,
         wall_s=wall_s,
-        hardware=hardware_info(_primary_gpu_info(prof)),
+        hardware=hardware_info(_primary_gpu_info(snap)),
         software=software_info(),
         total=total.to_dict(),
-        failed_batches=prof._failed_batches,
-        request_types=_request_types(prof, records),
-        tasks=_tasks(prof, records, batch_j),
-        experts=_experts(prof, records, batch_j, devices),
+        failed_batches=snap.failed_batches,
+        request_types=_request_types(snap, records),
+        tasks=_tasks(snap, records, batch_j),
+        experts=_experts(snap, records, batch_j, devices),
         served=served.report() if served.declared or served.cache_attached else None,
-        single_stream=_single_stream(prof),
-        router=_router_report(prof),
-        memory=_memory_report(prof, used),
-        energy=_energy_report(prof, devices, total.requests, used),
+        single_stream=_single_stream(snap),
+        router=_router_report(snap),
+        memory=_memory_report(snap, used),
+        energy=_energy_report(snap, devices, total.requests, used),
         sampler={
-            "interval_ms": prof.interval_ms,
-            "samples": prof._sampler.samples,
-            "cpu_s": prof._sampler.cpu_s,
-            "cpu_fraction": prof._sampler.cpu_s / wall_s if wall_s > 0 else None,
-            "errors": prof._sampler.errors,
-            "notes": prof._notes + _nvml_notes(prof),
+            "interval_ms": snap.interval_ms,
+            "samples": snap.sampler_samples,
+            "cpu_s": snap.sampler_cpu_s,
+            "cpu_fraction": snap.sampler_cpu_s / wall_s if wall_s > 0 else None,
+            "errors": list(snap.sampler_errors),
+            "notes": list(snap.notes) + _nvml_notes(snap),
         },
     ).to_dict()
 
 
-def _used_devices(prof: Profiler, records: Sequence[BatchRecord]) -> list[str]:
+def _used_devices(snap: ProfilerSnapshot, records: Sequence[BatchRecord]) -> list[str]:
     """Devices whose experts did work (batches or loads); the run's device when none did."""
     seen = dict.fromkeys(r.device for r in records)
-    seen.update(dict.fromkeys(prof.expert_device(e) for e in prof._loads))
-    return list(seen) or [prof.expert_device("")]
+    seen.update(dict.fromkeys(snap.expert_device(e) for e in snap.loads))
+    return list(seen) or [snap.expert_device("")]
 
 
-def _nvml_notes(prof: Profiler) -> list[str]:
-    notes = [n for m in prof._meters.values() if isinstance(m, NvmlMeter) for n in m.all_notes()]
+def _nvml_notes(snap: ProfilerSnapshot) -> list[str]:
+    notes = [n for m in snap.meters.values() if isinstance(m, NvmlMeter) for n in m.all_notes()]
     return list(dict.fromkeys(notes))
 
 
-def _primary_gpu_info(prof: Profiler) -> dict[str, Any] | None:
-    meter = prof._meters.get(prof.expert_device(""))
+def _primary_gpu_info(snap: ProfilerSnapshot) -> dict[str, Any] | None:
+    meter = snap.meters.get(snap.expert_device(""))
     return meter.info if isinstance(meter, NvmlMeter) else None
 
 
-def _device_energy(prof: Profiler, key: str, records: list[BatchRecord]) -> dict[str, Any]:
+def _device_energy(snap: ProfilerSnapshot, key: str, records: list[BatchRecord]) -> dict[str, Any]:
     """One device: gross joules over the run, idle draw, and each of its batches' net joules."""
-    meter = prof._meters.get(key)
+    meter = snap.meters.get(key)
     series, source, reason = meter.energy() if meter is not None else (None, None, f"{key}: no meter was opened (profiler never started)")
     idle = meter.idle.to_dict() if meter is not None else {"idle_w": None, "idle_s": 0.0, "idle_source": None, "idle_reason": None}
     gross = series.between([(r.start_s, r.end_s) for r in records]) if series is not None else None
@@ -113,61 +113,61 @@ def _joules(recs: Sequence[BatchRecord], batch_j: dict[int, float | None]) -> fl
     return None if any(v is None for v in values) else float(sum(v for v in values if v is not None))
 
 
-def _request_types(prof: Profiler, records: list[BatchRecord]) -> dict[str, Any]:
-    served = prof._served
+def _request_types(snap: ProfilerSnapshot, records: list[BatchRecord]) -> dict[str, Any]:
+    served = snap.served
     return {
         k: Throughput.from_records(v, served.requests(request_type=k) if served.declared else None).to_dict()
         for k, v in group_by(records, "request_type").items()
     }
 
 
-def _tasks(prof: Profiler, records: list[BatchRecord], batch_j: dict[int, float | None]) -> dict[str, Any]:
-    served = prof._served
+def _tasks(snap: ProfilerSnapshot, records: list[BatchRecord], batch_j: dict[int, float | None]) -> dict[str, Any]:
+    served = snap.served
     out: dict[str, Any] = {}
     for task, recs in group_by(records, "task").items():
         entry = Throughput.from_records(recs, served.requests(task=task) if served.declared else None).to_dict()
         entry["docs"] = served.docs(task) if served.declared else None
         entry["energy_j"] = _joules(recs, batch_j)
         entry["energy_devices"] = sorted({r.device for r in recs})
-        entry["truncated"] = sum(n for (t, _), n in prof._truncated.items() if (t or "(none)") == task)
+        entry["truncated"] = sum(n for (t, _), n in snap.truncated.items() if (t or "(none)") == task)
         entry["experts"] = {e: Throughput.from_records(rs).to_dict() for e, rs in group_by(recs, "expert").items()}
         out[task] = entry
-    for (name, _), n in prof._truncated.items():  # truncation noted for a task never tracked
+    for (name, _), n in snap.truncated.items():  # truncation noted for a task never tracked
         out.setdefault(name or "(none)", {**Throughput.from_records([]).to_dict(), "energy_j": None, "truncated": n, "experts": {}})
     return out
 
 
-def _experts(prof: Profiler, records: list[BatchRecord], batch_j: dict[int, float | None], devices: dict[str, Any]) -> dict[str, Any]:
+def _experts(snap: ProfilerSnapshot, records: list[BatchRecord], batch_j: dict[int, float | None], devices: dict[str, Any]) -> dict[str, Any]:
     """Per expert; ``requests`` here are the expert's own calls (``expert_calls``)."""
     grouped = group_by(records, "expert")
     out: dict[str, Any] = {}
-    for name in list(prof._loads) + [e for e in grouped if e not in prof._loads]:
+    for name in list(snap.loads) + [e for e in grouped if e not in snap.loads]:
         recs = grouped.get(name, [])
-        loads = prof._loads.get(name, [])
-        device = prof.expert_device(name)
+        loads = snap.loads.get(name, ())
+        device = snap.expert_device(name)
         entry: dict[str, Any] = {"load_s": sum(loads), "loads": len(loads), "device": device}
         entry.update(Throughput.from_records(recs).to_dict())
         entry["request_types"] = {k: Throughput.from_records(v).to_dict() for k, v in group_by(recs, "request_type").items()}
         entry["energy_j"] = _joules(recs, batch_j)
         entry["energy_source"] = (devices.get(device) or {}).get("source")
         entry["memory_source"] = "nvml" if device.startswith("cuda") else "rss" if device == "cpu" else None
-        entry["truncated"] = sum(n for (_, e), n in prof._truncated.items() if e == name)
+        entry["truncated"] = sum(n for (_, e), n in snap.truncated.items() if e == name)
         out[name] = entry
     return out
 
 
-def _single_stream(prof: Profiler) -> dict[str, Any] | None:
-    if not prof._streams:
+def _single_stream(snap: ProfilerSnapshot) -> dict[str, Any] | None:
+    if not snap.streams:
         return None
     out: dict[str, Any] = {}
-    for task, (samples, warmup, probe_s) in prof._streams.items():
-        energies = [_window_energy(prof, s.device, s.start_s, s.start_s + s.e2e_s) for s in samples]
+    for task, (samples, warmup, probe_s) in snap.streams.items():
+        energies = [_window_energy(snap, s.device, s.start_s, s.start_s + s.e2e_s) for s in samples]
         out[task] = {**summarise(samples, warmup, energies), "probe_s": probe_s}
     return out
 
 
-def _window_energy(prof: Profiler, device: str, start: float, end: float) -> float | None:
-    meter = prof._meters.get(device)
+def _window_energy(snap: ProfilerSnapshot, device: str, start: float, end: float) -> float | None:
+    meter = snap.meters.get(device)
     series: EnergySeries | None = meter.energy()[0] if meter is not None else None
     if series is None:
         return None
@@ -175,23 +175,23 @@ def _window_energy(prof: Profiler, device: str, start: float, end: float) -> flo
     return max(0.0, gross - (meter.idle.watts or 0.0) * (end - start)) if meter is not None else None
 
 
-def _router_report(prof: Profiler) -> dict[str, Any]:
-    per_query_ms = [1000.0 * s / n for s, n in prof._router]
+def _router_report(snap: ProfilerSnapshot) -> dict[str, Any]:
+    per_query_ms = [1000.0 * s / n for s, n in snap.router]
     return {
-        "calls": len(prof._router),
-        "queries": sum(n for _, n in prof._router),
-        "total_s": sum(s for s, _ in prof._router),
+        "calls": len(snap.router),
+        "queries": sum(n for _, n in snap.router),
+        "total_s": sum(s for s, _ in snap.router),
         "median_ms": median(per_query_ms),
     }
 
 
-def _memory_report(prof: Profiler, used: list[str]) -> dict[str, Any]:
+def _memory_report(snap: ProfilerSnapshot, used: list[str]) -> dict[str, Any]:
     """Peak RSS for CPU work, NVML (and torch) peaks for the GPUs experts ran on, never a GPU
     figure for a run whose experts all ran on the CPU."""
-    gpus = [prof._meters[k] for k in used if k.startswith("cuda") and isinstance(prof._meters.get(k), NvmlMeter)]
+    gpus = [snap.meters[k] for k in used if k.startswith("cuda") and isinstance(snap.meters.get(k), NvmlMeter)]
     peaks: list[dict[str, Any]] = [mem for m in gpus if (mem := m.memory()) is not None]
     gpu: dict[str, Any] | None = None
-    torch_peaks = prof._torch_peaks if device_of_run(prof) in used else None
+    torch_peaks = snap.torch_peaks if device_of_run(snap) in used else None
     if peaks or torch_peaks:
         top: dict[str, Any] = max(peaks, key=lambda p: p["nvml_peak_used_bytes"]) if peaks else {}
         gpu = {
@@ -201,24 +201,24 @@ def _memory_report(prof: Profiler, used: list[str]) -> dict[str, Any]:
             "torch_max_reserved_bytes": None,
         }
         gpu.update(torch_peaks or {})
-    primary = prof._meters.get(device_of_run(prof))
-    rss = prof._rss.peak_bytes or prof._rss.current_bytes()
-    per_device = {k: ({"peak_rss_bytes": rss, "source": "rss"} if k == "cpu" else (prof._meters[k].memory() if k in prof._meters else None)) for k in used}
+    primary = snap.meters.get(device_of_run(snap))
+    rss = snap.peak_rss_bytes
+    per_device = {k: ({"peak_rss_bytes": rss, "source": "rss"} if k == "cpu" else (snap.meters[k].memory() if k in snap.meters else None)) for k in used}
     return {
         "peak_rss_bytes": rss,
-        "peak_rss_source": prof._rss.peak_source,
-        "backend_peak_rss_bytes": dict(prof._rss.external_peak_bytes),
+        "peak_rss_source": snap.peak_rss_source,
+        "backend_peak_rss_bytes": dict(snap.backend_peak_rss_bytes),
         "gpu": gpu,
         "gpu_error": primary.reason if isinstance(primary, NvmlMeter) else None,
         "per_device": per_device,
     }
 
 
-def device_of_run(prof: Profiler) -> str:
-    return prof.expert_device("")
+def device_of_run(snap: ProfilerSnapshot) -> str:
+    return snap.expert_device("")
 
 
-def _energy_report(prof: Profiler, devices: dict[str, dict[str, Any]], requests: int, used: list[str]) -> dict[str, Any]:
+def _energy_report(snap: ProfilerSnapshot, devices: dict[str, dict[str, Any]], requests: int, used: list[str]) -> dict[str, Any]:
     """Totals over the devices experts ran on; a device that could not be read makes them ``None``."""
     entries = [devices[k] for k in used]
     readable = all(e["source"] for e in entries)

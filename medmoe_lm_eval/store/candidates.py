@@ -16,7 +16,7 @@ from medmoe_lm_eval.store.files import as_dict, number
 from medmoe_lm_eval.store.records import KIND_BY_LABEL_PREFIX
 
 
-def _model_ref(config: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+def model_ref(config: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     """The model a plain run evaluated: ``pretrained=``/``model=``/``path=`` or ``model_name``."""
     args = config.get("model_args")
     if isinstance(args, str):
@@ -28,14 +28,15 @@ def _model_ref(config: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     return str(data.get("model_name") or config.get("model") or "unknown")
 
 
-def _short_name(ref: str) -> str:
+def short_name(ref: str) -> str:
     """Hub ids stay as they are; local paths shrink to their last component."""
     if ref.startswith(("/", "./", "../", "~")) or (os.sep in ref and Path(ref).exists()):
         return Path(ref.rstrip("/")).name or ref
     return ref
 
 
-def _plain_label(model_type: str, ref: str) -> str:
+def plain_label(model_type: str, ref: str) -> str:
+    """The label of a plain run's candidate (gptq, awq, gguf or full), guessed from its model type and name."""
     low = f"{model_type} {ref}".lower()
     for tag in ("gptq", "awq"):
         if tag in low:
@@ -53,7 +54,8 @@ def kind_of(label: str, adapter_kind: str | None) -> str:
     return KIND_BY_LABEL_PREFIX.get(prefix, "other")
 
 
-def _hardware_text(profile: Mapping[str, Any] | None, data: Mapping[str, Any]) -> str | None:
+def hardware_text(profile: Mapping[str, Any] | None, data: Mapping[str, Any]) -> str | None:
+    """``CPU xN / GPU xM`` from the profile's hardware, else from lm-eval's ``pretty_env_info``; ``None`` if neither says."""
     hw = as_dict(as_dict(profile).get("hardware"))
     if hw:
         cpu = f"{hw.get('cpu_model') or 'CPU'} x{hw.get('cpu_cores') or '?'}"
@@ -68,7 +70,8 @@ def _hardware_text(profile: Mapping[str, Any] | None, data: Mapping[str, Any]) -
     return " / ".join(parts) or None
 
 
-def _quantization_text(q: Any) -> str:
+def quantization_text(q: Any) -> str:
+    """An expert's quantization in a few words (``gptq 4-bit g128``, ``gguf Q4_K_M``); ``none`` without one."""
     q = as_dict(q)
     if not q:
         return "none"
@@ -80,11 +83,12 @@ def _quantization_text(q: Any) -> str:
     return f"{method}{bits}{group}"
 
 
-def _joined(values: Iterable[str]) -> str:
+def joined(values: Iterable[str]) -> str:
+    """The distinct non-empty values in order, joined with ``+`` (one cell for a mixture's experts); ``none`` if empty."""
     return "+".join(dict.fromkeys(v for v in values if v)) or "none"
 
 
-def _peak_memory(profile: Mapping[str, Any]) -> float:
+def peak_memory(profile: Mapping[str, Any]) -> float:
     """GPU peak (NVML, else torch reserved) when the run used a GPU, else the process's peak RSS."""
     memory = as_dict(profile.get("memory"))
     gpu = as_dict(memory.get("gpu"))

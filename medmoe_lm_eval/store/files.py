@@ -33,7 +33,7 @@ _RESULT_NAME = re.compile(r"results_?(.*)\.json$")
 
 def find_result_files(root: str | Path) -> list[Path]:
     """Every JSON file below ``root`` that may be a results file (profiles and samples excluded;
-    links and other entries that are not regular files are listed too: :func:`_load_json` says why
+    links and other entries that are not regular files are listed too: :func:`load_json` says why
     it skips them)."""
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -67,7 +67,8 @@ def read_data_file(path: Path, root: Path) -> Any:
     return loads_data(read_bounded(path).decode("utf-8"))
 
 
-def _load_json(path: Path, root: Path) -> tuple[dict[str, Any] | None, ReadIssue | None]:
+def load_json(path: Path, root: Path) -> tuple[dict[str, Any] | None, ReadIssue | None]:
+    """The lm-eval results in ``path``, or the one-line issue that says why it was skipped (a bad file never raises)."""
     try:
         data = read_data_file(path, root)
     except UnsafeEntry as exc:
@@ -128,7 +129,7 @@ def number(value: Any) -> float:
         return math.nan
 
 
-def _run_date(data: Mapping[str, Any], path: Path) -> pd.Timestamp:
+def run_date(data: Mapping[str, Any], path: Path) -> pd.Timestamp:
     """``date`` (a Unix time in lm-eval 0.4), else the file name's stamp, else the file's mtime."""
     raw = data.get("date")
     if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw > 0:

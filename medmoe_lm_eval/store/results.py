@@ -31,8 +31,8 @@ from medmoe_lm_eval.schema.profile import KIND as PROFILE_KIND
 from medmoe_lm_eval.schema.profile import profile_problem
 from medmoe_lm_eval.schema.run_record import PROFILE_SECTION, RunRecord, TaskRouting, run_section
 from medmoe_lm_eval.schema.versions import VERSION_KEY
-from medmoe_lm_eval.store.candidates import _hardware_text, _joined, _model_ref, _peak_memory, _plain_label, _quantization_text, _short_name, kind_of
-from medmoe_lm_eval.store.files import _load_json, _run_date, as_dict, find_result_files, number, read_data_file
+from medmoe_lm_eval.store.candidates import hardware_text, joined, kind_of, model_ref, peak_memory, plain_label, quantization_text, short_name
+from medmoe_lm_eval.store.files import as_dict, find_result_files, load_json, number, read_data_file, run_date
 from medmoe_lm_eval.store.latest import standing
 from medmoe_lm_eval.store.records import FRAME_COLUMNS, ReadIssue, ResultsSet, RunInfo
 from medmoe_lm_eval.store.run_key import RunKey, run_key
@@ -90,10 +90,10 @@ class _RunContext:
 def _candidate_fields(config: Mapping[str, Any], data: Mapping[str, Any], record: RunRecord | None) -> dict[str, Any]:
     model_type = str(config.get("model") or "unknown")
     if record is None:
-        ref = _model_ref(config, data)
-        label = _plain_label(model_type, ref)
+        ref = model_ref(config, data)
+        label = plain_label(model_type, ref)
         return {
-            "candidate": _short_name(ref), "label": label, "adapter_kind": None, "kind": kind_of(label, None),
+            "candidate": short_name(ref), "label": label, "adapter_kind": None, "kind": kind_of(label, None),
             "backend": model_type, "quantization": "none", "router_type": None,
             "num_parameters": number(config.get("model_num_parameters")), "adapter_sha256": None,
         }  # fmt: skip
@@ -102,12 +102,12 @@ def _candidate_fields(config: Mapping[str, Any], data: Mapping[str, Any], record
     params = [number(e.get("num_parameters")) for e in experts.values()]
     label = record.label or ("moe" if record.kind == "moe" else "full")
     return {
-        "candidate": str(record.candidate or adapter.get("name") or _short_name(_model_ref(config, data))),
+        "candidate": str(record.candidate or adapter.get("name") or short_name(model_ref(config, data))),
         "label": label,
         "adapter_kind": record.kind or adapter.get("kind"),
         "kind": kind_of(label, record.kind or adapter.get("kind")),
-        "backend": _joined(str(e.get("backend") or "") for e in experts.values()),
-        "quantization": _joined(_quantization_text(e.get("quantization")) for e in experts.values()),
+        "backend": joined(str(e.get("backend") or "") for e in experts.values()),
+        "quantization": joined(quantization_text(e.get("quantization")) for e in experts.values()),
         "router_type": router.get("type"),
         "num_parameters": float(np.nansum(params)) if params and not all(math.isnan(p) for p in params) else math.nan,
         "adapter_sha256": adapter.get("sha256"),
@@ -173,21 +173,21 @@ def _context(path: Path, root: Path, data: dict[str, Any], medmoe: dict[str, Any
     if log_path is not None and _unsafe(root, log_path, "routing log", run_id, issues):
         log_path = None
     info = RunInfo(
-        run_id=run_id, file=str(path), candidate=cand["candidate"], date=_run_date(data, path),
+        run_id=run_id, file=str(path), candidate=cand["candidate"], date=run_date(data, path),
         model_type=str(config.get("model") or "unknown"), model_args=config.get("model_args"),
         medmoe=medmoe or None, record=record, profile=profile,
         routing_log=str(log_path) if log_path is not None else None,
         lm_eval_version=data.get("lm_eval_version"), transformers_version=data.get("transformers_version"),
-        git_hash=data.get("git_hash"), hardware=_hardware_text(profile, data), tasks=sorted(data["results"]),
+        git_hash=data.get("git_hash"), hardware=hardware_text(profile, data), tasks=sorted(data["results"]),
         clusters=ClusterSpec.per_task(as_dict(data.get("configs"))),
     )  # fmt: skip
     shared = dict(cand)
     shared.update(
         run_id=run_id, date=info.date, model_type=info.model_type, profiled=profile is not None,
-        peak_memory_bytes=_peak_memory(profile) if profile else math.nan,
+        peak_memory_bytes=peak_memory(profile) if profile else math.nan,
         lm_eval_version=info.lm_eval_version, git_hash=info.git_hash, hardware=info.hardware, source_file=info.file,
     )  # fmt: skip
-    adapter_id = str(cand["adapter_sha256"] or f"model:{_model_ref(config, data)}")
+    adapter_id = str(cand["adapter_sha256"] or f"model:{model_ref(config, data)}")
     return _RunContext(info, data, shared, profile, record.routing.per_task if record else {}, adapter_id, {}, root, issues)
 
 
@@ -277,7 +277,7 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
 
 def read_run(path: Path, root: Path, issues: list[ReadIssue], keys: dict[str, RunKey] | None = None) -> tuple[RunInfo | None, list[dict[str, Any]]]:
     """Rows of one results file (empty, with an issue, when it cannot be used); its run keys go to ``keys``."""
-    data, issue = _load_json(path, root)
+    data, issue = load_json(path, root)
     if issue is not None:
         issues.append(issue)
     if data is None:
@@ -310,7 +310,7 @@ def empty_frame() -> pd.DataFrame:
 
 def _disambiguate(frame: pd.DataFrame, runs: dict[str, RunInfo]) -> None:
     """Two different plain models sharing a folder name get their full model reference appended."""
-    refs = {rid: _model_ref({"model_args": r.model_args}, {}) for rid, r in runs.items() if r.medmoe is None}
+    refs = {rid: model_ref({"model_args": r.model_args}, {}) for rid, r in runs.items() if r.medmoe is None}
     if not refs:
         return
     ref = frame["run_id"].map(refs)

@@ -283,6 +283,26 @@ def test_disabled_profiler_is_a_cheap_no_op():
     assert prof.report() == {"schema_version": 3, "enabled": False}
 
 
+def test_snapshot_is_frozen_and_later_work_does_not_change_it():
+    prof = Profiler(device="cpu")
+    with prof.expert_load("x", device="cpu"):
+        pass
+    with prof.track(expert="x", request_type="loglikelihood", task="t", n_requests=2, prompt_tokens=5):
+        pass
+    prof.note_truncation(task="t", expert="x", n=1)
+    snap = prof.snapshot()
+    with prof.track(expert="y", request_type="generate_until", task="t", n_requests=1, prompt_tokens=1):
+        pass
+    prof.note_truncation(task="t", expert="x", n=2)
+    prof.note("later")
+    assert [r.expert for r in snap.records] == ["x"] and snap.truncated == {("t", "x"): 1} and snap.notes == ()
+    assert len(snap.loads["x"]) == 1 and snap.expert_device("x") == "cpu" and snap.expert_device("never declared") == "cpu"
+    with pytest.raises(AttributeError):
+        snap.records = ()  # type: ignore[misc]
+    with pytest.raises(ProfileError, match="disabled profiler"):
+        Profiler(enabled=False).snapshot()
+
+
 def test_start_and_stop_are_idempotent_and_join_the_thread():
     before = len(_sampler_threads())
     prof = Profiler(interval_ms=5)
