@@ -27,6 +27,7 @@ import pandas as pd
 
 from medmoe_lm_eval.analysis.clusters import cluster_codes, item_clusters
 from medmoe_lm_eval.analysis.coverage import Coverage, choose_coverage
+from medmoe_lm_eval.analysis.paired import MIN_PAIRED
 from medmoe_lm_eval.analysis.quality import CHANCE_CORRECTED
 from medmoe_lm_eval.benchmarks.calibration import N_BINS, option_probabilities
 from medmoe_lm_eval.store.run_key import SOURCE_RANK
@@ -158,6 +159,13 @@ def match_documents(task: str, rows: pd.DataFrame, items: pd.DataFrame, chance_o
         ev.notes.append(f"{task}: {mismatched} doc_id(s) carry different documents (doc_hash) across runs: never compared, dropped")
     if logged and common.empty:
         ev.tasks_left_out[task] = "the runs with per-sample logs share no document"
+        return
+    if logged and len(common) < MIN_PAIRED:
+        ev.tasks_left_out[task] = f"{len(common)} document in common: one item shows a difference but not its spread, so it cannot rank"
+        return
+    counts = [_known(n) for n in rows["n_samples"]] if not logged else []
+    if counts and all(n is not None and n < MIN_PAIRED for n in counts):
+        ev.tasks_left_out[task] = "one document per run: one item shows a difference but not its spread, so it cannot rank"
         return
     dropped = {c: int(wide[c].notna().sum()) - len(common) for c in logged}
     unlogged = rows[~rows["candidate"].isin(logged)]

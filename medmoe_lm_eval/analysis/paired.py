@@ -36,6 +36,9 @@ from medmoe_lm_eval.analysis.clusters import cluster_bootstrap_interval, cluster
 CONFIDENCE = 0.95
 N_RESAMPLES = 4000
 SEED = 20240601
+#: fewest paired items a difference can be judged on: one pair shows a difference but no spread,
+#: so it gives no interval (and a ranking leaves such a task out rather than read it as a win)
+MIN_PAIRED = 2
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,12 @@ def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray
 
 
 def bootstrap_interval(x: np.ndarray, y: np.ndarray, seed: int = SEED) -> tuple[float, float]:
-    """95% paired bootstrap interval of ``mean(y - x)``."""
+    """95% paired bootstrap interval of ``mean(y - x)``; NaN, NaN from fewer than :data:`MIN_PAIRED`
+    pairs (resampling one pair always redraws it: a zero-width interval that would claim certainty)."""
     d = np.asarray(y, dtype=float) - np.asarray(x, dtype=float)
-    if len(d) < 2 or np.all(d == d[0]):
+    if len(d) < MIN_PAIRED:
+        return math.nan, math.nan
+    if np.all(d == d[0]):
         return float(d.mean()), float(d.mean())
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
@@ -124,7 +130,7 @@ def paired_difference(x: np.ndarray, y: np.ndarray, seed: int = SEED, clusters: 
     binary = is_binary(x, y)
     p = mcnemar_exact(x, y) if binary else permutation_p(x, y, seed)
     test = "exact McNemar" if binary else "paired permutation"
-    se = clustered_se(y - x, clusters) if clustered else naive_se(y - x)
+    se = clustered_se(y - x, clusters) if clustered else naive_se(y - x) if len(x) >= MIN_PAIRED else math.nan
     return PairedDifference(float(x.mean()), float(y.mean()), delta, low, high, p, test, len(x), groups if clustered else 0, se)
 
 

@@ -60,7 +60,8 @@ def test_permutation_test_matches_sign_flip_enumeration():
 def test_permutation_p_on_one_or_two_pairs_by_hand():
     # one pair: the flips give d and -d, both as extreme: p = 1 (scipy refuses n = 1; the demo's one MedQuAD item hit it)
     assert permutation_p(np.array([0.2]), np.array([0.7])) == 1.0
-    assert paired_difference(np.array([0.2]), np.array([0.7])).p_value == 1.0
+    one = paired_difference(np.array([0.2]), np.array([0.7]))
+    assert one.p_value == 1.0 and math.isnan(one.ci_low) and math.isnan(one.ci_high) and math.isnan(one.se)  # no spread: no interval
     # two pairs, differences 1 and 2: flip means 1.5, 0.5, -0.5, -1.5; |mean| >= 1.5 in 2 of 4
     assert permutation_p(np.array([0.5, 0.5]), np.array([1.5, 2.5])) == pytest.approx(0.5)
 

@@ -68,6 +68,20 @@ def test_one_chance_correction_per_task_and_unknown_k_leaves_the_task_out(tmp_pa
     assert any(n.startswith("blind left out: number of options unknown") for n in ranking.notes)
 
 
+def test_a_task_of_one_document_is_left_out_not_read_as_a_win(tmp_path):
+    # "one": a single document, A right and B wrong: a difference with no spread, so no evidence;
+    # left out with the reason. "t": 30 documents, equal counts (A docs 0-14, B docs 15-29) ->
+    # A and B tie on the one task that counts: 0.5 each, a shared rank 1.
+    for name, single, many in (("A", [1], _ones(15, n=30)), ("B", [0], _ones(15, n=30, start=15))):
+        write_run(tmp_path, name, {"one": TaskRun(single), "t": TaskRun(many)})
+    ranking, table = _table(tmp_path, _case({"accuracy": 1.0}))
+    assert list(ranking.quality.columns) == ["t"]
+    assert any(n.startswith("one left out: 1 document in common") for n in ranking.notes), ranking.notes
+    assert table.loc["A", "score"] == table.loc["B", "score"] == 0.5 and table.loc["A", "rank"] == table.loc["B", "rank"] == 1
+    one = {t.task: t for t in compare(load_results(tmp_path), "A", "B").tasks}["one"]
+    assert math.isnan(one.ci_low) and math.isnan(one.ci_high) and one.verdict("A", "B") == "no interval"
+
+
 # 3. Only comparable runs ------------------------------------------------------------------------
 
 
