@@ -3,7 +3,7 @@
 lm-eval's own ``gguf`` model is an HTTP client to a llama.cpp server and has broken on
 loglikelihood more than once; here the model lives in this process. Scoring goes through
 llama.cpp's batch API (:mod:`.gguf_batch`: logits only at the continuation's positions, the
-answer options of a question in one decode, the shared context in the KV cache); generation
+one-token answer options of a question in one decode, the shared context in the KV cache); generation
 and streaming through ``Llama.generate``. The GGUF's own tokenizer is used, with ``HFLM``'s
 request rules (``_requests``), so a GGUF converted from an HF checkpoint gives the same
 per-request loglikelihoods as the HF model.
