@@ -148,3 +148,20 @@ def test_generation_after_scoring_equals_generation_on_a_fresh_model(model):
     assert backend.generate_until(gen_requests(prompts, ["\n"], 12)) == expected
     assert "".join(backend.stream(prompts[1], {"until": ["\n"], "max_gen_toks": 12})) == expected[1]
     assert_same(backend.loglikelihood(ll_requests(REQUESTS[:5])), before, "after generation")
+
+
+def test_a_text_that_starts_with_bos_gets_no_second_one():
+    """HFLM's rule: Gemma 3 adds a BOS, but a rendered chat prompt already starts with ``<bos>``."""
+    import llama_cpp
+
+    from medmoe_lm_eval.harness.backends.gguf import _LlamaCodec
+
+    vocab = llama_cpp.Llama(model_path=str(gemma_path()), vocab_only=True, verbose=False)
+    try:
+        codec = _LlamaCodec(vocab)
+        plain = codec.encode("Question: fever?")
+        assert plain[0] == codec.prefix_id == 2 and plain[1] != 2  # the model's own BOS, once
+        assert codec.encode("<bos><start_of_turn>user\nQuestion: fever?")[:2] == [2, 105]  # one BOS, not two
+        assert codec.encode("Question: fever?", add_special=False) == plain[1:]
+    finally:
+        vocab.close()

@@ -79,8 +79,13 @@ class _LlamaCodec:
 
     def __init__(self, llm: Any) -> None:
         self._llm = llm
+        self._prefix_text = llm.detokenize([self.prefix_id], special=True).decode("utf-8", errors="replace")
 
     def encode(self, text: str, add_special: bool = True) -> list[int]:
+        """llama.cpp's tokens; as ``HFLM.tok_encode``, a text that starts with the BOS text (a
+        rendered chat template such as Gemma's ``<bos><start_of_turn>``) gets no second BOS."""
+        if add_special and self._prefix_text and text.startswith(self._prefix_text):
+            add_special = False
         return self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
 
     def decode(self, ids: Sequence[int]) -> str:
