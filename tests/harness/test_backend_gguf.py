@@ -44,10 +44,8 @@ def backend(f32_gguf):
     b.close()
 
 
-def test_gguf_tokenizer_is_the_hf_tokenizer(backend, trained):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(trained))
+def test_gguf_tokenizer_is_the_hf_tokenizer(backend, hflm):
+    """The ids HFLM feeds its model (``tok_encode``: no second BOS on a text that starts with one)."""
     samples = [
         "The patient presented with fever",
         "def f(x):\n\treturn x**2  # café",
@@ -58,8 +56,8 @@ def test_gguf_tokenizer_is_the_hf_tokenizer(backend, trained):
         "a\n\n\nb   c",
     ]
     for text in samples:
-        assert backend.codec.encode(text) == tok(text)["input_ids"], text
-        assert backend.codec.encode(text, add_special=False) == tok(text, add_special_tokens=False)["input_ids"], text
+        assert backend.codec.encode(text) == hflm.tok_encode(text), text
+        assert backend.codec.encode(text, add_special=False) == hflm.tok_encode(text, add_special_tokens=False), text
 
 
 def test_loglikelihood_matches_lmeval_hf(backend, hflm):

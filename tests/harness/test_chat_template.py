@@ -6,9 +6,10 @@ dequantized transformers copy, 30 MedMCQA items of the bundled sample:
   prompts and give the same log-likelihoods (1e-4) without and with the chat template (a system
   instruction and one few-shot example as a multi-turn chat), and record the same template;
 - the gguf expert, run through the plain ``lm_eval`` CLI with the same options, renders the same
-  prompts from the template in its own file; without the template it picks the same answer on at
-  least 97% of items; agreement and the mean absolute log-likelihood difference per token are
-  printed for both.
+  prompts from the template in its own file, with the same token ids; without the template it
+  picks the same answer on at least 97% of items; with it, every item where the answers differ is
+  a near tie in the float32 copy (see the test); agreement and the mean absolute log-likelihood
+  difference per token are printed for both.
 A candidate whose experts carry no template is refused with one line before any model loads.
 """
 
@@ -156,14 +157,27 @@ def test_gguf_expert_renders_its_own_template_and_agrees_with_the_f32_copy(tmp_p
         agree = np.mean([np.argmax(ref[d][1]) == np.argmax(got[d][1]) for d in ref])
         tokens = [len(tokenizer(cont, add_special_tokens=False)["input_ids"]) for d in ref for _, cont in ref[d][0]]
         per_token = np.abs(np.array([x for d in ref for x in ref[d][1]]) - np.array([x for d in ref for x in got[d][1]])) / np.maximum(tokens, 1)
-        figures[name] = (agree, float(per_token.mean()), float(per_token.max()))
-    # Without the template the Q4_1 file picks the f32 copy's answer on all 30 items. With it, on identical prompts,
-    # 26 of 30 (measured): the options of this near-chance 135M model sit closer than llama.cpp's quantized-activation
-    # noise (|dLL| ~0.06 per token); printed below, not asserted, until a larger sample says what the rate is.
+        margins = {d: np.diff(np.sort(ref[d][1])[-2:])[0] for d in ref}
+        differ = [d for d in ref if np.argmax(ref[d][1]) != np.argmax(got[d][1])]
+        figures[name] = (agree, float(per_token.mean()), float(per_token.max()), max((margins[d] for d in differ), default=0.0))
+    # Without the template the Q4_1 file picks the f32 copy's answer on all 30 items. With it, on the same token ids
+    # (bench/bench_gguf_chat_agreement.py checks them), 26 of 30: the chat letters of this 135M model sit closer
+    # together (the f32 copy decides 24 of 300 items by < 0.05 nats) than 4-bit arithmetic keeps. Measured on all
+    # 300 bundled items: the GGUF agrees on 91.0% (|dLL| per token 0.032 mean, 0.18 max), and the f32 copy itself,
+    # its activations only rounded to 8 bits as llama.cpp rounds them before a Q4_1 product, agrees on 92.3%
+    # (0.030 mean): the gap is that rounding, not a tokenizer or template difference. A float32 KV cache gains
+    # 2 points (93.0%) but makes one-token options decoded together depend on their cells (0.03 nats on Gemma 3).
+    # So: the 30 items' disagreements must be near ties (measured: f32 margins 0.005-0.18 nats), and the mean
+    # difference must stay near its measured size (0.06 per request here, where the letter counts as the one token
+    # though "\nA" is scored); a template or tokenizer mismatch breaks both.
     assert figures["plain"][0] >= 0.97, figures
+    assert figures["chat"][0] >= 0.85 and figures["chat"][3] < 0.25 and figures["chat"][1] < 0.1, figures
     with capsys.disabled():
-        for name, (agree, mean, worst) in figures.items():
-            print(f"\n[{name}] gguf Q4_1 vs f32 copy on {N_ITEMS} MedMCQA items: same answer {agree:.1%}, |dLL| per token mean {mean:.4f} max {worst:.4f}")
+        for name, (agree, mean, worst, tie) in figures.items():
+            print(
+                f"\n[{name}] gguf Q4_1 vs f32 copy on {N_ITEMS} MedMCQA items: same answer {agree:.1%}, |dLL| per token mean {mean:.4f} "
+                f"max {worst:.4f}; widest f32 margin among differing items {tie:.3f} nats"
+            )
 
 
 def test_no_expert_with_a_template_is_refused_in_one_line(tmp_path, tiny_model_dir):

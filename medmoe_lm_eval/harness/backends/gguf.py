@@ -3,7 +3,7 @@
 lm-eval's own ``gguf`` model is an HTTP client to a llama.cpp server and has broken on
 loglikelihood more than once; here the model lives in this process. Scoring goes through
 llama.cpp's batch API (:mod:`.gguf_batch`: logits only at the continuation's positions, the
-answer options of a question in one decode, the shared context in the KV cache); generation
+one-token answer options of a question in one decode, the shared context in the KV cache); generation
 and streaming through ``Llama.generate``. The GGUF's own tokenizer is used, with ``HFLM``'s
 request rules (``_requests``), so a GGUF converted from an HF checkpoint gives the same
 per-request loglikelihoods as the HF model.
@@ -72,8 +72,13 @@ class _LlamaCodec:
 
     def __init__(self, llm: Any) -> None:
         self._llm = llm
+        self._prefix_text = llm.detokenize([self.prefix_id], special=True).decode("utf-8", errors="replace")
 
     def encode(self, text: str, add_special: bool = True) -> list[int]:
+        """llama.cpp's tokens; as ``HFLM.tok_encode``, a text that starts with the BOS text (a
+        rendered chat template such as Gemma's ``<bos><start_of_turn>``) gets no second BOS."""
+        if add_special and self._prefix_text and text.startswith(self._prefix_text):
+            add_special = False
         return self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
 
     def decode(self, ids: Sequence[int]) -> str:
