@@ -160,3 +160,11 @@ def test_models_load_without_extra_buffer_types():
     with without_extra_buffers():
         assert low.llama_model_default_params().use_extra_bufts is False
     assert low.llama_model_default_params().use_extra_bufts is True
+
+
+def test_busy_cpus_counts_what_runs_now_not_the_minute_before():
+    from medmoe_lm_eval.harness.backends.gguf import busy_cpus
+
+    # /proc/loadavg: 1-, 5-, 15-minute averages, then running/total threads (this process among the running)
+    assert busy_cpus("1.90 1.20 0.80 1/83 2999") == 0  # a run that just ended still weighs on the average: not busy now
+    assert busy_cpus("0.10 0.10 0.10 3/90 100") == 2  # two others runnable right now

@@ -57,6 +57,21 @@ def header_metadata(header: GGUFHeader) -> dict[str, Any]:
     return out
 
 
+def busy_cpus(loadavg: str | None = None) -> int:
+    """Other runnable threads now: ``/proc/loadavg``'s running count less this one (Linux); where
+    there is no such file, the 1-minute load average, rounded."""
+    if loadavg is None:
+        try:
+            loadavg = Path("/proc/loadavg").read_text(encoding="ascii")
+        except OSError:
+            try:
+                return round(os.getloadavg()[0])
+            except OSError:  # no load average on this platform
+                return 0
+    running = loadavg.split()[3].split("/")[0]
+    return max(0, int(running) - 1)
+
+
 def file_type_name(ftype: int | None) -> str | None:
     """llama.cpp's name for a GGUF file type, e.g. 7 -> ``Q8_0``."""
     if ftype is None:
@@ -140,20 +155,18 @@ class GGUFBackend(Backend):
         return min(int(self.spec.n_batch or 512), int(self.spec.n_ctx))
 
     def _pick_threads(self) -> int:
-        """The adapter's ``n_threads``, else the CPUs this process may use less those already busy.
+        """The adapter's ``n_threads``, else the CPUs this process may use less those busy now.
 
         llama.cpp's threads spin at each barrier of the graph: when another process holds a core,
         a thread waiting for a descheduled peer burns its time slice (measured on 2 busy cores:
-        2 threads 8x slower than 1), so the default leaves the 1-minute load average's cores alone.
+        2 threads 8x slower than 1), so the default leaves busy cores alone. Busy means runnable
+        now (:func:`busy_cpus`), not the 1-minute load average: that still counts a process that
+        just ended (a run right after another got 1 thread of 2 and took 40% longer, measured).
         """
         if self.spec.n_threads:
             return int(self.spec.n_threads)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        try:
-            busy = os.getloadavg()[0]
-        except OSError:  # no load average on this platform
-            busy = 0.0
-        return max(1, min(cpus, round(cpus - busy)))
+        return max(1, min(cpus, cpus - busy_cpus()))
 
     def batch_report(self) -> dict[str, Any]:
         return {**super().batch_report(), "n_batch": self.n_batch}
