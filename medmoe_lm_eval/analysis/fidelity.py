@@ -42,9 +42,9 @@ from medmoe_lm_eval.analysis.clusters import ratio_interval
 from medmoe_lm_eval.analysis.noninferiority import DEFAULT_MARGIN, matched_interval, n_to_settle, verdict, verdict_text
 from medmoe_lm_eval.analysis.paired import discordance, is_binary, paired_difference
 from medmoe_lm_eval.analysis.quality import main_metric_rows
-from medmoe_lm_eval.store.files import as_dict
 from medmoe_lm_eval.store.records import ResultsSet
 from medmoe_lm_eval.store.samples import load_items
+from medmoe_lm_eval.store.values import as_dict
 
 #: The keys of ``medmoe fidelity --json``, in order.
 JSON_KEYS = (

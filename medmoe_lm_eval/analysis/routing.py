@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 
 from medmoe_lm_eval.analysis.quality import main_metric_rows
-from medmoe_lm_eval.store.files import as_dict
 from medmoe_lm_eval.store.records import ResultsSet, RunInfo
+from medmoe_lm_eval.store.values import as_dict
 
 
 def routing_share(results: ResultsSet) -> pd.DataFrame:

@@ -35,10 +35,10 @@ import pandas as pd
 from medmoe_lm_eval.analysis.paired import PairedDifference, paired_difference
 from medmoe_lm_eval.analysis.quality import main_metric_rows, task_matrices
 from medmoe_lm_eval.analysis.routing import oracle_partner, routing_confusion
-from medmoe_lm_eval.store.files import as_dict
 from medmoe_lm_eval.store.records import ResultsSet
 from medmoe_lm_eval.store.routing_logs import routing_logs
 from medmoe_lm_eval.store.samples import load_items
+from medmoe_lm_eval.store.values import as_dict
 
 #: the one sign regret has wherever it is shown (positive: accuracy the router lost against the oracle)
 REGRET_DEFINITION = "oracle - router"

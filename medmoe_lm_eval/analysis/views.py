@@ -20,9 +20,9 @@ from medmoe_lm_eval.analysis.rank_intervals import SEED
 from medmoe_lm_eval.analysis.ranking import Ranking, candidate_figures, task_win_rates
 from medmoe_lm_eval.analysis.use_cases import FIGURES, Figure, format_value
 from medmoe_lm_eval.benchmarks.metric_directions import ACCURACY_METRICS, METRIC_DIRECTIONS
-from medmoe_lm_eval.store.files import as_dict
 from medmoe_lm_eval.store.records import ResultsSet
 from medmoe_lm_eval.store.run_key import SOURCE_BADGE
+from medmoe_lm_eval.store.values import as_dict
 
 
 @dataclass(frozen=True)

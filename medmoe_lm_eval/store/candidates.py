@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from medmoe_lm_eval.store.files import as_dict, number
 from medmoe_lm_eval.store.records import KIND_BY_LABEL_PREFIX
+from medmoe_lm_eval.store.values import as_dict, number
 
 
 def model_ref(config: Mapping[str, Any], data: Mapping[str, Any]) -> str:

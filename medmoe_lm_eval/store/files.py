@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -109,24 +108,6 @@ def read_jsonl(path: str | Path, parse: Callable[[str], T | None], log: str, lin
     if bad:
         issues.append(ReadIssue(str(path), f"{bad} malformed {line} line(s) skipped"))
     return out
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def text(value: Any) -> str | None:
-    """A name or label from a file, or ``None`` where it holds something else (a list, a table)."""
-    return value if isinstance(value, str) else None
-
-
-def number(value: Any) -> float:
-    """A float, or NaN for lm-eval's ``"N/A"``, None, lists and other non-numbers (and for an
-    integer no float can hold: ``loads_data`` already reads those as infinity)."""
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        return math.nan
 
 
 def run_date(data: Mapping[str, Any], path: Path) -> pd.Timestamp:

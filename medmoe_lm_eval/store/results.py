@@ -32,11 +32,12 @@ from medmoe_lm_eval.schema.profile import profile_problem
 from medmoe_lm_eval.schema.run_record import PROFILE_SECTION, RunRecord, TaskRouting, run_section
 from medmoe_lm_eval.schema.versions import VERSION_KEY
 from medmoe_lm_eval.store.candidates import hardware_text, joined, kind_of, model_ref, peak_memory, plain_label, quantization_text, short_name
-from medmoe_lm_eval.store.files import as_dict, find_result_files, load_json, number, read_data_file, run_date
+from medmoe_lm_eval.store.files import find_result_files, load_json, read_data_file, run_date
 from medmoe_lm_eval.store.latest import standing
 from medmoe_lm_eval.store.records import FRAME_COLUMNS, ReadIssue, ResultsSet, RunInfo
 from medmoe_lm_eval.store.run_key import RunKey, run_key
 from medmoe_lm_eval.store.samples import RUN_PROPERTY_METRICS, ClusterSpec, samples_path
+from medmoe_lm_eval.store.values import as_dict, number
 
 
 def energy_per_correct(profile: Mapping[str, Any] | None, task: str, accuracy: float, n_samples: float) -> float:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from medmoe_lm_eval.jsonio import loads_data
 from medmoe_lm_eval.schema.run_record import RUN_SECTION, RunRecord
-from medmoe_lm_eval.store.files import as_dict, number
+from medmoe_lm_eval.store.values import as_dict, number
 
 SourceKind = Literal["hub", "bundled", "synthetic", "dir", "unknown"]
 

@@ -24,8 +24,9 @@ from typing import Any
 import pandas as pd
 
 from medmoe_lm_eval.jsonio import loads_data
-from medmoe_lm_eval.store.files import as_dict, number, read_jsonl
+from medmoe_lm_eval.store.files import read_jsonl
 from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
+from medmoe_lm_eval.store.values import as_dict, number
 
 #: Columns of an item frame: one row per run x task x document x metric.
 ITEM_COLUMNS = ("run_id", "task", "doc_id", "doc_hash", "metric", "score", "n_choices", "option_ll", "subject", "response", "cluster")
