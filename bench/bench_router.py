@@ -24,7 +24,7 @@ import numpy as np
 from rich.console import Console
 
 from medmoe_lm_eval.benchmarks.router_corpus import corpus, is_release_folder
-from medmoe_lm_eval.cli.router import render
+from medmoe_lm_eval.cli.router_training import render
 from medmoe_lm_eval.harness.routing.evaluation import evaluate_router
 from medmoe_lm_eval.harness.routing.scorers import load_scorer
 from medmoe_lm_eval.harness.routing.training import bundled_examples

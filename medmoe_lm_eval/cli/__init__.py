@@ -33,12 +33,12 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "quantize": ("medmoe_lm_eval.cli.quantize", "add_arguments", "run", "make an AWQ, GPTQ or GGUF copy of a model, or a float32 copy of a GGUF file"),
     "models": ("medmoe_lm_eval.cli.models", "add_arguments", "run", "install and locate the real pretrained models (SmolLM2, Gemma 3), with their licences"),
     "train-router": (
-        "medmoe_lm_eval.cli.router",
+        "medmoe_lm_eval.cli.router_training",
         "add_train_arguments",
         "run_train",
         "train a domain router (TF-IDF + linear model, or a transformers classifier)",
     ),
-    "eval-router": ("medmoe_lm_eval.cli.router", "add_eval_arguments", "run_eval", "accuracy, macro-F1, confusion matrix and speed of a router"),
+    "eval-router": ("medmoe_lm_eval.cli.router_training", "add_eval_arguments", "run_eval", "accuracy, macro-F1, confusion matrix and speed of a router"),
     "leaderboard": (
         "medmoe_lm_eval.cli.board",
         "add_leaderboard_arguments",
@@ -55,7 +55,12 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "run",
         "quantized copies against their parents: agreement, flips, KL, recovery, non-inferiority verdicts",
     ),
-    "routing": ("medmoe_lm_eval.cli.routing", "add_arguments", "run", "router scorecard of a mixture: accuracy, regret vs the oracle, gap recovered, speed"),
+    "routing": (
+        "medmoe_lm_eval.cli.routing_scorecard",
+        "add_arguments",
+        "run",
+        "router scorecard of a mixture: accuracy, regret vs the oracle, gap recovered, speed",
+    ),
 }
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from medmoe_lm_eval.harness.routing_log import RoutingLog
+from medmoe_lm_eval.harness.routing.decision_log import RoutingLog
 from medmoe_lm_eval.schema.routing_row import RoutingRow
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ from medmoe_lm_eval.harness.fusion import fuse_loglikelihood, fuse_rolling
 from medmoe_lm_eval.harness.model_args import ModelOptions
 from medmoe_lm_eval.harness.pool import ExpertPool
 from medmoe_lm_eval.harness.probe import ServingProbe, parse_prompts
+from medmoe_lm_eval.harness.routing.decision_log import RoutingLog, truncate_text
 from medmoe_lm_eval.harness.routing.router import Route, Router
-from medmoe_lm_eval.harness.routing_log import RoutingLog, truncate_text
 from medmoe_lm_eval.jsonio import write_json_exclusive
 from medmoe_lm_eval.profiling import merge
 from medmoe_lm_eval.profiling.profiler import Profiler

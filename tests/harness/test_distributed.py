@@ -316,7 +316,7 @@ def test_expert_hflm_is_kept_out_of_the_process_group_injected(tiny_model_dir):
 
 def test_routing_rows_travel_to_rank_zero():
     from medmoe_lm_eval.harness.pool import ExpertPool
-    from medmoe_lm_eval.harness.routing_log import RoutingLog
+    from medmoe_lm_eval.harness.routing.decision_log import RoutingLog
     from medmoe_lm_eval.schema.routing_row import RoutingRow
 
     rows = [RoutingRow("t", i, "loglikelihood", ["bio"], [1.0], "biomedical", "biomedical", 0.1, "x") for i in range(3)]

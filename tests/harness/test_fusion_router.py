@@ -12,9 +12,9 @@ import pytest
 
 from medmoe_lm_eval.harness.config import ConfigError, parse_adapter
 from medmoe_lm_eval.harness.fusion import FusionError, fuse_loglikelihood, mixture_logprob, normalise
+from medmoe_lm_eval.harness.routing.decision_log import RoutingLog
 from medmoe_lm_eval.harness.routing.router import Router, gate
 from medmoe_lm_eval.harness.routing.scorers import RouterError, load_scorer
-from medmoe_lm_eval.harness.routing_log import RoutingLog
 from medmoe_lm_eval.schema.routing_row import RoutingRow
 
 

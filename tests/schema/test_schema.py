@@ -13,7 +13,7 @@ import pytest
 from layout_snapshot import snapshot
 
 from medmoe_lm_eval.analysis.scorecard import scorecard
-from medmoe_lm_eval.harness.routing_log import RoutingLog
+from medmoe_lm_eval.harness.routing.decision_log import RoutingLog
 from medmoe_lm_eval.profiling import ProfileError
 from medmoe_lm_eval.schema.profile import Profile, disabled
 from medmoe_lm_eval.schema.routing_row import RoutingRow
