@@ -39,7 +39,9 @@ GGUF_CONVERTER = EnvSetting("MEDMOE_GGUF_CONVERTER", "llama.cpp's convert_hf_to_
 LOG_DIR = EnvSetting("MEDMOE_LOG_DIR", "folder for routing logs and profiles when model_args names no log_dir (default: beside lm-eval's results)")
 RESULTS = EnvSetting("MEDMOE_RESULTS", "the results folder the leaderboard app serves (default results/)")
 SANDBOX = EnvSetting("MEDMOE_SANDBOX", "kernel isolation for generated programs: auto (default), bwrap, unshare or off")
-USE_CASES = EnvSetting("MEDMOE_USE_CASES", "the use-case YAML the board and `medmoe rank` read (default leaderboard/use_cases.yaml)")
+USE_CASES = EnvSetting(
+    "MEDMOE_USE_CASES", "the use-case YAML the board and `medmoe rank` read (default: the use_cases.yaml shipped in medmoe_lm_eval/analysis)"
+)
 CONSULT_TRUST = EnvSetting(
     "MEDMOE_CONSULT_TRUST", "comma-separated candidates whose recorded adapter the board's Consult page may run without the YAML you evaluated"
 )
