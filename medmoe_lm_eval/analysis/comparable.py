@@ -146,6 +146,10 @@ def _thin(wide: pd.DataFrame, task: str, notes: list[str]) -> pd.DataFrame:
     return wide.sort_index().iloc[keep]
 
 
+#: why a task of a single paired document is left out of a ranking
+TOO_FEW = "one item shows a difference but not its spread, so it cannot rank"
+
+
 def match_documents(task: str, rows: pd.DataFrame, items: pd.DataFrame, chance_of: dict[str, float], ev: Evidence, with_ece: bool) -> None:
     """Fill ``ev`` for one task: the paired documents, dropped counts, and runs that cannot be matched."""
     metric = str(rows["metric"].iloc[0])
@@ -161,11 +165,11 @@ def match_documents(task: str, rows: pd.DataFrame, items: pd.DataFrame, chance_o
         ev.tasks_left_out[task] = "the runs with per-sample logs share no document"
         return
     if logged and len(common) < MIN_PAIRED:
-        ev.tasks_left_out[task] = f"{len(common)} document in common: one item shows a difference but not its spread, so it cannot rank"
+        ev.tasks_left_out[task] = f"{len(common)} document in common: {TOO_FEW}"
         return
     counts = [_known(n) for n in rows["n_samples"]] if not logged else []
     if counts and all(n is not None and n < MIN_PAIRED for n in counts):
-        ev.tasks_left_out[task] = "one document per run: one item shows a difference but not its spread, so it cannot rank"
+        ev.tasks_left_out[task] = f"one document per run: {TOO_FEW}"
         return
     dropped = {c: int(wide[c].notna().sum()) - len(common) for c in logged}
     unlogged = rows[~rows["candidate"].isin(logged)]
