@@ -13,6 +13,7 @@ import html
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -107,18 +108,36 @@ def _html_page(results: ResultsSet, sections, warnings: Sequence[str]) -> str:
 # Terminal tables (``medmoe rank`` and reports)
 
 
-def rank_tables(results_dir: str | Path, use_cases: str | Path | None = None, top: int = 0, why: bool = True) -> list:
+def rank_tables(results_dir: str | Path, use_cases: str | Path | None = None, top: int = 0, why: bool = True, width: int | None = None) -> list:
     """Rich renderables ranking every use case over ``results_dir`` (for reports such as the demo).
 
     ``why=False`` leaves out the sentence saying what carried each rank: in a summary it wraps
-    every row over several lines, and ``medmoe rank`` prints it in full.
+    every row over several lines, and ``medmoe rank`` prints it in full. Such a summary shows the
+    figures themselves (the wide table) where they fit ``width`` columns unfolded, and the narrow
+    table where they do not: squeezed into 80 columns the wide one folds every header into
+    two-letter pieces and cuts its caption off.
     """
     results = load_results(results_dir)
     cases, _ = load_use_cases(use_cases)
     if results.frame.empty:
         return []
-    # without the 'why' a summary keeps the figures themselves (the wide table, as the demo prints it)
-    return [item for case in cases.values() for item in ranking_renderables(rank_results(results, case), top, why, wide=not why)]
+    out: list = []
+    for case in cases.values():
+        ranking = rank_results(results, case)
+        shown = ranking_renderables(ranking, top, why, wide=not why)
+        if not why and width is not None and _natural_width(shown[0]) > width:
+            shown = ranking_renderables(ranking, top, why, wide=False)
+        out += shown
+    return out
+
+
+def _natural_width(table: Any) -> int:
+    """The columns ``table`` takes with no cell folded."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    probe = Console(width=10_000)
+    return Measurement.get(probe, probe.options, table).maximum
 
 
 #: the columns of the default terminal table: the answer (rank, its range, tie mark, who, score) and

@@ -272,7 +272,9 @@ def rank_use_case(frame: pd.DataFrame, use_case: UseCase, items: pd.DataFrame | 
     table = table.sort_values(["meets_limits", "rank", "score", "candidate"], ascending=[False, True, False, True], kind="stable", na_position="last")
     notes += _ranking_notes(ev, coverage)
     message = None
-    if not table["meets_limits"].any():
+    if figures.empty:  # every task left out or every candidate excluded: there was nothing to weigh
+        message = f"No candidate can be ranked for {use_case.name}: no task it counts has enough documents in common (the notes say why)."
+    elif not table["meets_limits"].any():
         limits = "; ".join(lim.describe() for lim in use_case.limits)
         message = f"No candidate meets every limit of {use_case.name} ({limits}). The table shows how close each came."
     return Ranking(use_case, table.reset_index(drop=True), message, notes, quality.corrected(), coverage, candidate_notes=cand_notes)
@@ -367,6 +369,8 @@ def _excluded_rows(best: pd.DataFrame, coverage: Coverage, ev: Evidence) -> pd.D
 def _measured_weights(use_case: UseCase, figures: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
     """The weights of figures at least one candidate has; a figure nobody measured (energy on a
     machine without NVML or RAPL) would only shrink every score alike, so it is left out, said once."""
+    if figures.empty:  # no candidate ranked: "measured for no candidate" would blame the figures
+        return dict(use_case.weights), []
     weights = {k: w for k, w in use_case.weights.items() if w > 0 and figures[FIGURES[k].column].notna().any()}
     notes = [
         f"{FIGURES[k].label} was measured for no candidate here, so its weight ({w:g}) is left out"

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     console = cli_console(stderr=True, highlight=False)
     start = time.perf_counter()
     try:
-        files = fetch(args.names or None, say=lambda line: console.print(line, markup=False))
+        files = fetch(args.names or None, say=lambda line: console.print(line, markup=False, soft_wrap=True))
     except ModelFileError as exc:
         print(f"medmoe models: error: {exc}", file=sys.stderr)
         return 2

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             builder = _builder(args, progress)
             adapters = {c.name: _write_adapter(builder.root / "adapters", builder.build(c), out / "adapters") for c in candidates}
             builder.finish()
-        console.print(f"built {len(adapters)} candidates in {time.perf_counter() - started:.0f} s (cache: {builder.root})")
+        console.print(f"built {len(adapters)} candidates in {time.perf_counter() - started:.0f} s (cache: {builder.root})", soft_wrap=True)
         if isinstance(builder, RealBuilder):
             print_models(builder.files.values(), console)
         console.print(_items_line(items, args.max_gen_toks))
@@ -173,10 +173,10 @@ def run(args: argparse.Namespace) -> int:
         print_report(out, runs, console, tiny=args.tiny)
         for name, reason in failed.items():
             console.print(f"[red]not evaluated:[/] {name}: {reason}")
-        console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}/")
+        console.print(f"demo finished in {time.perf_counter() - started:.0f} s; results in {out}/", soft_wrap=True)
         if not args.verbose:
-            console.print(f"library output (lm-eval, transformers, gptqmodel, llama.cpp): {out / LOG_NAME} (--verbose prints it here instead)")
-        console.print(f"open the leaderboard: [bold]medmoe leaderboard --results {out}[/]")
+            console.print(f"library output (lm-eval, transformers, gptqmodel, llama.cpp): {out / LOG_NAME} (--verbose prints it here instead)", soft_wrap=True)
+        console.print(f"open the leaderboard: [bold]medmoe leaderboard --results {out}[/]", soft_wrap=True)
     return 1 if failed else 0
 
 

@@ -66,9 +66,9 @@ def expectations(ppl: dict[str, dict[str, float]]) -> list[tuple[str, bool | Non
 def print_report(out: Path, runs: dict[str, Path], console: Console, tiny: bool = False) -> None:
     from medmoe_lm_eval.analysis.board_export import rank_tables
 
-    for table in rank_tables(out, top=RANK_TOP, why=False):
+    for table in rank_tables(out, top=RANK_TOP, why=False, width=console.width):
         console.print(table)
-    console.print(f"[dim]top {RANK_TOP} per use case; every candidate, and what carried each rank: medmoe rank --results {out}[/]")
+    console.print(f"[dim]top {RANK_TOP} per use case; every candidate, and what carried each rank: medmoe rank --results {out}[/]", soft_wrap=True)
     ppl = perplexities(runs)
     _print_perplexities(ppl, console)
     if tiny:

@@ -31,7 +31,7 @@ def print_models(files: Iterable[ModelFile], console: Console) -> None:
     """Each real model file with its licence and the terms file its package ships."""
     for f in files:
         terms = f" (terms: {f.license_file})" if f.license_file else ""
-        console.print(f"[bold]{f.name}[/]: {f.path} · {f.license}{terms}")
+        console.print(f"[bold]{f.name}[/]: {f.path} · {f.license}{terms}", soft_wrap=True)
 
 
 def fidelity_summary(out: Path) -> pd.DataFrame:
@@ -88,7 +88,7 @@ def _print_fidelity(summary: pd.DataFrame, out: Path, console: Console) -> None:
     for copy, row in shown.iterrows():
         table.add_row(str(copy), *(_cell(column, v) for column, v in row.items()))
     console.print(table)
-    console.print(f"[dim]per task, with 95% intervals: medmoe fidelity --results {out}[/]")
+    console.print(f"[dim]per task, with 95% intervals: medmoe fidelity --results {out}[/]", soft_wrap=True)
 
 
 def _cell(column: object, value: object) -> str:
@@ -130,7 +130,7 @@ def _print_scorecard(out: Path, console: Console) -> float:
         for domain, row in card.confusion.iterrows():
             table.add_row(str(domain), *(str(int(v)) for v in row))
         console.print(table)
-    console.print(f"[dim]per task regret with 95% intervals: medmoe routing --results {out} --candidate moe-router[/]")
+    console.print(f"[dim]per task regret with 95% intervals: medmoe routing --results {out} --candidate moe-router[/]", soft_wrap=True)
     return card.routing_accuracy
 
 

@@ -82,6 +82,18 @@ def test_a_task_of_one_document_is_left_out_not_read_as_a_win(tmp_path):
     assert math.isnan(one.ci_low) and math.isnan(one.ci_high) and one.verdict("A", "B") == "no interval"
 
 
+def test_when_every_task_is_left_out_the_message_says_nothing_could_rank(tmp_path):
+    # the demo's narrowed run: one shared document per task, so no task counts; the candidates are
+    # not "failing limits" (this use case has none) and their figures were measured all the same
+    for name, single in (("A", [1]), ("B", [0])):
+        write_run(tmp_path, name, {"one": TaskRun(single)})
+    ranking, table = _table(tmp_path, _case({"accuracy": 1.0, "latency": 0.5}))
+    assert ranking.message == "No candidate can be ranked for Audit: no task it counts has enough documents in common (the notes say why)."
+    assert table["score"].isna().all()
+    assert not any("measured for no candidate" in n for n in ranking.notes), ranking.notes
+    assert any(n.startswith("one left out: 1 document in common") for n in ranking.notes), ranking.notes
+
+
 # 3. Only comparable runs ------------------------------------------------------------------------
 
 

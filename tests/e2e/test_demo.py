@@ -41,7 +41,8 @@ REAL_TASKS = ["medmoe_medmcqa", "medmoe_mbpp", "medmoe_ppl_biomedical", "medmoe_
 
 
 def demo(out: Path, cache: Path | None, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"MEDMOE_CACHE": str(cache)} if cache else {})}
+    # an 80-column terminal, the narrowest common one, whatever runs the suite (a tty, a pipe, a worker)
+    env = {**os.environ, "COLUMNS": "80", **({"MEDMOE_CACHE": str(cache)} if cache else {})}
     cmd = [sys.executable, "-m", "medmoe_lm_eval", "demo", "--results", str(out), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
 
@@ -82,6 +83,8 @@ def test_real_demo_report_names_the_models_their_licences_and_what_the_figures_a
     assert "fidelity of each copy to its parent" in text and "router scorecard, moe-router" in text
     # the tiny demo's 150-line page, plus the real report's model list with licences, pooled fidelity and router scorecard
     assert len(proc.stdout.splitlines()) <= 175 and proc.stderr == ""
+    # tables fit; only a line holding a path or a command is longer, left whole for copying
+    assert all(len(line) <= 80 or "/" in line for line in proc.stdout.splitlines())
     for i, name in enumerate(REAL, start=1):
         assert f"[{i}/{len(REAL)}] {name}: {len(REAL_TASKS)} tasks" in text, name
 
@@ -150,6 +153,7 @@ def test_tiny_demo_console_is_a_report_and_library_output_goes_to_the_log(tiny_r
     proc, out, _ = tiny_run
     lines = proc.stdout.splitlines()
     assert len(lines) <= 150, len(lines)
+    assert all(len(line) <= 80 or "/" in line for line in lines)  # as the real demo's
     assert proc.stderr == ""  # every library line went to the log
     log = out / "demo.log"
     assert f"library output (lm-eval, transformers, gptqmodel, llama.cpp): {log}" in proc.stdout
