@@ -21,22 +21,29 @@ from medmoe_lm_eval.jsonio import write_json_exclusive, write_lines_exclusive
 from medmoe_lm_eval.paths import tasks_dir
 
 
-def task_manager(data: str = "bundled", extra_include: list[str] | None = None):
+def task_manager(data: str = "bundled", extra_include: list[str] | None = None, tasks: list[str] | None = None):
     """lm-eval's task manager with the project's tasks and a data source for them.
 
-    Building one indexes every task YAML lm-eval ships (about 10 s on two cores), while the index
-    itself never changes within a process and tasks are built afresh from it on every
-    ``simple_evaluate``; so a process that evaluates many candidates (the demo, the benchmarks)
-    builds it once per data source and include path.
+    Indexing every task YAML lm-eval ships costs about 5 s on two cores (10 s loaded), so a run
+    whose ``tasks`` are all the project's own (the demo's) indexes only ``tasks/``: its tasks and
+    results are the same, since nothing of ours refers to lm-eval's YAMLs. A run naming any other
+    task, or none, gets the whole index. Either index never changes within a process, and tasks
+    are built afresh from it on every ``simple_evaluate``, so each is built once per process.
     """
-    return _cached_task_manager(data, tuple(extra_include or ()))
+    include = tuple(extra_include or ())
+    if tasks:
+        own = _cached_task_manager(data, include, with_lm_eval_tasks=False)
+        if all(task in own.all_tasks for task in tasks):
+            return own
+    return _cached_task_manager(data, include, with_lm_eval_tasks=True)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_task_manager(data: str, extra_include: tuple[str, ...]):
+def _cached_task_manager(data: str, extra_include: tuple[str, ...], with_lm_eval_tasks: bool):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=[*extra_include, str(tasks_dir())], metadata={"medmoe_data": data})
+    paths = [*extra_include, str(tasks_dir())]
+    return TaskManager(include_path=paths, include_defaults=with_lm_eval_tasks, metadata={"medmoe_data": data})
 
 
 def evaluate_candidate(
@@ -70,7 +77,7 @@ def evaluate_candidate(
         model="medmoe",
         model_args=model_args,
         tasks=tasks,
-        task_manager=task_manager(data),
+        task_manager=task_manager(data, tasks=tasks),
         **limits(limit),
         device=device,
         use_cache=use_cache,

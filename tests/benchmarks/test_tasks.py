@@ -202,6 +202,18 @@ def test_names_resolve_next_to_builtins_without_overriding_them():
     assert "mbpp" in manager.all_tasks and "medmcqa" in manager.all_tasks
 
 
+def test_a_run_of_project_tasks_only_indexes_only_the_project_tasks():
+    """The demo's runs skip lm-eval's own index (seconds per process); a run naming a built-in gets it."""
+    from medmoe_lm_eval.demo.runs import task_manager
+
+    own = task_manager(tasks=["medmoe_medmcqa", "medmoe_ppl"])
+    assert "medmoe_medmcqa" in own.all_tasks and "medmcqa" not in own.all_tasks
+    assert all(entry.yaml_path is None or tasks_dir() in entry.yaml_path.parents for entry in own.task_index.values())
+    mixed = task_manager(tasks=["medmoe_medmcqa", "medmcqa"])
+    assert {"medmoe_medmcqa", "medmcqa"} <= set(mixed.all_tasks)
+    assert task_manager() is mixed and task_manager(tasks=["medmoe_ppl"]) is own  # built once per process
+
+
 @pytest.mark.slow
 def test_cli_run_subprocess_with_env_switch(tiny_model_dir, tmp_path):
     env = {**os.environ, "MEDMOE_DATA": "bundled", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
