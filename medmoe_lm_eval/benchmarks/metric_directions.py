@@ -8,6 +8,7 @@ from their columns here, and a test checks the task YAMLs' ``higher_is_better`` 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,6 +82,31 @@ ACCURACY_METRICS: tuple[str, ...] = (
 
 #: Metrics lm-eval reports on a 0-100 scale; divided so every accuracy figure lies in [0, 1].
 PERCENT_SCALE_METRICS = frozenset({"bleu", "chrf", "ter"})
+
+
+_SHARE = (0.0, 1.0)
+#: The values a metric cannot leave, for one document and for the task's mean alike (the mean of
+#: values in a range stays in it). A value outside (a results folder from elsewhere, edited or
+#: corrupt) is not that metric: readers drop it, saying so, where one ``acc`` of 1e308 would
+#: otherwise outweigh every real document. Metrics whose scale differs between lm-eval tasks
+#: (``f1`` is 0-1 in some, 0-100 in SQuAD's; ``rouge1`` likewise) are not bounded here.
+METRIC_BOUNDS: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(("acc", "acc_norm", "acc_mutual_info", "exact_match", "em", "pass@1", "pass_at_1", "sandbox_isolated"), _SHARE),
+    **dict.fromkeys(("rougeL_f1", "rouge1_f1", "macro_f1", "ece"), _SHARE),
+    "mcc": (-1.0, 1.0),
+    "brier_score": (0.0, 2.0),  # multi-class: the squared distance between two probability vectors
+    "bleu": (0.0, 100.0),
+    "chrf": (0.0, 100.0),
+    "ter": (0.0, math.inf),
+    **dict.fromkeys(("perplexity", "word_perplexity", "byte_perplexity"), (1.0, math.inf)),
+    "bits_per_byte": (0.0, math.inf),
+}
+
+
+def within_bounds(metric: str, value: float) -> bool:
+    """Whether ``value`` can be ``metric`` (see :data:`METRIC_BOUNDS`; an unbounded metric takes any number)."""
+    low, high = METRIC_BOUNDS.get(metric, (-math.inf, math.inf))
+    return low <= value <= high
 
 
 def direction(metric: str, hint: Any = None) -> bool | None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medmoe_lm_eval.benchmarks.metric_directions import direction, main_metric
+from medmoe_lm_eval.benchmarks.metric_directions import METRIC_BOUNDS, direction, main_metric, within_bounds
 from medmoe_lm_eval.jsonio import UnsafeEntry, entry_problem
 from medmoe_lm_eval.profiling.task_efficiency import task_efficiency
 from medmoe_lm_eval.schema.profile import KIND as PROFILE_KIND
@@ -247,6 +247,7 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
         is_err = name.endswith("_stderr")
         slot = metrics.setdefault((name.removesuffix("_stderr") if is_err else name, filt), {})
         slot["stderr" if is_err else "value"] = number(value)
+    _drop_impossible(metrics, task, ctx.info.run_id, issues)
     main = main_metric([m for m, _ in metrics])
     main_value = next((v.get("value", math.nan) for (m, f), v in metrics.items() if m == main and f == "none"), None)
     if main_value is None:
@@ -274,6 +275,19 @@ def _task_rows(ctx: _RunContext, task: str, scores: Mapping[str, Any], issues: l
             issues.append(ReadIssue(ctx.info.run_id, f"task {task}: unknown metric '{name}' (no direction): shown, not ranked", "info"))
         rows.append(dict(common, metric=name, filter=filt, value=slot["value"], stderr=slot.get("stderr", math.nan), higher_is_better=hb))
     return rows
+
+
+def _drop_impossible(metrics: dict[tuple[str, str], dict[str, float]], task: str, run_id: str, issues: list[ReadIssue]) -> None:
+    """A value its metric cannot take goes, with a warning; a negative standard error becomes NaN."""
+    for (name, filt), slot in list(metrics.items()):
+        value = slot.get("value", math.nan)
+        if not math.isnan(value) and not within_bounds(name, value):
+            low, high = METRIC_BOUNDS[name]
+            issues.append(ReadIssue(run_id, f"task {task}: {name},{filt} = {value:.6g} is outside [{low:g}, {high:g}], so it is not that metric; skipped"))
+            del metrics[(name, filt)]
+        elif slot.get("stderr", 0.0) < 0:
+            issues.append(ReadIssue(run_id, f"task {task}: {name}_stderr,{filt} = {slot['stderr']:.6g} is negative; not used", "info"))
+            slot["stderr"] = math.nan
 
 
 def read_run(path: Path, root: Path, issues: list[ReadIssue], keys: dict[str, RunKey] | None = None) -> tuple[RunInfo | None, list[dict[str, Any]]]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from medmoe_lm_eval.benchmarks.metric_directions import within_bounds
 from medmoe_lm_eval.jsonio import loads_data
 from medmoe_lm_eval.store.files import read_jsonl
 from medmoe_lm_eval.store.records import ReadIssue, ResultsSet
@@ -121,7 +122,8 @@ def _response(filtered: Any) -> str | None:
     return first if isinstance(first, str) else None
 
 
-def _scores(line: dict[str, Any], metrics: Iterable[str] | None) -> dict[str, float]:
+def _scores(line: dict[str, Any], metrics: Iterable[str] | None) -> dict[str, float] | None:
+    """The line's numeric scores; ``None`` when one cannot be its metric (an ``acc`` of 7: malformed)."""
     names = metrics if metrics is not None else (k for k in line if k not in _NOT_METRICS)
     out = {}
     for name in names:
@@ -129,6 +131,8 @@ def _scores(line: dict[str, Any], metrics: Iterable[str] | None) -> dict[str, fl
             continue
         value = line.get(name)
         if isinstance(value, (bool, int, float)) and math.isfinite(value):
+            if not within_bounds(name, float(value)):
+                return None
             out[name] = float(value)
     return out
 
@@ -142,6 +146,8 @@ def _item_rows(line: Any, task: str, run_id: str, cluster: ClusterSpec | None = 
         return None
     declared = [m for m in line["metrics"] if isinstance(m, str)] if isinstance(line.get("metrics"), list) else None
     scores = _scores(line, declared)
+    if scores is None:
+        return None
     options = _option_loglikelihoods(line.get("filtered_resps"))
     base = {"run_id": run_id, "task": task, "doc_id": line["doc_id"], "doc_hash": line["doc_hash"]}
     n_choices = len(options) if options is not None else math.nan

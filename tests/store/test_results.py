@@ -427,6 +427,34 @@ def test_per_item_records_from_real_samples_and_bad_lines(board_results, tmp_pat
     assert sorted(rows["metric"]) == ["acc", "acc_norm"] and set(rows["doc_id"]) == {good["doc_id"]}  # doc 99: its only metric is NaN
 
 
+def test_a_score_its_metric_cannot_take_is_dropped_and_said(board_results, tmp_path):
+    from medmoe_lm_eval.store.samples import read_samples
+
+    # the task mean: acc 1.7 (accuracy is a share) and word perplexity 0.5 (never below 1) go, with
+    # a warning each; acc_norm 0.5 and a negative standard error's metric stay, the stderr unused
+    odd = copy.deepcopy(_plain(board_results.root))
+    task = "lbfx_bio"
+    odd["results"][task].update({"acc,none": 1.7, "acc_norm,none": 0.5, "acc_norm_stderr,none": -0.1, "word_perplexity,none": 0.5})
+    _write(tmp_path / "o" / "results_2026-04-05T06-07-08.json", odd)
+    res = load_results(tmp_path)
+    rows = res.frame[res.frame["task"] == task].set_index("metric")
+    assert "acc" not in rows.index and "word_perplexity" not in rows.index
+    assert rows.loc["acc_norm", "value"] == 0.5 and math.isnan(rows.loc["acc_norm", "stderr"])
+    messages = [i.message for i in res.issues]
+    assert f"task {task}: acc,none = 1.7 is outside [0, 1], so it is not that metric; skipped" in messages
+    assert f"task {task}: word_perplexity,none = 0.5 is outside [1, inf], so it is not that metric; skipped" in messages
+    # one document's acc of 1e308 (it overflowed the rank bootstrap's sums) or -1: malformed lines
+    path = Path(load_results(board_results.root).frame.query("candidate == 'tiny-bio' and task == 'lbfx_bio'")["samples_file"].iloc[0])
+    good = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+    lines = [{**good, "acc": 1e308}, {**good, "doc_id": 98, "acc": -1}, {**good, "doc_id": 97, "acc": 1.0}]
+    log = tmp_path / "samples_bounds.jsonl"
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    found: list = []
+    items = read_samples(log, task, "r", found)
+    assert [i.message for i in found] == ["2 malformed per-sample line(s) skipped"]
+    assert set(items["doc_id"]) == {97} and items.query("metric == 'acc'")["score"].tolist() == [1.0]
+
+
 def test_a_run_without_samples_still_ranks_with_a_note(board_results, capsys):
     assert main(["rank", "--results", str(board_results.root), "--use-case", "research", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["candidates"]
