@@ -14,7 +14,7 @@ The single candidates are the adapters ``medmoe quantize`` and the bundled catal
 the demo's profiling settings. In the mixtures Gemma, the larger model, serves the biomedical and
 legal questions and SmolLM2, trained on much code, the code ones; a model serving two domains is
 two expert entries over one file, since an expert has one domain and the router's decision stays
-a domain decision the scorecard can check.
+a domain decision the scorecard can check; the expert pool loads that file once for both entries.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 lm-eval hands the model every request of a type in one call, so the model groups requests by
 expert and asks the pool for one expert at a time. Without a limit every expert stays loaded
 (one load each per run); with ``memory.max_resident`` the least recently used expert is closed
-before another loads, so a small GPU can evaluate a large mixture sequentially.
+before another loads, so a small GPU can evaluate a large mixture sequentially. Expert entries over
+the same local model with the same settings (one model answering two domains) share one load.
 
 Experts on different devices or servers may be served from several threads at once
 (``scheduler``). A thread holds an expert through :meth:`ExpertPool.lease`: at most
@@ -27,6 +28,11 @@ from medmoe_lm_eval.harness.backends.base import Backend, BackendError
 from medmoe_lm_eval.harness.batching import BatchSetting
 
 log = logging.getLogger(__name__)
+
+
+def _load_key(spec: Any) -> dict[str, Any]:
+    """What decides how an expert is loaded: everything in its entry but its name and domain."""
+    return spec.model_dump(exclude={"name", "domain"})
 
 
 class ExpertPool:
@@ -71,7 +77,11 @@ class ExpertPool:
             if name in self.resident:
                 self.resident.move_to_end(name)
                 return self.resident[name]
-            while self.max_resident is not None and len(self.resident) >= self.max_resident:
+            twin = self._twin(name)
+            if twin is not None:  # the same model loaded with the same settings: one copy serves both
+                self.resident[name], self.infos[name] = self.resident[twin], self.infos[twin]
+                return self.resident[name]
+            while self.max_resident is not None and self._loaded() >= self.max_resident:
                 idle = [n for n in self.resident if not self._in_use[n]]
                 if not idle:
                     break  # unreachable under lease(): fewer than max_resident experts are leased
@@ -90,6 +100,21 @@ class ExpertPool:
             self.resident[name] = backend
             return backend
 
+    def _twin(self, name: str) -> str | None:
+        """A resident expert whose backend can serve ``name`` too: the same local model loaded the
+        same way, differing only in name and domain (a model answering two domains is two expert
+        entries over one file). Loading it twice would double the mixture's memory figure for
+        nothing. A remote expert is a connection, not a copy in memory: never shared."""
+        spec = self.specs[name]
+        if spec.backend == "remote":
+            return None
+        key = _load_key(spec)
+        return next((n for n in self.resident if self.specs[n].backend != "remote" and _load_key(self.specs[n]) == key), None)
+
+    def _loaded(self) -> int:
+        """Backends in memory (twins count once)."""
+        return len({id(b) for b in self.resident.values()})
+
     @contextmanager
     def lease(self, name: str) -> Iterator[Backend]:
         """Expert ``name`` loaded and kept resident until the ``with`` block ends."""
@@ -106,8 +131,8 @@ class ExpertPool:
     def release(self, name: str) -> None:
         with self._lock:
             backend = self.resident.pop(name, None)
-            if backend is None:
-                return
+            if backend is None or any(other is backend for other in self.resident.values()):
+                return  # not loaded, or still serving a twin
             self.profiler.note_backend_peak_rss(name, backend.peak_rss_bytes())
             backend.close()
             del backend

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import lm_eval
@@ -95,6 +96,29 @@ def test_residency_limit_loads_each_expert_once_per_request_type(tmp_path, tiny_
     tasks = [DOMAIN_TASK["legal"], DOMAIN_TASK["code"]]  # one request type: rolling loglikelihood
     out = evaluate("medmoe", {"adapter": str(adapter)}, tasks, task_manager, limit=3)
     assert out["config"]["medmoe"]["expert_loads"] == {"bio": 0, "leg": 1, "cod": 1}
+
+
+def test_one_model_serving_two_domains_is_loaded_once(tmp_path, tiny_experts, task_manager):
+    # the real demo's shape: one model answers biomedical and legal, another code. The two entries
+    # over one folder share a load (the mixture's memory is one copy's), and answer exactly as two
+    # separately loaded copies of the folder do; an entry with other settings still loads apart.
+    bio = str(tiny_experts["biomedical"])
+    twins = [{"name": n, "domain": d, "model": bio, "device": "cpu"} for n, d in (("m-bio", "biomedical"), ("m-law", "legal"))]
+    code = {"name": "cod", "domain": "code", "model": str(tiny_experts["code"]), "device": "cpu"}
+    shared = write_adapter(tmp_path, "shared", {"kind": "moe", "experts": [*twins, code], "router": {"type": "oracle"}})
+    tasks = [DOMAIN_TASK["biomedical"], DOMAIN_TASK["legal"], DOMAIN_TASK["code"]]
+    out = evaluate("medmoe", {"adapter": str(shared)}, tasks, task_manager, limit=3)
+    assert out["config"]["medmoe"]["expert_loads"] == {"m-bio": 1, "m-law": 0, "cod": 1}
+    copy = tmp_path / "copy"
+    shutil.copytree(bio, copy)  # another path: a separate load of the same weights
+    apart = [twins[0], {**twins[1], "model": str(copy)}, code]
+    separate = write_adapter(tmp_path, "separate", {"kind": "moe", "experts": apart, "router": {"type": "oracle"}})
+    again = evaluate("medmoe", {"adapter": str(separate)}, tasks, task_manager, limit=3)
+    assert again["config"]["medmoe"]["expert_loads"] == {"m-bio": 1, "m-law": 1, "cod": 1}
+    for task in tasks:
+        assert flat_loglikelihoods(out, task) == flat_loglikelihoods(again, task), task
+    other = write_adapter(tmp_path, "other", {"kind": "moe", "experts": [twins[0], {**twins[1], "max_length": 64}, code], "router": {"type": "oracle"}})
+    assert evaluate("medmoe", {"adapter": str(other)}, tasks, task_manager, limit=1)["config"]["medmoe"]["expert_loads"]["m-law"] == 1
 
 
 def test_uniform_ensemble_is_the_probability_mixture(tmp_path, tiny_experts, task_manager):
