@@ -88,20 +88,22 @@ def test_forks_die_with_the_program(kernel, tmp_path):  # noqa: F811
 
 
 def _interpreters_with(marker: str) -> list[int]:
-    """Python processes whose command line holds ``marker``: the sandboxed program itself.
+    """The sandboxed program itself: ``python -I -S -c CODE`` with ``marker`` in ``CODE``.
 
-    Not ``bwrap`` or ``unshare``, whose own argv holds the marker from the moment they start: killing
-    the evaluator then can beat their ``PR_SET_PDEATHSIG`` (set a little later), and a loaded CI
-    machine did exactly that. Once the interpreter runs, every layer above it has armed its signal.
+    Not ``bwrap`` or ``unshare``, whose own argv holds the marker from the moment they start, nor
+    the evaluator (and its fork before the exec), whose argv holds all of theirs: killing the
+    evaluator then can beat the ``PR_SET_PDEATHSIG`` the layers set a little later, and a loaded
+    CI machine did exactly that. Once the interpreter runs, every layer above it has armed it.
     """
-    return [pid for pid in _processes_with(marker) if _comm(pid).startswith("python")]
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
+    found = []
+    for pid in _processes_with(marker):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args[1:4] == [b"-I", b"-S", b"-c"] and marker.encode() in args[4]:
+            found.append(pid)
+    return found
 
 
 def test_everything_dies_with_the_evaluator(kernel, tmp_path):  # noqa: F811
