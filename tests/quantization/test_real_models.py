@@ -188,7 +188,7 @@ def test_a_bundled_adapter_whose_model_is_not_fetched_says_to_fetch_it(tmp_path,
     assert message.endswith("fix: run `medmoe models fetch gemma-3-270m`")
 
 
-def test_two_processes_building_one_copy_build_it_once_injected(tmp_path, monkeypatch):
+def test_two_builders_of_one_copy_build_it_once_injected(tmp_path, monkeypatch):
     """The build itself is injected (a slow stand-in for ``quantize``): what is tested is that the
     second builder waits on the lock and reuses the first one's folder instead of deleting it."""
     import threading
