@@ -109,7 +109,7 @@ class ExpertPool:
         if spec.backend == "remote":
             return None
         key = _load_key(spec)
-        return next((n for n in self.resident if self.specs[n].backend != "remote" and _load_key(self.specs[n]) == key), None)
+        return next((n for n in self.resident if _load_key(self.specs[n]) == key), None)  # a remote entry's key differs: its backend
 
     def _loaded(self) -> int:
         """Backends in memory (twins count once)."""

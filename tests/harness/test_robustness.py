@@ -30,6 +30,12 @@ def adapter(tmp_path: Path, model: Path, **expert) -> Path:
     return path
 
 
+def _medmcqa_from(data: Path, tmp_path: Path, model: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``medmoe eval`` of the tiny model on MedMCQA rows read from the folder ``data`` (``MEDMOE_DATA``)."""
+    cmd = eval_cmd(adapter(tmp_path, model), tmp_path / "out", "medmoe_medmcqa")
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MEDMOE_DATA": str(data)}, timeout=timeout, cwd=REPO)
+
+
 def results_of(out: Path) -> dict:
     (path,) = sorted(out.rglob("results_*.json"))
     return json.loads(path.read_text())
@@ -116,14 +122,7 @@ def test_empty_and_huge_prompts_are_evaluated_and_truncation_is_counted(tmp_path
     data = tmp_path / "data"
     data.mkdir()
     (data / "medmcqa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    proc = subprocess.run(
-        eval_cmd(adapter(tmp_path, tiny_model_dir), tmp_path / "out", "medmoe_medmcqa"),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MEDMOE_DATA": str(data)},
-        timeout=600,
-        cwd=REPO,
-    )
+    proc = _medmcqa_from(data, tmp_path, tiny_model_dir, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = results_of(tmp_path / "out")
     assert out["n-samples"]["medmoe_medmcqa"]["effective"] == 4
@@ -135,14 +134,7 @@ def test_non_utf8_data_row_is_one_line_error(tmp_path, tiny_model_dir):
     data.mkdir()
     row = json.dumps(_medmcqa_rows(1)[0]).encode()
     (data / "medmcqa.jsonl").write_bytes(row + b"\n" + row.replace(b'"question": "', b'"question": "caf\xe9 ') + b"\n")
-    proc = subprocess.run(
-        eval_cmd(adapter(tmp_path, tiny_model_dir), tmp_path / "out", "medmoe_medmcqa"),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MEDMOE_DATA": str(data)},
-        timeout=300,
-        cwd=REPO,
-    )
+    proc = _medmcqa_from(data, tmp_path, tiny_model_dir, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert "medmcqa.jsonl: row 2" in last and "not UTF-8" in last and "fix:" in last
